@@ -1,0 +1,51 @@
+//! Human-readable durations in configuration (`"15s"`, `"5m"`, `"1h 30m"`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// Serde adapter for `Duration` fields written as human-readable strings.
+pub mod human {
+    use super::*;
+
+    /// Deserializes `"15s"`-style strings.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let raw = String::deserialize(d)?;
+        humantime::parse_duration(&raw).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{raw}`: {e} (try \"15s\", \"5m\")"
+            ))
+        })
+    }
+
+    /// Serializes as a human-readable string.
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+}
+
+/// Serde adapter for `Vec<Duration>` written as a list of human-readable strings.
+pub mod human_list {
+    use super::*;
+
+    /// Deserializes `["5s", "5m"]`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        let raw = Vec::<String>::deserialize(d)?;
+        raw.iter()
+            .map(|item| {
+                humantime::parse_duration(item).map_err(|e| {
+                    serde::de::Error::custom(format!("invalid duration `{item}`: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// Serializes as a list of strings.
+    pub fn serialize<S: Serializer>(value: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            value
+                .iter()
+                .map(|d| humantime::format_duration(*d).to_string()),
+        )
+    }
+}

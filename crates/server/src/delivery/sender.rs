@@ -1,0 +1,232 @@
+//! One HTTP attempt: build the signed request, send it with a timeout, classify the response.
+
+use std::net::IpAddr;
+use std::time::{Instant, SystemTime};
+
+use reqwest::header::{CONTENT_TYPE, HeaderValue, USER_AGENT};
+use switchboard_core::AttemptOutcome;
+use switchboard_core::outcome::parse_retry_after;
+use switchboard_signatures::standard_webhooks;
+
+use super::destinations::HttpTarget;
+use super::ssrf::{BlockedAddress, PublicOnlyResolver, is_public};
+
+/// The `user-agent` of every delivery.
+pub const USER_AGENT_VALUE: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
+
+/// What an attempt produced.
+#[derive(Debug)]
+pub struct AttemptReport {
+    /// How scheduling should treat it.
+    pub outcome: AttemptOutcome,
+    /// HTTP status, when a response arrived.
+    pub status: Option<u16>,
+    /// Error text when there was no usable response (or the status was an error).
+    pub error: Option<String>,
+    /// Response headers.
+    pub headers: Vec<(String, String)>,
+    /// Bounded response body excerpt.
+    pub body_excerpt: Vec<u8>,
+    /// Time to the response.
+    pub latency: std::time::Duration,
+}
+
+/// Sends deliveries over a shared connection pool.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    allow_private: bool,
+    excerpt_limit: usize,
+}
+
+impl Sender {
+    /// Builds the HTTP client. Redirects are not followed (a 3xx is a permanent failure: the
+    /// receiver should be reconfigured) and environment proxies are ignored.
+    pub fn new(allow_private: bool, excerpt_limit: usize) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(USER_AGENT_VALUE);
+        if !allow_private {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
+        }
+        Ok(Self {
+            client: builder.build()?,
+            allow_private,
+            excerpt_limit,
+        })
+    }
+
+    /// Makes one attempt of `delivery_id` with `body`.
+    pub async fn send(
+        &self,
+        target: &HttpTarget,
+        delivery_id: &str,
+        body: &[u8],
+        content_type: Option<&str>,
+    ) -> AttemptReport {
+        let started = Instant::now();
+        if !self.allow_private {
+            if let Some(ip) = literal_ip(&target.url) {
+                if !is_public(ip) {
+                    return failure(
+                        AttemptOutcome::Permanent,
+                        BlockedAddress(ip).to_string(),
+                        started,
+                    );
+                }
+            }
+        }
+        let timestamp = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let mut request = self
+            .client
+            .post(target.url.clone())
+            .timeout(target.timeout)
+            .header(USER_AGENT, USER_AGENT_VALUE)
+            .header("webhook-id", delivery_id)
+            .header("webhook-timestamp", timestamp.to_string());
+        if let Some(key) = &target.key {
+            request = request.header(
+                "webhook-signature",
+                standard_webhooks::sign_header(
+                    std::slice::from_ref(key),
+                    delivery_id,
+                    timestamp,
+                    body,
+                ),
+            );
+        }
+        if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
+            request = request.header(CONTENT_TYPE, ct);
+        }
+        for (name, value) in &target.headers {
+            request = request.header(name.clone(), value.clone());
+        }
+        let response = match request.body(body.to_vec()).send().await {
+            Ok(response) => response,
+            Err(error) => return transport_failure(&error, target, started),
+        };
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let body_excerpt = read_excerpt(response, self.excerpt_limit).await;
+        let outcome = AttemptOutcome::from_status(status, retry_after);
+        let error = match outcome {
+            AttemptOutcome::Delivered => None,
+            _ => Some(format!("HTTP {status}")),
+        };
+        AttemptReport {
+            outcome,
+            status: Some(status),
+            error,
+            headers,
+            body_excerpt,
+            latency: started.elapsed(),
+        }
+    }
+}
+
+fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Reads at most `limit` bytes of the body, then drops the rest of the stream.
+async fn read_excerpt(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut excerpt = Vec::new();
+    while excerpt.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - excerpt.len());
+                excerpt.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    excerpt
+}
+
+fn failure(outcome: AttemptOutcome, error: String, started: Instant) -> AttemptReport {
+    AttemptReport {
+        outcome,
+        status: None,
+        error: Some(error),
+        headers: Vec::new(),
+        body_excerpt: Vec::new(),
+        latency: started.elapsed(),
+    }
+}
+
+fn transport_failure(
+    error: &reqwest::Error,
+    target: &HttpTarget,
+    started: Instant,
+) -> AttemptReport {
+    if let Some(blocked) = find_source::<BlockedAddress>(error) {
+        return failure(AttemptOutcome::Permanent, blocked.to_string(), started);
+    }
+    let message = if error.is_timeout() {
+        format!("timed out after {}", humantime_secs(target.timeout))
+    } else if error.is_connect() {
+        format!("connection failed: {}", root_cause(error))
+    } else if error.is_builder() {
+        return failure(
+            AttemptOutcome::Permanent,
+            format!("invalid request: {}", root_cause(error)),
+            started,
+        );
+    } else {
+        format!("request failed: {}", root_cause(error))
+    };
+    failure(
+        AttemptOutcome::Retryable { retry_after: None },
+        message,
+        started,
+    )
+}
+
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}

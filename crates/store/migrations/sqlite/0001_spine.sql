@@ -1,0 +1,55 @@
+-- The event spine: immutable events, one delivery per (event, route), one attempt row per try.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY,           -- arrival order; cursor for listings
+    id           TEXT    NOT NULL UNIQUE,       -- UUIDv7
+    source       TEXT    NOT NULL,
+    tenant       TEXT,
+    event_type   TEXT,
+    dedup_key    TEXT,
+    headers      TEXT    NOT NULL,              -- JSON array of [name, value]
+    content_type TEXT,
+    body         BLOB    NOT NULL,              -- raw bytes exactly as received
+    received_at  INTEGER NOT NULL               -- unix ms
+);
+CREATE INDEX events_source_seq ON events (source, seq);
+CREATE INDEX events_received_at ON events (received_at);
+
+CREATE TABLE deliveries (
+    seq             INTEGER PRIMARY KEY,
+    id              TEXT    NOT NULL UNIQUE,    -- also the webhook-id sent to the receiver
+    event_id        TEXT    NOT NULL,
+    route_id        TEXT    NOT NULL,
+    destination     TEXT    NOT NULL,
+    status          TEXT    NOT NULL,           -- pending | in_flight | succeeded | failed | cancelled
+    attempts        INTEGER NOT NULL DEFAULT 0, -- attempts made, all runs
+    run_attempts    INTEGER NOT NULL DEFAULT 0, -- attempts in the current run (reset by replay)
+    next_attempt_at INTEGER NOT NULL,           -- unix ms
+    lease_owner     TEXT,
+    lease_until     INTEGER,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    completed_at    INTEGER
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_destination ON deliveries (destination, status, updated_at);
+
+CREATE TABLE attempts (
+    seq              INTEGER PRIMARY KEY,
+    delivery_id      TEXT    NOT NULL,
+    event_id         TEXT    NOT NULL,
+    destination      TEXT    NOT NULL,
+    attempt          INTEGER NOT NULL,          -- 1-based, across runs
+    started_at       INTEGER NOT NULL,
+    latency_ms       INTEGER NOT NULL,
+    outcome          TEXT    NOT NULL,          -- delivered | retryable | permanent
+    status_code      INTEGER,
+    error            TEXT,
+    request_url      TEXT    NOT NULL,
+    response_headers TEXT,                      -- JSON array of [name, value]
+    response_body    BLOB                       -- bounded excerpt
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id, attempt);
+CREATE INDEX attempts_event ON attempts (event_id);

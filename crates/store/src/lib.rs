@@ -1,0 +1,79 @@
+//! Switchboard's durable store.
+//!
+//! [`Store`] is the one interface the server uses; [`sqlite::SqliteStore`] is the embedded
+//! default. Every write that acknowledges something to a client (an ingest, a replay) is one
+//! transaction; work is claimed in bounded batches under a lease so that a backlog of any size
+//! never has to fit in memory.
+
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use switchboard_core::time::UnixMillis;
+
+pub use model::*;
+
+/// Errors from the store. Callers log them with context and answer `500`/`503`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or was unreachable.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value could not be decoded.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Creating the data directory or similar I/O failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage interface. Implementations must make each method atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores events and their deliveries in **one** transaction (group commit).
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<()>;
+
+    /// Leases up to `limit` due deliveries (pending with `next_attempt_at <= now`), oldest
+    /// first, skipping the `exclude` destinations (those already at their concurrency limit).
+    async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>>;
+
+    /// Records attempts and moves their deliveries on, in one transaction. A completion whose
+    /// lease is no longer held by `lease_owner` still records its attempt but leaves the
+    /// delivery alone (another worker owns it now).
+    async fn complete(&self, completions: &[Completion]) -> Result<()>;
+
+    /// Returns leased deliveries to `pending`: those of `owner` (graceful shutdown), or every
+    /// expired lease when `owner` is `None`. Returns how many were released.
+    async fn release_leases(&self, owner: Option<&str>, now: UnixMillis) -> Result<u64>;
+
+    /// Re-queues deliveries for another full run of their retry policy. Returns how many.
+    async fn replay(&self, selector: &ReplaySelector, now: UnixMillis) -> Result<u64>;
+
+    /// Lists events, newest first.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+
+    /// One event with its body, if it exists.
+    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
+
+    /// Lists deliveries, newest first.
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>>;
+
+    /// Attempts of an event's deliveries (or of one delivery), oldest first.
+    async fn list_attempts(
+        &self,
+        event_id: Option<&str>,
+        delivery_id: Option<&str>,
+    ) -> Result<Vec<AttemptRecord>>;
+
+    /// Number of deliveries per status (only statuses that have any).
+    async fn delivery_counts(&self) -> Result<Vec<(switchboard_core::DeliveryStatus, u64)>>;
+
+    /// Earliest `next_attempt_at` of a pending delivery, to know how long the worker may sleep.
+    async fn next_due_at(&self) -> Result<Option<UnixMillis>>;
+
+    /// Cheap liveness check of the database.
+    async fn ping(&self) -> Result<()>;
+}

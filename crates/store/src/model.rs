@@ -1,0 +1,263 @@
+//! Rows going into and coming out of the store. These are storage types; the API and CLI map
+//! them to their own representations.
+
+use switchboard_core::DeliveryStatus;
+use switchboard_core::time::UnixMillis;
+
+/// An accepted event with the deliveries it fans out to.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// UUIDv7.
+    pub id: String,
+    /// Source id.
+    pub source: String,
+    /// Tenant, when the event was published for one.
+    pub tenant: Option<String>,
+    /// Event type, when the verifier or publisher knows it.
+    pub event_type: Option<String>,
+    /// De-duplication key, when the provider supplies one.
+    pub dedup_key: Option<String>,
+    /// Request headers, in order, as received.
+    pub headers: Vec<(String, String)>,
+    /// `content-type` of the body.
+    pub content_type: Option<String>,
+    /// Raw body bytes.
+    pub body: Vec<u8>,
+    /// When it was received.
+    pub received_at: UnixMillis,
+    /// One per matching route.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// A delivery created with its event.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    /// `msg_…` id, sent as `webhook-id`.
+    pub id: String,
+    /// Route that produced it.
+    pub route_id: String,
+    /// Destination id.
+    pub destination: String,
+}
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// Claim deliveries due at or before this instant.
+    pub now: UnixMillis,
+    /// At most this many.
+    pub limit: usize,
+    /// Worker identity written into the lease.
+    pub owner: &'a str,
+    /// Lease expiry.
+    pub lease_until: UnixMillis,
+    /// Destinations not to claim for now.
+    pub exclude: &'a [String],
+}
+
+/// A leased delivery with what a worker needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// Delivery id (`webhook-id`).
+    pub id: String,
+    /// Event id.
+    pub event_id: String,
+    /// Route id.
+    pub route_id: String,
+    /// Destination id.
+    pub destination: String,
+    /// Attempts made before this one, all runs.
+    pub attempts: u32,
+    /// Attempts made before this one in the current run.
+    pub run_attempts: u32,
+    /// Event body.
+    pub body: Vec<u8>,
+    /// Event content type.
+    pub content_type: Option<String>,
+    /// Event source id.
+    pub source: String,
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Done: succeeded.
+    Succeeded,
+    /// Try again at this instant.
+    RetryAt(UnixMillis),
+    /// Give up: dead letter.
+    Failed,
+}
+
+/// One finished attempt and its consequence.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Lease holder that made the attempt.
+    pub lease_owner: String,
+    /// The attempt row.
+    pub attempt: NewAttempt,
+    /// What to do with the delivery.
+    pub next: NextStep,
+}
+
+/// An attempt to record.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// Delivery id.
+    pub delivery_id: String,
+    /// Event id.
+    pub event_id: String,
+    /// Destination id.
+    pub destination: String,
+    /// 1-based attempt number across runs.
+    pub attempt: u32,
+    /// 1-based attempt number in the current run.
+    pub run_attempt: u32,
+    /// When the request started.
+    pub started_at: UnixMillis,
+    /// Time to the response (or the error).
+    pub latency_ms: u64,
+    /// `delivered`, `retryable` or `permanent`.
+    pub outcome: &'static str,
+    /// HTTP status, when a response arrived.
+    pub status_code: Option<u16>,
+    /// Transport or policy error, when there was no usable response.
+    pub error: Option<String>,
+    /// URL requested.
+    pub request_url: String,
+    /// Response headers.
+    pub response_headers: Vec<(String, String)>,
+    /// Bounded excerpt of the response body.
+    pub response_body: Vec<u8>,
+}
+
+/// Which deliveries to replay.
+#[derive(Debug, Clone)]
+pub enum ReplaySelector {
+    /// One delivery by id.
+    Delivery(String),
+    /// Every delivery of one event.
+    Event(String),
+    /// Every failed delivery of a destination updated at or after `since`.
+    FailedForDestination {
+        /// Destination id.
+        destination: String,
+        /// Lower bound on the time the delivery failed.
+        since: UnixMillis,
+    },
+}
+
+/// A stored event.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Arrival sequence number (cursor).
+    pub seq: i64,
+    /// Event id.
+    pub id: String,
+    /// Source id.
+    pub source: String,
+    /// Tenant.
+    pub tenant: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// De-duplication key.
+    pub dedup_key: Option<String>,
+    /// Headers as received.
+    pub headers: Vec<(String, String)>,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// Raw body (empty in listings, which carry `body_len` only).
+    pub body: Vec<u8>,
+    /// Body size in bytes.
+    pub body_len: u64,
+    /// Receive time.
+    pub received_at: UnixMillis,
+}
+
+/// Event listing filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only events received at or after.
+    pub since: Option<UnixMillis>,
+    /// Only events received before.
+    pub until: Option<UnixMillis>,
+    /// Only events with `seq` below this (pagination cursor).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryRecord {
+    /// Sequence number (cursor).
+    pub seq: i64,
+    /// Delivery id.
+    pub id: String,
+    /// Event id.
+    pub event_id: String,
+    /// Route id.
+    pub route_id: String,
+    /// Destination id.
+    pub destination: String,
+    /// Status.
+    pub status: DeliveryStatus,
+    /// Attempts made, all runs.
+    pub attempts: u32,
+    /// Next attempt time (meaningful while pending).
+    pub next_attempt_at: UnixMillis,
+    /// Last HTTP status.
+    pub last_status: Option<u16>,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Created.
+    pub created_at: UnixMillis,
+    /// Last change.
+    pub updated_at: UnixMillis,
+}
+
+/// Delivery listing filter.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only this destination.
+    pub destination: Option<String>,
+    /// Only this event.
+    pub event_id: Option<String>,
+    /// Only `seq` below this (pagination cursor).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A stored attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    /// Delivery id.
+    pub delivery_id: String,
+    /// Event id.
+    pub event_id: String,
+    /// Destination id.
+    pub destination: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Start time.
+    pub started_at: UnixMillis,
+    /// Latency.
+    pub latency_ms: u64,
+    /// `delivered`, `retryable` or `permanent`.
+    pub outcome: String,
+    /// HTTP status.
+    pub status_code: Option<u16>,
+    /// Error text.
+    pub error: Option<String>,
+    /// URL requested.
+    pub request_url: String,
+    /// Response headers.
+    pub response_headers: Vec<(String, String)>,
+    /// Response body excerpt.
+    pub response_body: Vec<u8>,
+}

@@ -1,0 +1,138 @@
+//! The embedded SQLite store (WAL mode).
+//!
+//! SQLite allows one writer at a time, so writes go through a pool of exactly one connection
+//! (no `SQLITE_BUSY` storms) and reads through a separate pool. Throughput comes from batching:
+//! the server's group committer hands [`Store::insert_events`] many events per transaction, and
+//! multi-row statements keep the per-row cost low. One data directory belongs to one process.
+
+mod migrate;
+mod reads;
+mod writes;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use switchboard_core::config::Durability;
+
+use crate::Result;
+
+/// The database file's name inside the data directory.
+pub const DB_FILE: &str = "switchboard.db";
+
+/// SQLite-backed [`crate::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/switchboard.db` and applies pending migrations.
+    pub async fn open(data_dir: &Path, durability: Durability) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let base = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(&path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Full => SqliteSynchronous::Full,
+                Durability::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32768")
+            .statement_cache_capacity(256);
+        let writer = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.clone().create_if_missing(true))
+            .await?;
+        migrate::run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(base.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Closes both pools, waiting for running statements.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Store for SqliteStore {
+    async fn insert_events(&self, events: &[crate::NewEvent]) -> Result<()> {
+        writes::insert_events(&self.writer, events).await
+    }
+
+    async fn claim_due(&self, claim: &crate::Claim<'_>) -> Result<Vec<crate::ClaimedDelivery>> {
+        writes::claim_due(&self.writer, &self.reader, claim).await
+    }
+
+    async fn complete(&self, completions: &[crate::Completion]) -> Result<()> {
+        writes::complete(&self.writer, completions).await
+    }
+
+    async fn release_leases(
+        &self,
+        owner: Option<&str>,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        writes::release_leases(&self.writer, owner, now).await
+    }
+
+    async fn replay(
+        &self,
+        selector: &crate::ReplaySelector,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        writes::replay(&self.writer, selector, now).await
+    }
+
+    async fn list_events(&self, filter: &crate::EventFilter) -> Result<Vec<crate::EventRecord>> {
+        reads::list_events(&self.reader, filter).await
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<crate::EventRecord>> {
+        reads::get_event(&self.reader, id).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &crate::DeliveryFilter,
+    ) -> Result<Vec<crate::DeliveryRecord>> {
+        reads::list_deliveries(&self.reader, filter).await
+    }
+
+    async fn list_attempts(
+        &self,
+        event_id: Option<&str>,
+        delivery_id: Option<&str>,
+    ) -> Result<Vec<crate::AttemptRecord>> {
+        reads::list_attempts(&self.reader, event_id, delivery_id).await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<(switchboard_core::DeliveryStatus, u64)>> {
+        reads::delivery_counts(&self.reader).await
+    }
+
+    async fn next_due_at(&self) -> Result<Option<switchboard_core::time::UnixMillis>> {
+        reads::next_due_at(&self.reader).await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! Writes: group-committed ingests, claims under lease, completions, lease release and replay.
+//!
+//! Batches become multi-row statements, chunked to stay under SQLite's bound-parameter limit.
+
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+use switchboard_core::time::UnixMillis;
+
+use crate::model::*;
+use crate::{Result, StoreError};
+
+/// Rows per multi-row statement: 13 parameters × 1000 stays well under SQLite's 32766 limit.
+const CHUNK: usize = 1000;
+
+pub(super) fn headers_json(headers: &[(String, String)]) -> String {
+    // Serializing strings cannot fail.
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+pub(super) async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    for chunk in events.chunks(CHUNK) {
+        let headers: Vec<String> = chunk.iter().map(|e| headers_json(&e.headers)).collect();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (id, source, tenant, event_type, dedup_key, headers, content_type, body, received_at) ",
+        );
+        q.push_values(chunk.iter().zip(&headers), |mut row, (e, h)| {
+            row.push_bind(&e.id)
+                .push_bind(&e.source)
+                .push_bind(&e.tenant)
+                .push_bind(&e.event_type)
+                .push_bind(&e.dedup_key)
+                .push_bind(h)
+                .push_bind(&e.content_type)
+                .push_bind(&e.body)
+                .push_bind(e.received_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
+        .iter()
+        .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
+        .collect();
+    for chunk in deliveries.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO deliveries (id, event_id, route_id, destination, status, next_attempt_at, created_at, updated_at) ",
+        );
+        q.push_values(chunk, |mut row, (e, d)| {
+            row.push_bind(&d.id)
+                .push_bind(&e.id)
+                .push_bind(&d.route_id)
+                .push_bind(&d.destination)
+                .push_bind("pending")
+                .push_bind(e.received_at)
+                .push_bind(e.received_at)
+                .push_bind(e.received_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn claim_due(
+    writer: &SqlitePool,
+    reader: &SqlitePool,
+    claim: &Claim<'_>,
+) -> Result<Vec<ClaimedDelivery>> {
+    if claim.limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut q =
+        QueryBuilder::<Sqlite>::new("UPDATE deliveries SET status = 'in_flight', lease_owner = ");
+    q.push_bind(claim.owner)
+        .push(", lease_until = ")
+        .push_bind(claim.lease_until)
+        .push(", updated_at = ")
+        .push_bind(claim.now)
+        .push(
+            " WHERE seq IN (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
+        )
+        .push_bind(claim.now);
+    if !claim.exclude.is_empty() {
+        q.push(" AND destination NOT IN (");
+        let mut list = q.separated(", ");
+        for destination in claim.exclude {
+            list.push_bind(destination);
+        }
+        list.push_unseparated(")");
+    }
+    q.push(" ORDER BY next_attempt_at LIMIT ")
+        .push_bind(claim.limit as i64)
+        .push(") RETURNING id, event_id, route_id, destination, attempts, run_attempts");
+    let rows = q.build().fetch_all(writer).await?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        claimed.push(ClaimedDelivery {
+            id: row.try_get("id")?,
+            event_id: row.try_get("event_id")?,
+            route_id: row.try_get("route_id")?,
+            destination: row.try_get("destination")?,
+            attempts: row.try_get::<i64, _>("attempts")? as u32,
+            run_attempts: row.try_get::<i64, _>("run_attempts")? as u32,
+            body: Vec::new(),
+            content_type: None,
+            source: String::new(),
+        });
+    }
+    let mut event_ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let mut bodies = std::collections::HashMap::with_capacity(event_ids.len());
+    for chunk in event_ids.chunks(CHUNK) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, source, content_type, body FROM events WHERE id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(")");
+        for row in q.build().fetch_all(reader).await? {
+            let id: String = row.try_get("id")?;
+            let source: String = row.try_get("source")?;
+            let content_type: Option<String> = row.try_get("content_type")?;
+            let body: Vec<u8> = row.try_get("body")?;
+            bodies.insert(id, (source, content_type, body));
+        }
+    }
+    for delivery in &mut claimed {
+        let (source, content_type, body) = bodies.get(&delivery.event_id).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "delivery {} refers to missing event {}",
+                delivery.id, delivery.event_id
+            ))
+        })?;
+        delivery.source.clone_from(source);
+        delivery.content_type.clone_from(content_type);
+        delivery.body.clone_from(body);
+    }
+    Ok(claimed)
+}
+
+pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> Result<()> {
+    if completions.is_empty() {
+        return Ok(());
+    }
+    let now = switchboard_core::time::now_millis();
+    let mut tx = pool.begin().await?;
+    for chunk in completions.chunks(CHUNK) {
+        let headers: Vec<String> = chunk
+            .iter()
+            .map(|c| headers_json(&c.attempt.response_headers))
+            .collect();
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO attempts (delivery_id, event_id, destination, attempt, started_at, latency_ms, outcome, status_code, error, request_url, response_headers, response_body) ",
+        );
+        q.push_values(chunk.iter().zip(&headers), |mut row, (c, h)| {
+            let a = &c.attempt;
+            row.push_bind(&a.delivery_id)
+                .push_bind(&a.event_id)
+                .push_bind(&a.destination)
+                .push_bind(a.attempt as i64)
+                .push_bind(a.started_at)
+                .push_bind(a.latency_ms as i64)
+                .push_bind(a.outcome)
+                .push_bind(a.status_code.map(i64::from))
+                .push_bind(&a.error)
+                .push_bind(&a.request_url)
+                .push_bind(h)
+                .push_bind(&a.response_body);
+        });
+        q.build().execute(&mut *tx).await?;
+
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "WITH v(id, owner, status, attempts, run_attempts, next_at, last_status, last_error, completed_at) AS (",
+        );
+        q.push_values(chunk, |mut row, c| {
+            let a = &c.attempt;
+            let (status, next_at, completed_at) = match c.next {
+                NextStep::Succeeded => ("succeeded", now, Some(now)),
+                NextStep::Failed => ("failed", now, Some(now)),
+                NextStep::RetryAt(at) => ("pending", at, None),
+            };
+            row.push_bind(&a.delivery_id)
+                .push_bind(&c.lease_owner)
+                .push_bind(status)
+                .push_bind(a.attempt as i64)
+                .push_bind(a.run_attempt as i64)
+                .push_bind(next_at)
+                .push_bind(a.status_code.map(i64::from))
+                .push_bind(&a.error)
+                .push_bind(completed_at);
+        });
+        q.push(
+            ") UPDATE deliveries SET status = v.status, attempts = v.attempts, \
+             run_attempts = v.run_attempts, next_attempt_at = v.next_at, \
+             last_status = v.last_status, last_error = v.last_error, \
+             completed_at = v.completed_at, lease_owner = NULL, lease_until = NULL, updated_at = ",
+        )
+        .push_bind(now)
+        .push(
+            " FROM v WHERE deliveries.id = v.id AND deliveries.status = 'in_flight' \
+             AND deliveries.lease_owner = v.owner",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn release_leases(
+    pool: &SqlitePool,
+    owner: Option<&str>,
+    now: UnixMillis,
+) -> Result<u64> {
+    let result = match owner {
+        Some(owner) => {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = ?1 \
+                 WHERE status = 'in_flight' AND lease_owner = ?2",
+            )
+            .bind(now)
+            .bind(owner)
+            .execute(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL, updated_at = ?1 \
+                 WHERE status = 'in_flight' AND lease_until < ?1",
+            )
+            .bind(now)
+            .execute(pool)
+            .await?
+        }
+    };
+    Ok(result.rows_affected())
+}
+
+pub(super) async fn replay(
+    pool: &SqlitePool,
+    selector: &ReplaySelector,
+    now: UnixMillis,
+) -> Result<u64> {
+    const SET: &str = "UPDATE deliveries SET status = 'pending', run_attempts = 0, \
+                       next_attempt_at = ?1, completed_at = NULL, updated_at = ?1 WHERE ";
+    let result = match selector {
+        ReplaySelector::Delivery(id) => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{SET} id = ?2 AND status <> 'in_flight'"
+            )))
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+        }
+        ReplaySelector::Event(id) => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{SET} event_id = ?2 AND status <> 'in_flight'"
+            )))
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?
+        }
+        ReplaySelector::FailedForDestination { destination, since } => {
+            sqlx::query(AssertSqlSafe(format!(
+                "{SET} destination = ?2 AND status = 'failed' AND updated_at >= ?3"
+            )))
+            .bind(now)
+            .bind(destination)
+            .bind(since)
+            .execute(pool)
+            .await?
+        }
+    };
+    Ok(result.rows_affected())
+}
