@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server on a loopback port, a real SQLite file in a temp dir, and
+//! real HTTP receivers on loopback. One test binary; modules by topic.
+
+mod support;
+
+mod crash;
+mod delivery;
+mod ingest;
+mod retries;
+mod shutdown;

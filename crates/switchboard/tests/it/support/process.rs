@@ -1,0 +1,124 @@
+//! The real `switchboard` binary as a child process, for crash and signal tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `switchboard serve`.
+pub struct Process {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl Process {
+    /// Writes `config_toml` into `dir/switchboard.toml` and starts `switchboard serve` on an
+    /// ephemeral port with `dir` as the data directory.
+    pub fn spawn(dir: &Path, config_toml: &str) -> Self {
+        let config = dir.join("switchboard.toml");
+        std::fs::write(&config, config_toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("SWITCHBOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn switchboard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("switchboard printed nothing")
+            .expect("read stdout");
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in `{first}`"))
+            .to_owned();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        Self { child, base }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("kill -9");
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("switchboard did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A config file with source `src` routed to `url`.
+pub fn config_toml(url: &str, extra: &str) -> String {
+    format!(
+        r#"
+[security]
+allow_private_networks = true
+
+[delivery]
+poll_interval = "100ms"
+
+[[sources]]
+id = "src"
+
+[[destinations]]
+id = "dst"
+kind = "http"
+url = "{url}"
+secret = "{secret}"
+timeout = "5s"
+retry = {{ schedule = ["200ms", "500ms", "1s", "2s"] }}
+
+[[routes]]
+source = "src"
+destination = "dst"
+{extra}
+"#,
+        secret = super::SECRET
+    )
+}
