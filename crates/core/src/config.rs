@@ -325,6 +325,15 @@ impl Config {
             if http.timeout.is_zero() {
                 return invalid(format!("destination `{}`: timeout must be > 0", http.id));
             }
+            if http.timeout >= self.delivery.lease {
+                return invalid(format!(
+                    "destination `{}`: timeout ({}) must be shorter than delivery.lease ({}), \
+                     or a slow attempt would be claimed twice",
+                    http.id,
+                    humantime::format_duration(http.timeout),
+                    humantime::format_duration(self.delivery.lease)
+                ));
+            }
             http.retry
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("destination `{}`: {e}", http.id)))?;
@@ -426,6 +435,14 @@ destination = "billing"
         config.routes[0].destination = "nowhere".into();
         let err = config.validate().expect_err("dangling");
         assert!(err.to_string().contains("nowhere"));
+    }
+
+    #[test]
+    fn timeouts_must_fit_in_the_lease() {
+        let mut config = Config::from_toml(EXAMPLE).expect("parses");
+        config.delivery.lease = Duration::from_secs(10);
+        let err = config.validate().expect_err("timeout 15s > lease 10s");
+        assert!(err.to_string().contains("delivery.lease"), "{err}");
     }
 
     #[test]
