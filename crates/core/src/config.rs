@@ -297,13 +297,13 @@ impl Config {
             if !sources.insert(source.id.as_str()) {
                 return invalid(format!("source `{}` is defined twice", source.id));
             }
-            if let VerifierConfig::StandardWebhooks { secrets, .. } = &source.verifier {
-                if secrets.is_empty() {
-                    return invalid(format!(
-                        "source `{}`: verifier needs at least one secret",
-                        source.id
-                    ));
-                }
+            if let VerifierConfig::StandardWebhooks { secrets, .. } = &source.verifier
+                && secrets.is_empty()
+            {
+                return invalid(format!(
+                    "source `{}`: verifier needs at least one secret",
+                    source.id
+                ));
             }
         }
         let mut destinations = HashSet::new();

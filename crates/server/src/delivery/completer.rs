@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 
 enum Message {
-    Complete(Completion),
+    Complete(Box<Completion>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -25,7 +25,11 @@ pub struct CompleterHandle {
 impl CompleterHandle {
     /// Queues a completion. Never blocks; the queue is bounded by the worker's concurrency.
     pub fn submit(&self, completion: Completion) {
-        if self.tx.send(Message::Complete(completion)).is_err() {
+        if self
+            .tx
+            .send(Message::Complete(Box::new(completion)))
+            .is_err()
+        {
             tracing::error!(
                 "completion writer has stopped; the lease will expire and the delivery will be retried"
             );
@@ -58,7 +62,7 @@ async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut rx: mpsc::UnboundedRe
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Complete(c) => batch.push(c),
+                Message::Complete(c) => batch.push(*c),
                 Message::Flush(done) => flushes.push(done),
             }
             if batch.len() < MAX_BATCH {

@@ -68,16 +68,15 @@ impl Sender {
         content_type: Option<&str>,
     ) -> AttemptReport {
         let started = Instant::now();
-        if !self.allow_private {
-            if let Some(ip) = literal_ip(&target.url) {
-                if !is_public(ip) {
-                    return failure(
-                        AttemptOutcome::Permanent,
-                        BlockedAddress(ip).to_string(),
-                        started,
-                    );
-                }
-            }
+        if !self.allow_private
+            && let Some(ip) = literal_ip(&target.url)
+            && !is_public(ip)
+        {
+            return failure(
+                AttemptOutcome::Permanent,
+                BlockedAddress(ip).to_string(),
+                started,
+            );
         }
         let timestamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
