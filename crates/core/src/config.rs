@@ -155,15 +155,89 @@ pub struct SourceConfig {
     /// How requests are authenticated.
     #[serde(default)]
     pub verifier: VerifierConfig,
+    /// Largest accepted body for this source (defaults to `server.max_body_bytes`).
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Requests per second accepted from this source; excess requests get `429`.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
-/// How a source checks incoming requests.
+impl SourceConfig {
+    /// A source with default limits.
+    pub fn new(id: impl Into<String>, verifier: VerifierConfig) -> Self {
+        Self {
+            id: id.into(),
+            verifier,
+            max_body_bytes: None,
+            rate_limit: None,
+        }
+    }
+}
+
+/// A token-bucket rate limit: `per_second` sustained, bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Sustained requests per second (≥ 1).
+    pub per_second: u32,
+    /// Largest burst (≥ 1; defaults to `per_second`).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+/// How a source checks incoming requests. One variant per provider; each provider's runtime part
+/// lives in `crates/server/src/verifiers/<provider>.rs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum VerifierConfig {
     /// Accept every request (use only behind another authenticating layer).
     #[default]
     None,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+    Github {
+        /// Webhook secrets; any may match (rotation).
+        secrets: Vec<String>,
+    },
+    /// Stripe: `Stripe-Signature: t=…,v1=…` over `{t}.{body}`; the key is the whole `whsec_…`.
+    Stripe {
+        /// Endpoint signing secrets (`whsec_…`).
+        secrets: Vec<String>,
+        /// How old a timestamp may be (Stripe does not reject future timestamps).
+        #[serde(with = "duration::human", default = "default_tolerance")]
+        tolerance: Duration,
+    },
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`.
+    Slack {
+        /// Signing secrets.
+        secrets: Vec<String>,
+        /// Allowed clock skew in both directions.
+        #[serde(with = "duration::human", default = "default_tolerance")]
+        tolerance: Duration,
+    },
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the raw body.
+    Shopify {
+        /// App client secrets.
+        secrets: Vec<String>,
+    },
+    /// Twilio: `X-Twilio-Signature` over the public URL and sorted form parameters (or the
+    /// `bodySHA256` query parameter for JSON bodies).
+    Twilio {
+        /// Auth tokens.
+        secrets: Vec<String>,
+        /// The URL Twilio calls, as Twilio sees it (scheme, host, port, path). Needed behind
+        /// proxies; without it the URL is rebuilt from `X-Forwarded-Proto`/`Host`.
+        #[serde(default)]
+        public_url: Option<String>,
+    },
+    /// SendGrid signed Event Webhook: ECDSA P-256 over `{timestamp}{body}`.
+    Sendgrid {
+        /// The verification key from SendGrid's mail settings (base64 DER).
+        public_key: String,
+        /// Optional replay window (SendGrid documents none).
+        #[serde(with = "duration::human_opt", default)]
+        tolerance: Option<Duration>,
+    },
     /// Standard Webhooks / Svix: `webhook-signature` v1 over `{id}.{timestamp}.{body}`.
     StandardWebhooks {
         /// `whsec_…` secrets; any of them may match (rotation).
@@ -172,6 +246,135 @@ pub enum VerifierConfig {
         #[serde(with = "duration::human", default = "default_tolerance")]
         tolerance: Duration,
     },
+    /// Any HMAC scheme, described by configuration.
+    Hmac(HmacVerifierConfig),
+    /// HTTP Basic authentication.
+    Basic {
+        /// Expected user name.
+        username: String,
+        /// Accepted passwords (rotation).
+        passwords: Vec<String>,
+    },
+    /// A static key in a header or a query parameter.
+    ApiKey {
+        /// Accepted keys (rotation).
+        keys: Vec<String>,
+        /// Header carrying the key (default `x-api-key` when `query` is not set).
+        #[serde(default)]
+        header: Option<String>,
+        /// Query parameter carrying the key.
+        #[serde(default)]
+        query: Option<String>,
+    },
+}
+
+/// The generic HMAC verifier (`kind = "hmac"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacVerifierConfig {
+    /// Secrets; any may match.
+    pub secrets: Vec<String>,
+    /// `sha1`, `sha256` (default) or `sha512`.
+    #[serde(default = "default_hmac_algorithm")]
+    pub algorithm: String,
+    /// `hex` (default) or `base64`.
+    #[serde(default = "default_hmac_encoding")]
+    pub encoding: String,
+    /// Header carrying the signature.
+    pub header: String,
+    /// Prefix before the encoded MAC in the header (e.g. `sha256=`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// What is signed: a template with `{body}` and optionally `{timestamp}` and `{id}`.
+    #[serde(default = "default_signed_content")]
+    pub signed_content: String,
+    /// Header carrying the timestamp (unix seconds) used in `{timestamp}`.
+    #[serde(default)]
+    pub timestamp_header: Option<String>,
+    /// Allowed skew for the timestamp (default 5m when a timestamp header is set).
+    #[serde(with = "duration::human_opt", default)]
+    pub tolerance: Option<Duration>,
+    /// Header carrying a unique delivery id: used in `{id}` and for de-duplication.
+    #[serde(default)]
+    pub id_header: Option<String>,
+    /// Header carrying the event type.
+    #[serde(default)]
+    pub event_type_header: Option<String>,
+}
+
+fn default_hmac_algorithm() -> String {
+    "sha256".into()
+}
+
+fn default_hmac_encoding() -> String {
+    "hex".into()
+}
+
+fn default_signed_content() -> String {
+    "{body}".into()
+}
+
+impl VerifierConfig {
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Github { .. } => "github",
+            Self::Stripe { .. } => "stripe",
+            Self::Slack { .. } => "slack",
+            Self::Shopify { .. } => "shopify",
+            Self::Twilio { .. } => "twilio",
+            Self::Sendgrid { .. } => "sendgrid",
+            Self::StandardWebhooks { .. } => "standard-webhooks",
+            Self::Hmac(_) => "hmac",
+            Self::Basic { .. } => "basic",
+            Self::ApiKey { .. } => "api-key",
+        }
+    }
+
+    /// Checks what can be checked without building the verifier.
+    pub fn validate(&self) -> Result<(), String> {
+        let secrets = match self {
+            Self::Github { secrets }
+            | Self::Stripe { secrets, .. }
+            | Self::Slack { secrets, .. }
+            | Self::Shopify { secrets }
+            | Self::Twilio { secrets, .. }
+            | Self::StandardWebhooks { secrets, .. } => Some(secrets),
+            Self::Hmac(h) => Some(&h.secrets),
+            Self::Basic { passwords, .. } => Some(passwords),
+            Self::ApiKey { keys, .. } => Some(keys),
+            Self::None | Self::Sendgrid { .. } => None,
+        };
+        if let Some(secrets) = secrets {
+            if secrets.is_empty() {
+                return Err(format!(
+                    "verifier `{}` needs at least one secret",
+                    self.kind()
+                ));
+            }
+            if secrets.iter().any(String::is_empty) {
+                return Err(format!("verifier `{}` has an empty secret", self.kind()));
+            }
+        }
+        if let Self::Twilio {
+            public_url: Some(url),
+            ..
+        } = self
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err("twilio public_url must start with http:// or https://".into());
+        }
+        if let Self::ApiKey {
+            header: Some(_),
+            query: Some(_),
+            ..
+        } = self
+        {
+            return Err("api-key verifier takes `header` or `query`, not both".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_tolerance() -> Duration {
@@ -297,14 +500,24 @@ impl Config {
             if !sources.insert(source.id.as_str()) {
                 return invalid(format!("source `{}` is defined twice", source.id));
             }
-            if let VerifierConfig::StandardWebhooks { secrets, .. } = &source.verifier
-                && secrets.is_empty()
-            {
+            if source.max_body_bytes == Some(0) {
                 return invalid(format!(
-                    "source `{}`: verifier needs at least one secret",
+                    "source `{}`: max_body_bytes must be > 0",
                     source.id
                 ));
             }
+            if let Some(limit) = source.rate_limit
+                && (limit.per_second == 0 || limit.burst == Some(0))
+            {
+                return invalid(format!(
+                    "source `{}`: rate_limit values must be ≥ 1",
+                    source.id
+                ));
+            }
+            source
+                .verifier
+                .validate()
+                .map_err(|e| ConfigError::Invalid(format!("source `{}`: {e}", source.id)))?;
         }
         let mut destinations = HashSet::new();
         for destination in &self.destinations {
@@ -427,6 +640,76 @@ destination = "billing"
         )
         .expect_err("typo");
         assert!(err.to_string().contains("url_typo"), "{err}");
+    }
+
+    #[test]
+    fn every_verifier_kind_of_the_interface_parses() {
+        let config = Config::from_toml(
+            r#"
+[[sources]]
+id = "gh"
+verifier = { kind = "github", secrets = ["s3cret", "old-s3cret"] }
+[[sources]]
+id = "pay"
+verifier = { kind = "stripe", secrets = ["whsec_x"], tolerance = "5m" }
+[[sources]]
+id = "tw"
+verifier = { kind = "twilio", secrets = ["auth-token"], public_url = "https://hooks.example.com/in/tw" }
+[[sources]]
+id = "sg"
+verifier = { kind = "sendgrid", public_key = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" }
+[[sources]]
+id = "custom"
+verifier = { kind = "hmac", secrets = ["k"], algorithm = "sha256", encoding = "hex", header = "X-Signature", prefix = "sha256=", signed_content = "{timestamp}.{body}", timestamp_header = "X-Timestamp", tolerance = "5m" }
+[[sources]]
+id = "sl"
+verifier = { kind = "slack", secrets = ["x"] }
+[[sources]]
+id = "sh"
+verifier = { kind = "shopify", secrets = ["x"] }
+[[sources]]
+id = "sw"
+verifier = { kind = "standard-webhooks", secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"] }
+[[sources]]
+id = "b"
+verifier = { kind = "basic", username = "u", passwords = ["p"] }
+[[sources]]
+id = "k"
+verifier = { kind = "api-key", keys = ["k1"], query = "key" }
+[[sources]]
+id = "n"
+verifier = { kind = "none" }
+"#,
+        )
+        .expect("parses");
+        config.validate().expect("valid");
+        let kinds: Vec<_> = config.sources.iter().map(|s| s.verifier.kind()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "github",
+                "stripe",
+                "twilio",
+                "sendgrid",
+                "hmac",
+                "slack",
+                "shopify",
+                "standard-webhooks",
+                "basic",
+                "api-key",
+                "none"
+            ]
+        );
+        let err = Config::from_toml(
+            "[[sources]]\nid = 'g'\nverifier = { kind = 'github', secrets = ['x'], secret = 'typo' }\n",
+        )
+        .expect_err("unknown verifier key");
+        assert!(err.to_string().contains("secret"), "{err}");
+        let empty = Config::from_toml(
+            "[[sources]]\nid = 'g'\nverifier = { kind = 'github', secrets = [] }\n",
+        )
+        .expect("parses");
+        assert!(empty.validate().is_err());
     }
 
     #[test]

@@ -49,3 +49,21 @@ pub mod human_list {
         )
     }
 }
+
+/// Serde adapter for `Option<Duration>` written as a human-readable string.
+pub mod human_opt {
+    use super::*;
+
+    /// Deserializes an optional `"15s"`-style string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::human::deserialize(d).map(Some)
+    }
+
+    /// Serializes as a human-readable string (or nothing).
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => super::human::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+}

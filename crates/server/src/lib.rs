@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod problem;
 pub mod state;
+pub mod verifiers;
 
 use std::sync::Arc;
 
@@ -104,11 +105,12 @@ pub async fn run(
             .run(worker_shutdown.clone(), config.server.shutdown_grace),
     );
 
+    let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
     let state = Arc::new(AppState {
         sources,
         committer,
+        rejections,
         store: store.clone(),
-        max_body_bytes: config.server.max_body_bytes,
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -124,6 +126,7 @@ pub async fn run(
     tracing::info!("listener closed; finishing in-flight work");
     // Ingest handlers are done: the committer drains its queue and stops.
     let _ = committer_task.await;
+    let _ = rejections_task.await;
     worker_shutdown.cancel();
     let _ = worker_task.await;
     drop(worker);
@@ -135,7 +138,7 @@ pub async fn run(
 fn router(state: Arc<AppState>, config: &Config) -> Router {
     let ingest = Router::new()
         .route("/in/{source}", post(ingest::ingest))
-        .layer(DefaultBodyLimit::max(config.server.max_body_bytes));
+        .layer(DefaultBodyLimit::max(state::largest_body_limit(config)));
     Router::new()
         .merge(ingest)
         .route("/healthz", get(health::healthz))

@@ -1,13 +1,16 @@
 //! What request handlers share.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use switchboard_core::Config;
 use switchboard_store::Store;
 
 use crate::ingest::commit::Committer;
-use crate::ingest::verify::Verifier;
+use crate::ingest::rejections::RejectionLog;
+use crate::verifiers::{self, Verify};
 
 /// A route as the ingest path needs it.
 #[derive(Debug, Clone)]
@@ -18,13 +21,16 @@ pub struct RouteTarget {
     pub destination: String,
 }
 
-/// A configured source.
-#[derive(Debug)]
+/// A configured source, ready to take requests.
 pub struct SourceRuntime {
     /// Request verifier.
-    pub verifier: Verifier,
+    pub verifier: Box<dyn Verify>,
     /// Routes leaving this source.
     pub routes: Vec<RouteTarget>,
+    /// Body limit for this source.
+    pub max_body_bytes: usize,
+    /// Rate limiter, when configured.
+    pub limiter: Option<DefaultDirectRateLimiter>,
 }
 
 /// Handler state.
@@ -33,17 +39,17 @@ pub struct AppState {
     pub sources: HashMap<String, SourceRuntime>,
     /// The group committer.
     pub committer: Committer,
+    /// Recently rejected requests.
+    pub rejections: RejectionLog,
     /// The store (health, metrics).
     pub store: Arc<dyn Store>,
-    /// Ingest body limit.
-    pub max_body_bytes: usize,
 }
 
 /// Builds the source table from configuration.
 pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, String> {
     let mut sources = HashMap::new();
     for source in &config.sources {
-        let verifier = Verifier::build(&source.verifier)
+        let verifier = verifiers::build(&source.verifier)
             .map_err(|e| format!("source `{}`: {e}", source.id))?;
         let routes = config
             .routes
@@ -54,7 +60,33 @@ pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, 
                 destination: r.destination.clone(),
             })
             .collect();
-        sources.insert(source.id.clone(), SourceRuntime { verifier, routes });
+        let limiter = source.rate_limit.and_then(|limit| {
+            let rate = NonZeroU32::new(limit.per_second)?;
+            let burst = limit.burst.and_then(NonZeroU32::new).unwrap_or(rate);
+            Some(RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(burst),
+            ))
+        });
+        sources.insert(
+            source.id.clone(),
+            SourceRuntime {
+                verifier,
+                routes,
+                max_body_bytes: source
+                    .max_body_bytes
+                    .unwrap_or(config.server.max_body_bytes),
+                limiter,
+            },
+        );
     }
     Ok(sources)
+}
+
+/// The largest body any source accepts (the router-level limit).
+pub fn largest_body_limit(config: &Config) -> usize {
+    config
+        .sources
+        .iter()
+        .filter_map(|s| s.max_body_bytes)
+        .fold(config.server.max_body_bytes, usize::max)
 }

@@ -33,8 +33,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The storage interface. Implementations must make each method atomic.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores events and their deliveries in **one** transaction (group commit).
-    async fn insert_events(&self, events: &[NewEvent]) -> Result<()>;
+    /// Stores events and their deliveries in **one** transaction (group commit). An event whose
+    /// `(source, dedup_key)` is already stored (or appears earlier in the same batch) is not
+    /// stored and gets no deliveries; its outcome names the original. Outcomes are in input order.
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<InsertOutcome>>;
 
     /// Leases up to `limit` due deliveries (pending with `next_attempt_at <= now`), oldest
     /// first, skipping the `exclude` destinations (those already at their concurrency limit).
@@ -73,6 +75,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Earliest `next_attempt_at` of a pending delivery, to know how long the worker may sleep.
     async fn next_due_at(&self) -> Result<Option<UnixMillis>>;
+
+    /// Appends rejected requests, keeping only the newest `keep_per_source` per source.
+    async fn record_rejections(&self, rejections: &[Rejection], keep_per_source: u32)
+    -> Result<()>;
+
+    /// The newest rejected requests of a source, newest first.
+    async fn list_rejections(&self, source: &str, limit: u32) -> Result<Vec<Rejection>>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

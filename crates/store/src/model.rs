@@ -40,6 +40,35 @@ pub struct NewDelivery {
     pub destination: String,
 }
 
+/// What became of one event handed to [`crate::Store::insert_events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored with its deliveries.
+    Inserted,
+    /// An event with the same source and dedup key exists; nothing was stored.
+    Duplicate {
+        /// The id of the event stored first.
+        original_id: String,
+    },
+}
+
+/// A rejected ingest request, kept for debugging.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Source id.
+    pub source: String,
+    /// When it arrived.
+    pub received_at: UnixMillis,
+    /// Problem code returned (`invalid_signature`, …).
+    pub code: String,
+    /// Problem detail returned.
+    pub detail: String,
+    /// Request headers, credentials redacted.
+    pub headers: Vec<(String, String)>,
+    /// Body size in bytes (the body itself is not kept).
+    pub body_len: u64,
+}
+
 /// What to claim.
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {

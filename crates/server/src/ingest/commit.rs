@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use switchboard_store::{NewEvent, Store, StoreError};
+use switchboard_store::{InsertOutcome, NewEvent, Store, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot};
 
-type Reply = oneshot::Sender<Result<(), Arc<StoreError>>>;
+type Reply = oneshot::Sender<Result<InsertOutcome, Arc<StoreError>>>;
 
 /// Queue depth in events; beyond it, handlers wait (back-pressure instead of unbounded memory).
 const QUEUE: usize = 16_384;
@@ -46,15 +46,15 @@ impl Committer {
         (Self { tx }, task)
     }
 
-    /// Stores `event` durably; returns once it is committed.
-    pub async fn commit(&self, event: NewEvent) -> Result<(), CommitError> {
+    /// Stores `event` durably; returns once it is committed (or found to be a duplicate).
+    pub async fn commit(&self, event: NewEvent) -> Result<InsertOutcome, CommitError> {
         let (reply, verdict) = oneshot::channel();
         self.tx
             .send((event, reply))
             .await
             .map_err(|_| CommitError::Closed)?;
         match verdict.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(error)) => Err(CommitError::Store(error)),
             Err(_) => Err(CommitError::Closed),
         }
@@ -77,19 +77,27 @@ async fn run(
             replies.push(reply);
         }
         metrics::histogram!("switchboard_ingest_batch_size").record(events.len() as f64);
-        let result = store.insert_events(&events).await.map_err(Arc::new);
-        match &result {
-            Err(error) => tracing::error!(%error, batch = events.len(), "ingest commit failed"),
-            Ok(()) => {
-                for event in &events {
-                    metrics::counter!("switchboard_events_received_total", "source" => event.source.clone())
-                        .increment(1);
+        match store.insert_events(&events).await {
+            Ok(outcomes) => {
+                for (event, outcome) in events.iter().zip(&outcomes) {
+                    let counter = match outcome {
+                        InsertOutcome::Inserted => "switchboard_events_received_total",
+                        InsertOutcome::Duplicate { .. } => "switchboard_events_duplicate_total",
+                    };
+                    metrics::counter!(counter, "source" => event.source.clone()).increment(1);
                 }
                 wake.notify_one();
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
             }
-        }
-        for reply in replies.drain(..) {
-            let _ = reply.send(result.clone());
+            Err(error) => {
+                tracing::error!(%error, batch = events.len(), "ingest commit failed");
+                let error = Arc::new(error);
+                for reply in replies.drain(..) {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
         }
         events.clear();
     }

@@ -1,35 +1,30 @@
-//! `POST /in/{source}`: size limit → verifier → one transaction storing the event and its
-//! deliveries → `202 {"id": …}`. Nothing is acknowledged before it is durable.
+//! `POST /in/{source}`: rate limit → size limit → verifier → one transaction storing the event
+//! and its deliveries → `202 {"id": …}`. Nothing is acknowledged before it is durable, and
+//! nothing slow (no network) happens before the commit.
 
 pub mod commit;
-pub mod verify;
+pub mod rejections;
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use switchboard_core::ids::{new_delivery_id, new_event_id};
 use switchboard_core::time::now_millis;
-use switchboard_store::{NewDelivery, NewEvent};
+use switchboard_store::{InsertOutcome, NewDelivery, NewEvent, Rejection as StoredRejection};
 
 use crate::problem::Problem;
-use crate::state::AppState;
-
-/// Header values replaced by `[redacted]` before an event's headers are stored.
-const REDACTED_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "x-api-key",
-];
+use crate::state::{AppState, SourceRuntime};
+use crate::verifiers::{Inbound, Rejection, Verdict};
 
 /// The ingest handler.
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(source_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -42,20 +37,14 @@ pub async fn ingest(
         )
         .into_response();
     };
+    if let Some(response) = rate_limited(&source_id, source) {
+        return response;
+    }
     let body = match body {
-        Ok(body) => body,
+        Ok(body) if body.len() <= source.max_body_bytes => body,
+        Ok(_) => return too_large(&source_id, source),
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            metrics::counter!("switchboard_ingest_rejected_total", "source" => source_id.clone(), "reason" => "too_large").increment(1);
-            return Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "Payload too large",
-                format!(
-                    "the body exceeds the limit of {} bytes",
-                    state.max_body_bytes
-                ),
-            )
-            .into_response();
+            return too_large(&source_id, source);
         }
         Err(rejection) => {
             return Problem::new(
@@ -67,28 +56,28 @@ pub async fn ingest(
             .into_response();
         }
     };
-    let verified = match source.verifier.verify(&headers, &body) {
-        Ok(verified) => verified,
-        Err(error) => {
-            metrics::counter!("switchboard_ingest_rejected_total", "source" => source_id.clone(), "reason" => "signature").increment(1);
-            tracing::info!(source = %source_id, %error, "rejected unverified request");
-            return Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_signature",
-                "Signature verification failed",
-                error.to_string(),
-            )
-            .into_response();
-        }
-    };
     let received_at = now_millis();
+    let inbound = Inbound {
+        headers: &headers,
+        body: &body,
+        uri: &uri,
+        now: received_at / 1000,
+    };
+    let accepted = match source.verifier.verify(&inbound) {
+        Ok(Verdict::Accept(accepted)) => accepted,
+        Ok(Verdict::Handshake(handshake)) => {
+            tracing::info!(source = %source_id, "answered a verified handshake");
+            return (handshake.status, axum::Json(handshake.body)).into_response();
+        }
+        Err(rejection) => return reject(&state, &source_id, &headers, body.len(), rejection),
+    };
     let event = NewEvent {
         id: new_event_id(),
         source: source_id.clone(),
         tenant: None,
-        event_type: None,
-        dedup_key: verified.dedup_key,
-        headers: stored_headers(&headers),
+        event_type: accepted.event_type,
+        dedup_key: accepted.dedup_key,
+        headers: rejections::redacted_headers(&headers),
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -108,11 +97,19 @@ pub async fn ingest(
     let id = event.id.clone();
     let routes = event.deliveries.len();
     match state.committer.commit(event).await {
-        Ok(()) => {
+        Ok(InsertOutcome::Inserted) => {
             tracing::debug!(event = %id, source = %source_id, routes, "event stored");
             (
                 StatusCode::ACCEPTED,
                 axum::Json(serde_json::json!({ "id": id })),
+            )
+                .into_response()
+        }
+        Ok(InsertOutcome::Duplicate { original_id }) => {
+            tracing::info!(event = %original_id, source = %source_id, "duplicate ignored");
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "id": original_id, "duplicate": true })),
             )
                 .into_response()
         }
@@ -127,16 +124,66 @@ pub async fn ingest(
     }
 }
 
-fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let value = if REDACTED_HEADERS.contains(&name.as_str()) {
-                "[redacted]".to_owned()
-            } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
-            };
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
+fn rate_limited(source_id: &str, source: &SourceRuntime) -> Option<Response> {
+    let limiter = source.limiter.as_ref()?;
+    let not_until = limiter.check().err()?;
+    let wait = not_until.wait_time_from(governor::clock::Clock::now(
+        &governor::clock::DefaultClock::default(),
+    ));
+    let retry_after = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    metrics::counter!("switchboard_ingest_rejected_total", "source" => source_id.to_owned(), "reason" => "rate_limited")
+        .increment(1);
+    let mut response = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+        format!("source `{source_id}` is over its rate limit; retry in {retry_after}s"),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    Some(response)
+}
+
+fn too_large(source_id: &str, source: &SourceRuntime) -> Response {
+    metrics::counter!("switchboard_ingest_rejected_total", "source" => source_id.to_owned(), "reason" => "too_large")
+        .increment(1);
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+        format!(
+            "the body exceeds the limit of {} bytes",
+            source.max_body_bytes
+        ),
+    )
+    .into_response()
+}
+
+fn reject(
+    state: &AppState,
+    source_id: &str,
+    headers: &HeaderMap,
+    body_len: usize,
+    rejection: Rejection,
+) -> Response {
+    metrics::counter!("switchboard_ingest_rejected_total", "source" => source_id.to_owned(), "reason" => rejection.code)
+        .increment(1);
+    tracing::info!(source = %source_id, code = rejection.code, detail = %rejection.detail, "rejected request");
+    state.rejections.record(StoredRejection {
+        source: source_id.to_owned(),
+        received_at: now_millis(),
+        code: rejection.code.to_owned(),
+        detail: rejection.detail.clone(),
+        headers: rejections::redacted_headers(headers),
+        body_len: body_len as u64,
+    });
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        rejection.code,
+        "Request not authenticated",
+        rejection.detail,
+    )
+    .into_response()
 }

@@ -9,14 +9,21 @@ use sqlx::SqlitePool;
 use crate::Result;
 
 /// `(version, name, sql)` in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "spine",
-    include_str!("../../migrations/sqlite/0001_spine.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "spine",
+        include_str!("../../migrations/sqlite/0001_spine.sql"),
+    ),
+    (
+        2,
+        "inbound",
+        include_str!("../../migrations/sqlite/0002_inbound.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

@@ -72,8 +72,20 @@ impl SqliteStore {
 
 #[async_trait::async_trait]
 impl crate::Store for SqliteStore {
-    async fn insert_events(&self, events: &[crate::NewEvent]) -> Result<()> {
+    async fn insert_events(&self, events: &[crate::NewEvent]) -> Result<Vec<crate::InsertOutcome>> {
         writes::insert_events(&self.writer, events).await
+    }
+
+    async fn record_rejections(
+        &self,
+        rejections: &[crate::Rejection],
+        keep_per_source: u32,
+    ) -> Result<()> {
+        writes::record_rejections(&self.writer, rejections, keep_per_source).await
+    }
+
+    async fn list_rejections(&self, source: &str, limit: u32) -> Result<Vec<crate::Rejection>> {
+        reads::list_rejections(&self.reader, source, limit).await
     }
 
     async fn claim_due(&self, claim: &crate::Claim<'_>) -> Result<Vec<crate::ClaimedDelivery>> {

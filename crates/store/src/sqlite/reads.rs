@@ -187,3 +187,30 @@ pub(super) async fn next_due_at(pool: &SqlitePool) -> Result<Option<UnixMillis>>
             .await?,
     )
 }
+
+pub(super) async fn list_rejections(
+    pool: &SqlitePool,
+    source: &str,
+    limit: u32,
+) -> Result<Vec<Rejection>> {
+    let rows = sqlx::query(
+        "SELECT source, received_at, code, detail, headers, body_len FROM rejections \
+         WHERE source = ? ORDER BY seq DESC LIMIT ?",
+    )
+    .bind(source)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Rejection {
+                source: row.try_get("source")?,
+                received_at: row.try_get("received_at")?,
+                code: row.try_get("code")?,
+                detail: row.try_get("detail")?,
+                headers: parse_headers(row.try_get("headers")?)?,
+                body_len: row.try_get::<i64, _>("body_len")? as u64,
+            })
+        })
+        .collect()
+}

@@ -16,11 +16,15 @@ pub(super) fn headers_json(headers: &[(String, String)]) -> String {
     serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
 }
 
-pub(super) async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Result<()> {
+pub(super) async fn insert_events(
+    pool: &SqlitePool,
+    events: &[NewEvent],
+) -> Result<Vec<InsertOutcome>> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut tx = pool.begin().await?;
+    let mut inserted = std::collections::HashSet::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
         let headers: Vec<String> = chunk.iter().map(|e| headers_json(&e.headers)).collect();
         let mut q = QueryBuilder::<Sqlite>::new(
@@ -37,10 +41,31 @@ pub(super) async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Res
                 .push_bind(&e.body)
                 .push_bind(e.received_at);
         });
-        q.build().execute(&mut *tx).await?;
+        // Only the dedup index may absorb a conflict; an id collision still fails the batch.
+        q.push(
+            " ON CONFLICT (source, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
+        );
+        for row in q.build().fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        if inserted.contains(&event.id) {
+            outcomes.push(InsertOutcome::Inserted);
+            continue;
+        }
+        let original_id: String =
+            sqlx::query_scalar("SELECT id FROM events WHERE source = ? AND dedup_key = ?")
+                .bind(&event.source)
+                .bind(&event.dedup_key)
+                .fetch_one(&mut *tx)
+                .await?;
+        outcomes.push(InsertOutcome::Duplicate { original_id });
     }
     let deliveries: Vec<(&NewEvent, &NewDelivery)> = events
         .iter()
+        .filter(|e| inserted.contains(&e.id))
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
         .collect();
     for chunk in deliveries.chunks(CHUNK) {
@@ -58,6 +83,50 @@ pub(super) async fn insert_events(pool: &SqlitePool, events: &[NewEvent]) -> Res
                 .push_bind(e.received_at);
         });
         q.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+pub(super) async fn record_rejections(
+    pool: &SqlitePool,
+    rejections: &[Rejection],
+    keep_per_source: u32,
+) -> Result<()> {
+    if rejections.is_empty() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await?;
+    let headers: Vec<String> = rejections
+        .iter()
+        .map(|r| headers_json(&r.headers))
+        .collect();
+    for (chunk, headers) in rejections.chunks(CHUNK).zip(headers.chunks(CHUNK)) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO rejections (source, received_at, code, detail, headers, body_len) ",
+        );
+        q.push_values(chunk.iter().zip(headers), |mut row, (r, h)| {
+            row.push_bind(&r.source)
+                .push_bind(r.received_at)
+                .push_bind(&r.code)
+                .push_bind(&r.detail)
+                .push_bind(h)
+                .push_bind(r.body_len as i64);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let mut sources: Vec<&str> = rejections.iter().map(|r| r.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        sqlx::query(
+            "DELETE FROM rejections WHERE source = ?1 AND seq <= \
+             (SELECT seq FROM rejections WHERE source = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+        )
+        .bind(source)
+        .bind(i64::from(keep_per_source))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -6,5 +6,6 @@ mod support;
 mod crash;
 mod delivery;
 mod ingest;
+mod providers;
 mod retries;
 mod shutdown;

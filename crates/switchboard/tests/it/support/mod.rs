@@ -26,10 +26,9 @@ pub fn config_to(url: &str, retry: RetryPolicy) -> Config {
     let mut config = Config::default();
     config.security.allow_private_networks = true;
     config.delivery.poll_interval = Duration::from_millis(100);
-    config.sources.push(SourceConfig {
-        id: "src".into(),
-        verifier: Default::default(),
-    });
+    config
+        .sources
+        .push(SourceConfig::new("src", Default::default()));
     config
         .destinations
         .push(http_destination("dst", url, retry));

@@ -1,0 +1,1351 @@
+//! The store conformance suite: behaviour every [`Store`] implementation must have.
+//!
+//! Each case takes a fresh, empty store and talks to it only through the [`Store`] trait, so the
+//! SQLite adapter and any later adapter (PostgreSQL) run exactly the same assertions. Event,
+//! claim and replay times are synthetic, relative to [`T0`]; the only wall-clock dependency is
+//! the "failed since" replay, because completions are stamped by the store itself.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+use switchboard_core::DeliveryStatus;
+use switchboard_core::time::{UnixMillis, now_millis};
+use switchboard_store::{
+    AttemptRecord, Claim, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, EventFilter,
+    EventRecord, InsertOutcome, NewAttempt, NewDelivery, NewEvent, NextStep, Rejection,
+    ReplaySelector, Store,
+};
+
+/// A fixed instant in the past that synthetic timestamps are relative to.
+pub const T0: UnixMillis = 1_700_000_000_000;
+
+/// Lease length used when a case does not care about it.
+const LEASE_MS: i64 = 60_000;
+
+/// Larger than any listing a case makes.
+const ALL: u32 = 100_000;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A delivery of a new event; the route id is derived from the destination.
+pub fn new_delivery(id: &str, destination: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        route_id: format!("route-{destination}"),
+        destination: destination.into(),
+    }
+}
+
+/// A JSON event with one header and `(delivery id, destination)` deliveries.
+pub fn new_event(
+    id: &str,
+    source: &str,
+    received_at: UnixMillis,
+    deliveries: &[(&str, &str)],
+) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        source: source.into(),
+        tenant: None,
+        event_type: None,
+        dedup_key: None,
+        headers: vec![("content-type".into(), "application/json".into())],
+        content_type: Some("application/json".into()),
+        body: format!("{{\"event\":\"{id}\"}}").into_bytes(),
+        received_at,
+        deliveries: deliveries
+            .iter()
+            .map(|(id, destination)| new_delivery(id, destination))
+            .collect(),
+    }
+}
+
+/// A claim at `now` with a one-minute lease and nothing excluded.
+pub fn claim_at(now: UnixMillis, limit: usize, owner: &str) -> Claim<'_> {
+    Claim {
+        now,
+        limit,
+        owner,
+        lease_until: now + LEASE_MS,
+        exclude: &[],
+    }
+}
+
+/// Runs a claim.
+pub async fn claim(store: &dyn Store, claim: Claim<'_>) -> Vec<ClaimedDelivery> {
+    store.claim_due(&claim).await.expect("claim_due")
+}
+
+/// The attempt a worker would record for `claimed`, with a plausible outcome for `next`.
+pub fn completion(claimed: &ClaimedDelivery, owner: &str, next: NextStep) -> Completion {
+    let (outcome, status_code, error) = match next {
+        NextStep::Succeeded => ("delivered", Some(200), None),
+        NextStep::RetryAt(_) => ("retryable", Some(503), Some("HTTP 503".to_string())),
+        NextStep::Failed => ("permanent", Some(410), Some("HTTP 410".to_string())),
+    };
+    Completion {
+        lease_owner: owner.into(),
+        next,
+        attempt: NewAttempt {
+            delivery_id: claimed.id.clone(),
+            event_id: claimed.event_id.clone(),
+            destination: claimed.destination.clone(),
+            attempt: claimed.attempts + 1,
+            run_attempt: claimed.run_attempts + 1,
+            started_at: T0 + 7,
+            latency_ms: 42,
+            outcome,
+            status_code,
+            error,
+            request_url: format!("https://{}.example/hook", claimed.destination),
+            response_headers: vec![("server".into(), "test".into())],
+            response_body: b"ok".to_vec(),
+        },
+    }
+}
+
+/// Runs completions.
+async fn complete(store: &dyn Store, completions: &[Completion]) {
+    store.complete(completions).await.expect("complete");
+}
+
+/// Claimed deliveries keyed by id.
+fn by_id(claimed: Vec<ClaimedDelivery>) -> HashMap<String, ClaimedDelivery> {
+    claimed.into_iter().map(|c| (c.id.clone(), c)).collect()
+}
+
+/// Ids of claimed deliveries, as a set (the order of a claimed batch is not specified).
+fn claimed_ids(claimed: &[ClaimedDelivery]) -> BTreeSet<String> {
+    claimed.iter().map(|c| c.id.clone()).collect()
+}
+
+/// A set of ids.
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|id| id.to_string()).collect()
+}
+
+/// Event listing.
+async fn events(store: &dyn Store, filter: EventFilter) -> Vec<EventRecord> {
+    store.list_events(&filter).await.expect("list_events")
+}
+
+/// Event ids of a listing, in order.
+fn event_ids(events: &[EventRecord]) -> Vec<String> {
+    events.iter().map(|e| e.id.clone()).collect()
+}
+
+/// Delivery listing.
+async fn deliveries(store: &dyn Store, filter: DeliveryFilter) -> Vec<DeliveryRecord> {
+    store
+        .list_deliveries(&filter)
+        .await
+        .expect("list_deliveries")
+}
+
+/// Delivery ids of a listing, in order.
+fn delivery_ids(deliveries: &[DeliveryRecord]) -> Vec<String> {
+    deliveries.iter().map(|d| d.id.clone()).collect()
+}
+
+/// One delivery, which must exist.
+async fn delivery(store: &dyn Store, id: &str) -> DeliveryRecord {
+    let filter = DeliveryFilter {
+        limit: ALL,
+        ..DeliveryFilter::default()
+    };
+    deliveries(store, filter)
+        .await
+        .into_iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("delivery {id} is missing"))
+}
+
+/// Status of one delivery.
+async fn status(store: &dyn Store, id: &str) -> DeliveryStatus {
+    delivery(store, id).await.status
+}
+
+/// `delivery_counts` as a map, checking no status is listed twice or with a zero count.
+async fn counts(store: &dyn Store) -> HashMap<DeliveryStatus, u64> {
+    let list = store.delivery_counts().await.expect("delivery_counts");
+    let map: HashMap<_, _> = list.iter().copied().collect();
+    assert_eq!(map.len(), list.len(), "a status is listed twice: {list:?}");
+    assert!(
+        list.iter().all(|(_, n)| *n > 0),
+        "zero counts are listed: {list:?}"
+    );
+    map
+}
+
+/// Expected counts.
+fn counts_of(entries: &[(DeliveryStatus, u64)]) -> HashMap<DeliveryStatus, u64> {
+    entries.iter().copied().collect()
+}
+
+/// Checks a stored event against what was inserted.
+fn assert_event(record: &EventRecord, expected: &NewEvent, with_body: bool) {
+    assert_eq!(record.id, expected.id);
+    assert_eq!(record.source, expected.source, "source of {}", expected.id);
+    assert_eq!(record.tenant, expected.tenant, "tenant of {}", expected.id);
+    assert_eq!(
+        record.event_type, expected.event_type,
+        "type of {}",
+        expected.id
+    );
+    assert_eq!(
+        record.dedup_key, expected.dedup_key,
+        "dedup key of {}",
+        expected.id
+    );
+    assert_eq!(
+        record.headers, expected.headers,
+        "headers of {}",
+        expected.id
+    );
+    assert_eq!(
+        record.content_type, expected.content_type,
+        "content type of {}",
+        expected.id
+    );
+    assert_eq!(
+        record.received_at, expected.received_at,
+        "receive time of {}",
+        expected.id
+    );
+    assert_eq!(
+        record.body_len,
+        expected.body.len() as u64,
+        "body_len of {}",
+        expected.id
+    );
+    if with_body {
+        assert_eq!(record.body, expected.body, "body of {}", expected.id);
+    } else {
+        assert!(record.body.is_empty(), "listings carry no body");
+    }
+}
+
+/// Checks a stored attempt against what was recorded.
+fn assert_attempt(record: &AttemptRecord, expected: &NewAttempt) {
+    assert_eq!(record.delivery_id, expected.delivery_id);
+    assert_eq!(record.event_id, expected.event_id);
+    assert_eq!(record.destination, expected.destination);
+    assert_eq!(record.attempt, expected.attempt);
+    assert_eq!(record.started_at, expected.started_at);
+    assert_eq!(record.latency_ms, expected.latency_ms);
+    assert_eq!(record.outcome, expected.outcome);
+    assert_eq!(record.status_code, expected.status_code);
+    assert_eq!(record.error, expected.error);
+    assert_eq!(record.request_url, expected.request_url);
+    assert_eq!(record.response_headers, expected.response_headers);
+    assert_eq!(record.response_body, expected.response_body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------------
+
+/// `insert_events` stores events with their deliveries; `get_event` returns them exactly;
+/// `list_events` is newest first, filters by source and time, and pages with `before_seq`.
+pub async fn insert_and_read_events(store: &dyn Store) {
+    store.insert_events(&[]).await.expect("empty batch");
+    let listing = EventFilter {
+        limit: 100,
+        ..EventFilter::default()
+    };
+    assert!(events(store, listing.clone()).await.is_empty());
+
+    let mut first = new_event(
+        "evt-0",
+        "github",
+        T0,
+        &[("dlv-0a", "alpha"), ("dlv-0b", "beta")],
+    );
+    first.tenant = Some("acme".into());
+    first.event_type = Some("push".into());
+    first.dedup_key = Some("gh-delivery-1".into());
+    first.headers = [
+        ("X-Zeta", "1"),
+        ("content-type", "application/octet-stream"),
+        ("x-alpha", "ünïcödé"),
+        ("X-Zeta", "3"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    first.content_type = Some("application/octet-stream".into());
+    // Not UTF-8: a lone continuation byte, an invalid two-byte sequence, a NUL.
+    first.body = vec![0xff, 0xfe, 0x00, b'{', 0x80, 0xc3, 0x28, b'\n', 0x00];
+
+    let mut empty = new_event("evt-1", "stripe", T0 + 1000, &[]);
+    empty.body = Vec::new();
+    empty.content_type = None;
+    empty.headers = Vec::new();
+
+    let mut batch = vec![first.clone(), empty.clone()];
+    for i in 2..10 {
+        let source = if i % 2 == 0 { "github" } else { "stripe" };
+        let delivery = format!("dlv-{i}");
+        batch.push(new_event(
+            &format!("evt-{i}"),
+            source,
+            T0 + i * 1000,
+            &[(&delivery, "alpha")],
+        ));
+    }
+    store.insert_events(&batch).await.expect("insert_events");
+
+    // Exact round trip, body included.
+    let got = store.get_event("evt-0").await.expect("get_event");
+    assert_event(&got.expect("evt-0 exists"), &first, true);
+    let got = store.get_event("evt-1").await.expect("get_event");
+    assert_event(&got.expect("evt-1 exists"), &empty, true);
+    assert!(
+        store
+            .get_event("evt-nope")
+            .await
+            .expect("get_event")
+            .is_none()
+    );
+
+    // The deliveries came with their events, pending and untried.
+    let all = deliveries(
+        store,
+        DeliveryFilter {
+            limit: ALL,
+            ..DeliveryFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(all.len(), 10);
+    let of_first = deliveries(
+        store,
+        DeliveryFilter {
+            event_id: Some("evt-0".into()),
+            limit: ALL,
+            ..DeliveryFilter::default()
+        },
+    )
+    .await;
+    let ids: BTreeSet<_> = of_first.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(ids, set(&["dlv-0a", "dlv-0b"]));
+    let d = delivery(store, "dlv-0b").await;
+    assert_eq!(d.event_id, "evt-0");
+    assert_eq!(d.route_id, "route-beta");
+    assert_eq!(d.destination, "beta");
+    assert_eq!(d.status, DeliveryStatus::Pending);
+    assert_eq!(d.attempts, 0);
+    assert_eq!(d.last_status, None);
+    assert_eq!(d.last_error, None);
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 10)])
+    );
+
+    // Newest first, no bodies, strictly decreasing cursors.
+    let listed = events(store, listing.clone()).await;
+    let expected: Vec<String> = (0..10).rev().map(|i| format!("evt-{i}")).collect();
+    assert_eq!(event_ids(&listed), expected);
+    assert!(listed.windows(2).all(|w| w[0].seq > w[1].seq));
+    for record in &listed {
+        let inserted = batch
+            .iter()
+            .find(|e| e.id == record.id)
+            .expect("listed event was inserted");
+        assert_event(record, inserted, false);
+    }
+
+    // Filters: source, since (inclusive), until (exclusive), and their combination.
+    let github = EventFilter {
+        source: Some("github".into()),
+        ..listing.clone()
+    };
+    assert_eq!(
+        event_ids(&events(store, github.clone()).await),
+        ["evt-8", "evt-6", "evt-4", "evt-2", "evt-0"]
+    );
+    let window = EventFilter {
+        since: Some(T0 + 2000),
+        until: Some(T0 + 5000),
+        ..listing.clone()
+    };
+    assert_eq!(
+        event_ids(&events(store, window).await),
+        ["evt-4", "evt-3", "evt-2"]
+    );
+    let recent_stripe = EventFilter {
+        source: Some("stripe".into()),
+        since: Some(T0 + 3000),
+        ..listing.clone()
+    };
+    assert_eq!(
+        event_ids(&events(store, recent_stripe).await),
+        ["evt-9", "evt-7", "evt-5", "evt-3"]
+    );
+
+    // Pagination: disjoint pages that together are the full listing, in order.
+    for (filter, page_size) in [(listing.clone(), 3), (github, 2)] {
+        let full = event_ids(&events(store, filter.clone()).await);
+        let mut paged = Vec::new();
+        let mut before_seq = None;
+        for _ in 0..20 {
+            let page = events(
+                store,
+                EventFilter {
+                    before_seq,
+                    limit: page_size,
+                    ..filter.clone()
+                },
+            )
+            .await;
+            assert!(page.len() <= page_size as usize, "page larger than limit");
+            let Some(last) = page.last() else { break };
+            before_seq = Some(last.seq);
+            paged.extend(event_ids(&page));
+        }
+        assert_eq!(paged, full, "pages of {page_size} do not cover the listing");
+    }
+}
+
+/// A batch that violates uniqueness fails as a whole: none of its events or deliveries are
+/// stored, however far into the batch the violation is.
+pub async fn failed_batch_stores_nothing(store: &dyn Store) {
+    let original = new_event("evt-original", "github", T0, &[("dlv-original", "alpha")]);
+    store
+        .insert_events(std::slice::from_ref(&original))
+        .await
+        .expect("insert original");
+
+    // Duplicates an already stored event at the end of the batch.
+    let mut imposter = new_event("evt-original", "stripe", T0 + 3, &[("dlv-dup", "alpha")]);
+    imposter.body = b"imposter".to_vec();
+    let clean = vec![
+        new_event("evt-a", "github", T0 + 1, &[("dlv-a", "alpha")]),
+        new_event(
+            "evt-b",
+            "github",
+            T0 + 2,
+            &[("dlv-b1", "alpha"), ("dlv-b2", "beta")],
+        ),
+    ];
+    let mut batch = clean.clone();
+    batch.push(imposter);
+    assert!(
+        store.insert_events(&batch).await.is_err(),
+        "duplicate of a stored event"
+    );
+
+    // Duplicates within the batch itself.
+    let batch = [
+        new_event("evt-c", "github", T0 + 4, &[("dlv-c1", "alpha")]),
+        new_event("evt-c", "github", T0 + 5, &[("dlv-c2", "alpha")]),
+    ];
+    assert!(
+        store.insert_events(&batch).await.is_err(),
+        "duplicate within a batch"
+    );
+
+    // A duplicate delivery id: the events are fine, their deliveries are not.
+    let batch = [new_event(
+        "evt-d",
+        "github",
+        T0 + 6,
+        &[("dlv-original", "beta")],
+    )];
+    assert!(
+        store.insert_events(&batch).await.is_err(),
+        "duplicate delivery id"
+    );
+
+    // A batch large enough to need several statements, with the duplicate in the last one.
+    let mut big: Vec<NewEvent> = (0..2500)
+        .map(|i| {
+            let delivery = format!("dlv-big-{i}");
+            new_event(
+                &format!("evt-big-{i}"),
+                "bulk",
+                T0 + 10 + i,
+                &[(&delivery, "alpha")],
+            )
+        })
+        .collect();
+    big.push(new_event(
+        "evt-big-0",
+        "bulk",
+        T0 + 9999,
+        &[("dlv-big-x", "alpha")],
+    ));
+    assert!(
+        store.insert_events(&big).await.is_err(),
+        "duplicate in a large batch"
+    );
+
+    // Nothing of the failed batches is visible.
+    for id in [
+        "evt-a",
+        "evt-b",
+        "evt-c",
+        "evt-d",
+        "evt-big-0",
+        "evt-big-2499",
+    ] {
+        let got = store.get_event(id).await.expect("get_event");
+        assert!(got.is_none(), "{id} of a failed batch was stored");
+    }
+    let listed = events(
+        store,
+        EventFilter {
+            limit: ALL,
+            ..EventFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(event_ids(&listed), ["evt-original"]);
+    let got = store.get_event("evt-original").await.expect("get_event");
+    assert_event(&got.expect("original exists"), &original, true);
+    let all = deliveries(
+        store,
+        DeliveryFilter {
+            limit: ALL,
+            ..DeliveryFilter::default()
+        },
+    )
+    .await;
+    assert_eq!(delivery_ids(&all), ["dlv-original"]);
+    assert_eq!(all[0].destination, "alpha");
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 1)])
+    );
+    assert_eq!(
+        claimed_ids(&claim(store, claim_at(T0 + 100_000, 100, "w")).await),
+        set(&["dlv-original"])
+    );
+
+    // The valid part of the first batch can still go in: no leftovers block it.
+    store
+        .insert_events(&clean)
+        .await
+        .expect("insert clean batch");
+    assert_eq!(counts(store).await.get(&DeliveryStatus::Pending), Some(&3));
+}
+
+/// `claim_due` leases only due pending deliveries, the oldest first and at most `limit`, skips
+/// excluded destinations, never hands out a delivery twice, and carries the event's payload.
+pub async fn claim_due_leases_due_work(store: &dyn Store) {
+    // Inserted out of time order, so arrival order and due order differ.
+    let late = new_event("evt-late", "stripe", T0 + 30, &[("dlv-late", "alpha")]);
+    let future = new_event(
+        "evt-future",
+        "github",
+        T0 + 1000,
+        &[("dlv-future", "alpha")],
+    );
+    let mid = new_event("evt-mid", "github", T0 + 10, &[("dlv-mid", "gamma")]);
+    let mut early = new_event(
+        "evt-early",
+        "github",
+        T0,
+        &[("dlv-early-a", "alpha"), ("dlv-early-b", "beta")],
+    );
+    early.body = vec![0x00, 0x9f, 0x92, 0x96, 0xff];
+    early.content_type = Some("application/cbor".into());
+    store.insert_events(&[late, future]).await.expect("insert");
+    store
+        .insert_events(&[mid, early.clone()])
+        .await
+        .expect("insert");
+
+    assert!(
+        claim(store, claim_at(T0 + 100, 0, "w1")).await.is_empty(),
+        "limit 0"
+    );
+    assert!(
+        claim(store, claim_at(T0 - 1, 10, "w1")).await.is_empty(),
+        "nothing due yet"
+    );
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 5)])
+    );
+
+    // The two oldest, although they arrived last.
+    let first = claim(store, claim_at(T0 + 100, 2, "w1")).await;
+    assert_eq!(claimed_ids(&first), set(&["dlv-early-a", "dlv-early-b"]));
+    let a = by_id(first).remove("dlv-early-a").expect("claimed");
+    assert_eq!(a.event_id, "evt-early");
+    assert_eq!(a.route_id, "route-alpha");
+    assert_eq!(a.destination, "alpha");
+    assert_eq!((a.attempts, a.run_attempts), (0, 0));
+    assert_eq!(a.body, early.body);
+    assert_eq!(a.content_type, early.content_type);
+    assert_eq!(a.source, "github");
+    assert_eq!(status(store, "dlv-early-a").await, DeliveryStatus::InFlight);
+    assert_eq!(status(store, "dlv-early-b").await, DeliveryStatus::InFlight);
+    assert_eq!(status(store, "dlv-mid").await, DeliveryStatus::Pending);
+
+    // `exclude` skips a destination even when it holds the oldest due delivery.
+    let exclude = vec!["gamma".to_string(), "no-such-destination".to_string()];
+    let next = claim(
+        store,
+        Claim {
+            exclude: &exclude,
+            ..claim_at(T0 + 100, 1, "w2")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&next), set(&["dlv-late"]));
+    assert_eq!(next[0].source, "stripe");
+    assert_eq!(next[0].body, br#"{"event":"evt-late"}"#);
+    assert_eq!(next[0].content_type.as_deref(), Some("application/json"));
+
+    let next = claim(store, claim_at(T0 + 100, 10, "w2")).await;
+    assert_eq!(claimed_ids(&next), set(&["dlv-mid"]));
+    assert!(
+        claim(store, claim_at(T0 + 999, 10, "w3")).await.is_empty(),
+        "all due work is leased"
+    );
+
+    // Due exactly at `now`.
+    let next = claim(store, claim_at(T0 + 1000, 10, "w3")).await;
+    assert_eq!(claimed_ids(&next), set(&["dlv-future"]));
+    assert!(
+        claim(store, claim_at(T0 + 1_000_000, 10, "w3"))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::InFlight, 5)])
+    );
+    assert_eq!(store.next_due_at().await.expect("next_due_at"), None);
+}
+
+/// `complete` records every attempt and moves deliveries to succeeded, failed or a scheduled
+/// retry; a completion from a worker that no longer holds the lease only records its attempt.
+pub async fn complete_records_attempts_and_moves_deliveries(store: &dyn Store) {
+    let event = new_event(
+        "evt-1",
+        "github",
+        T0,
+        &[
+            ("dlv-ok", "alpha"),
+            ("dlv-dead", "beta"),
+            ("dlv-retry", "gamma"),
+            ("dlv-stolen", "delta"),
+        ],
+    );
+    store.insert_events(&[event]).await.expect("insert");
+    let claimed = by_id(claim(store, claim_at(T0, 10, "w1")).await);
+    assert_eq!(claimed.len(), 4);
+    store.complete(&[]).await.expect("empty completion batch");
+
+    let mut ok = completion(&claimed["dlv-ok"], "w1", NextStep::Succeeded);
+    ok.attempt.response_headers = [("Content-Type", "text/plain"), ("x-b", "1"), ("x-a", "2")]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    ok.attempt.response_body = vec![0xff, 0x00, b'o', b'k', 0x80];
+    let mut dead = completion(&claimed["dlv-dead"], "w1", NextStep::Failed);
+    dead.attempt.status_code = None;
+    dead.attempt.error = Some("connection refused".into());
+    dead.attempt.response_headers = Vec::new();
+    dead.attempt.response_body = Vec::new();
+    let retry = completion(&claimed["dlv-retry"], "w1", NextStep::RetryAt(T0 + 5000));
+    let stolen = completion(&claimed["dlv-stolen"], "w2", NextStep::Succeeded);
+    let batch = [ok.clone(), dead.clone(), retry.clone(), stolen.clone()];
+    complete(store, &batch).await;
+
+    // Every attempt is recorded, in order, with all its fields.
+    let attempts = store
+        .list_attempts(Some("evt-1"), None)
+        .await
+        .expect("list_attempts");
+    assert_eq!(attempts.len(), batch.len());
+    for (record, completion) in attempts.iter().zip(&batch) {
+        assert_attempt(record, &completion.attempt);
+    }
+
+    let d = delivery(store, "dlv-ok").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 1));
+    assert_eq!((d.last_status, d.last_error), (Some(200), None));
+    let d = delivery(store, "dlv-dead").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 1));
+    assert_eq!(d.last_status, None);
+    assert_eq!(d.last_error.as_deref(), Some("connection refused"));
+    let d = delivery(store, "dlv-retry").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Pending, 1));
+    assert_eq!(d.next_attempt_at, T0 + 5000);
+    assert_eq!(d.last_status, Some(503));
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 503"));
+    // Wrong lease owner: attempt recorded above, delivery untouched.
+    let d = delivery(store, "dlv-stolen").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::InFlight, 0));
+    assert_eq!(d.last_status, None);
+
+    // The retry comes due at its time, with the attempt counts of its history.
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at"),
+        Some(T0 + 5000)
+    );
+    assert!(claim(store, claim_at(T0 + 4999, 10, "w3")).await.is_empty());
+    let again = claim(store, claim_at(T0 + 5000, 10, "w3")).await;
+    assert_eq!(claimed_ids(&again), set(&["dlv-retry"]));
+    assert_eq!((again[0].attempts, again[0].run_attempts), (1, 1));
+    let mut second = completion(&again[0], "w3", NextStep::Succeeded);
+    second.attempt.started_at = T0 + 5000;
+    complete(store, std::slice::from_ref(&second)).await;
+    let d = delivery(store, "dlv-retry").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Succeeded, 2));
+    let attempts = store
+        .list_attempts(None, Some("dlv-retry"))
+        .await
+        .expect("list_attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_attempt(&attempts[0], &retry.attempt);
+    assert_attempt(&attempts[1], &second.attempt);
+
+    // A second completion of a finished delivery (no lease any more) changes nothing.
+    let late = completion(&claimed["dlv-ok"], "w1", NextStep::Failed);
+    complete(store, &[late]).await;
+    assert_eq!(status(store, "dlv-ok").await, DeliveryStatus::Succeeded);
+
+    // The rightful owner can still finish the delivery the stray completion did not touch.
+    let rightful = completion(&claimed["dlv-stolen"], "w1", NextStep::Failed);
+    complete(store, &[rightful]).await;
+    let d = delivery(store, "dlv-stolen").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::Failed, 1));
+    let attempts = store
+        .list_attempts(None, Some("dlv-stolen"))
+        .await
+        .expect("list_attempts");
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(
+        store
+            .list_attempts(Some("evt-1"), None)
+            .await
+            .expect("list_attempts")
+            .len(),
+        7
+    );
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Succeeded, 2), (DeliveryStatus::Failed, 2)])
+    );
+}
+
+/// `release_leases` with an owner releases exactly that owner's leases; without one it releases
+/// exactly the expired leases (`lease_until < now`).
+pub async fn release_leases_by_owner_and_by_expiry(store: &dyn Store) {
+    let events: Vec<NewEvent> = (1..=4)
+        .map(|i| {
+            let delivery = format!("dlv-{i}");
+            new_event(
+                &format!("evt-{i}"),
+                "github",
+                T0 + i,
+                &[(&delivery, "alpha")],
+            )
+        })
+        .collect();
+    store.insert_events(&events).await.expect("insert");
+    let w1 = claim(
+        store,
+        Claim {
+            lease_until: T0 + 1000,
+            ..claim_at(T0 + 10, 2, "w1")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&w1), set(&["dlv-1", "dlv-2"]));
+    let w2 = claim(
+        store,
+        Claim {
+            lease_until: T0 + 2000,
+            ..claim_at(T0 + 10, 2, "w2")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&w2), set(&["dlv-3", "dlv-4"]));
+
+    let release = |owner: Option<&'static str>, now| async move {
+        store
+            .release_leases(owner, now)
+            .await
+            .expect("release_leases")
+    };
+    assert_eq!(release(Some("w3"), T0 + 20).await, 0);
+    assert_eq!(release(Some("w1"), T0 + 20).await, 2);
+    for (id, expected) in [
+        ("dlv-1", DeliveryStatus::Pending),
+        ("dlv-2", DeliveryStatus::Pending),
+        ("dlv-3", DeliveryStatus::InFlight),
+        ("dlv-4", DeliveryStatus::InFlight),
+    ] {
+        assert_eq!(status(store, id).await, expected, "{id} after releasing w1");
+    }
+    assert_eq!(
+        release(Some("w1"), T0 + 20).await,
+        0,
+        "nothing left to release"
+    );
+
+    // Released work is claimable again.
+    let w1 = claim(
+        store,
+        Claim {
+            lease_until: T0 + 1000,
+            ..claim_at(T0 + 30, 10, "w1")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&w1), set(&["dlv-1", "dlv-2"]));
+
+    // Expiry: a lease is still held at exactly `lease_until`.
+    assert_eq!(release(None, T0 + 999).await, 0);
+    assert_eq!(release(None, T0 + 1000).await, 0);
+    assert_eq!(release(None, T0 + 1001).await, 2);
+    assert_eq!(status(store, "dlv-1").await, DeliveryStatus::Pending);
+    assert_eq!(status(store, "dlv-3").await, DeliveryStatus::InFlight);
+    assert_eq!(release(None, T0 + 2001).await, 2);
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 4)])
+    );
+
+    // A late completion from the old lease holder records its attempt but does not touch the
+    // delivery that another worker now holds.
+    let w3 = claim(store, claim_at(T0 + 3000, 10, "w3")).await;
+    assert_eq!(w3.len(), 4);
+    let stale = w1
+        .iter()
+        .find(|c| c.id == "dlv-1")
+        .expect("dlv-1 was claimed by w1");
+    complete(store, &[completion(stale, "w1", NextStep::Succeeded)]).await;
+    let d = delivery(store, "dlv-1").await;
+    assert_eq!((d.status, d.attempts), (DeliveryStatus::InFlight, 0));
+    let attempts = store
+        .list_attempts(None, Some("dlv-1"))
+        .await
+        .expect("list_attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(release(Some("w3"), T0 + 3001).await, 4);
+}
+
+/// `replay` re-queues by delivery (not while in flight), by event (every delivery, succeeded
+/// ones included) and by destination for failures since an instant; a replayed delivery starts
+/// a fresh run (`run_attempts` 0) but keeps its total `attempts`.
+pub async fn replay_requeues_for_a_fresh_run(store: &dyn Store) {
+    let batch = [
+        new_event(
+            "evt-1",
+            "github",
+            T0,
+            &[("dlv-1a", "alpha"), ("dlv-1b", "beta")],
+        ),
+        new_event("evt-2", "github", T0 + 1, &[("dlv-2", "alpha")]),
+        new_event("evt-3", "github", T0 + 2, &[("dlv-3", "alpha")]),
+        new_event("evt-4", "github", T0 + 3, &[("dlv-4", "beta")]),
+        new_event("evt-5", "github", T0 + 4, &[("dlv-5", "alpha")]),
+    ];
+    store.insert_events(&batch).await.expect("insert");
+    let c = by_id(claim(store, claim_at(T0 + 10, 10, "w1")).await);
+    assert_eq!(c.len(), 6);
+    complete(
+        store,
+        &[
+            completion(&c["dlv-1a"], "w1", NextStep::Succeeded),
+            completion(&c["dlv-1b"], "w1", NextStep::RetryAt(T0 + 20)),
+            completion(&c["dlv-2"], "w1", NextStep::Failed),
+            completion(&c["dlv-4"], "w1", NextStep::Failed),
+        ],
+    )
+    .await;
+    // dlv-1b fails on its second attempt of the run.
+    let again = claim(store, claim_at(T0 + 20, 10, "w1")).await;
+    assert_eq!(claimed_ids(&again), set(&["dlv-1b"]));
+    complete(store, &[completion(&again[0], "w1", NextStep::Failed)]).await;
+    // dlv-3 fails after `since`; dlv-2 failed before it. Completions are stamped by the store.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let since = now_millis();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    complete(store, &[completion(&c["dlv-3"], "w1", NextStep::Failed)]).await;
+    // dlv-5 stays in flight.
+
+    let replay_at = T0 + 100_000;
+    let replay = |selector: ReplaySelector| async move {
+        store.replay(&selector, replay_at).await.expect("replay")
+    };
+
+    // Not while in flight, and not what does not exist.
+    assert_eq!(replay(ReplaySelector::Delivery("dlv-5".into())).await, 0);
+    assert_eq!(status(store, "dlv-5").await, DeliveryStatus::InFlight);
+    assert_eq!(replay(ReplaySelector::Delivery("dlv-none".into())).await, 0);
+    assert_eq!(replay(ReplaySelector::Event("evt-none".into())).await, 0);
+
+    // Failed for a destination since an instant: only alpha's failure after `since`.
+    let failed_since = |destination: &str, since| ReplaySelector::FailedForDestination {
+        destination: destination.into(),
+        since,
+    };
+    assert_eq!(replay(failed_since("alpha", since)).await, 1);
+    assert_eq!(status(store, "dlv-3").await, DeliveryStatus::Pending);
+    assert_eq!(status(store, "dlv-2").await, DeliveryStatus::Failed);
+    assert_eq!(status(store, "dlv-1a").await, DeliveryStatus::Succeeded);
+    assert_eq!(status(store, "dlv-4").await, DeliveryStatus::Failed);
+    // An older `since` also takes dlv-2, but still no succeeded or in-flight delivery.
+    assert_eq!(replay(failed_since("alpha", 0)).await, 1);
+    assert_eq!(status(store, "dlv-2").await, DeliveryStatus::Pending);
+    assert_eq!(status(store, "dlv-1a").await, DeliveryStatus::Succeeded);
+    assert_eq!(status(store, "dlv-5").await, DeliveryStatus::InFlight);
+    assert_eq!(replay(failed_since("gamma", 0)).await, 0);
+
+    // By event: every delivery of it, the succeeded one included.
+    assert_eq!(replay(ReplaySelector::Event("evt-1".into())).await, 2);
+    assert_eq!(status(store, "dlv-1a").await, DeliveryStatus::Pending);
+    assert_eq!(status(store, "dlv-1b").await, DeliveryStatus::Pending);
+    assert_eq!(replay(ReplaySelector::Event("evt-5".into())).await, 0);
+
+    // By delivery.
+    assert_eq!(replay(ReplaySelector::Delivery("dlv-4".into())).await, 1);
+
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 5), (DeliveryStatus::InFlight, 1)])
+    );
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at"),
+        Some(replay_at)
+    );
+    let d = delivery(store, "dlv-1b").await;
+    assert_eq!((d.next_attempt_at, d.attempts), (replay_at, 2));
+
+    // A fresh run: due at the replay time, run_attempts reset, attempts kept.
+    assert!(
+        claim(store, claim_at(replay_at - 1, 10, "w2"))
+            .await
+            .is_empty()
+    );
+    let fresh = by_id(claim(store, claim_at(replay_at, 10, "w2")).await);
+    let mut got: Vec<(&str, u32, u32)> = fresh
+        .values()
+        .map(|c| (c.id.as_str(), c.attempts, c.run_attempts))
+        .collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        [
+            ("dlv-1a", 1, 0),
+            ("dlv-1b", 2, 0),
+            ("dlv-2", 1, 0),
+            ("dlv-3", 1, 0),
+            ("dlv-4", 1, 0),
+        ]
+    );
+}
+
+/// `delivery_counts` and `next_due_at` follow the deliveries' states; `list_deliveries` is
+/// newest first, filters by status, destination and event, and pages with `before_seq`.
+pub async fn counts_due_time_and_delivery_listing(store: &dyn Store) {
+    assert!(counts(store).await.is_empty());
+    assert_eq!(store.next_due_at().await.expect("next_due_at"), None);
+    let listing = DeliveryFilter {
+        limit: ALL,
+        ..DeliveryFilter::default()
+    };
+    assert!(deliveries(store, listing.clone()).await.is_empty());
+
+    let batch: Vec<NewEvent> = (0..6)
+        .map(|i| {
+            let (a, b) = (format!("dlv-{i}-a"), format!("dlv-{i}-b"));
+            new_event(
+                &format!("evt-{i}"),
+                "github",
+                T0 + i * 100,
+                &[(&a, "alpha"), (&b, "beta")],
+            )
+        })
+        .collect();
+    store.insert_events(&batch).await.expect("insert");
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 12)])
+    );
+    assert_eq!(store.next_due_at().await.expect("next_due_at"), Some(T0));
+
+    let first = by_id(claim(store, claim_at(T0, 10, "w1")).await);
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, 10), (DeliveryStatus::InFlight, 2)])
+    );
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at"),
+        Some(T0 + 100)
+    );
+    complete(
+        store,
+        &[
+            completion(&first["dlv-0-a"], "w1", NextStep::Succeeded),
+            completion(&first["dlv-0-b"], "w1", NextStep::Failed),
+        ],
+    )
+    .await;
+
+    // A retry scheduled earlier than anything else becomes the next due time.
+    let retried = claim(store, claim_at(T0 + 100, 1, "w1")).await;
+    assert_eq!(retried.len(), 1);
+    let retried_id = retried[0].id.clone();
+    assert!(
+        retried_id.starts_with("dlv-1-"),
+        "oldest first: got {retried_id}"
+    );
+    complete(
+        store,
+        &[completion(&retried[0], "w1", NextStep::RetryAt(T0 - 50))],
+    )
+    .await;
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at"),
+        Some(T0 - 50)
+    );
+    let again = claim(store, claim_at(T0 + 100, 1, "w2")).await;
+    assert_eq!(
+        claimed_ids(&again),
+        set(&[&retried_id]),
+        "the retry is the oldest due"
+    );
+    assert_eq!(
+        store.next_due_at().await.expect("next_due_at"),
+        Some(T0 + 100)
+    );
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[
+            (DeliveryStatus::Pending, 9),
+            (DeliveryStatus::InFlight, 1),
+            (DeliveryStatus::Succeeded, 1),
+            (DeliveryStatus::Failed, 1),
+        ])
+    );
+
+    // Newest first: reverse insertion order, strictly decreasing cursors.
+    let all = deliveries(store, listing.clone()).await;
+    let expected: Vec<String> = (0..6)
+        .rev()
+        .flat_map(|i| [format!("dlv-{i}-b"), format!("dlv-{i}-a")])
+        .collect();
+    assert_eq!(delivery_ids(&all), expected);
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq));
+    let failed = all
+        .iter()
+        .find(|d| d.id == "dlv-0-b")
+        .expect("dlv-0-b listed");
+    assert_eq!(failed.event_id, "evt-0");
+    assert_eq!(failed.route_id, "route-beta");
+    assert_eq!(
+        (failed.status, failed.attempts),
+        (DeliveryStatus::Failed, 1)
+    );
+    assert_eq!(failed.last_status, Some(410));
+
+    // Each filter returns exactly the matching part of the full listing, in the same order.
+    type Matches = fn(&DeliveryRecord) -> bool;
+    let filters: Vec<(DeliveryFilter, Matches)> = vec![
+        (
+            DeliveryFilter {
+                status: Some(DeliveryStatus::Failed),
+                ..listing.clone()
+            },
+            |d| d.status == DeliveryStatus::Failed,
+        ),
+        (
+            DeliveryFilter {
+                status: Some(DeliveryStatus::Pending),
+                ..listing.clone()
+            },
+            |d| d.status == DeliveryStatus::Pending,
+        ),
+        (
+            DeliveryFilter {
+                status: Some(DeliveryStatus::InFlight),
+                ..listing.clone()
+            },
+            |d| d.status == DeliveryStatus::InFlight,
+        ),
+        (
+            DeliveryFilter {
+                status: Some(DeliveryStatus::Cancelled),
+                ..listing.clone()
+            },
+            |_| false,
+        ),
+        (
+            DeliveryFilter {
+                destination: Some("alpha".into()),
+                ..listing.clone()
+            },
+            |d| d.destination == "alpha",
+        ),
+        (
+            DeliveryFilter {
+                event_id: Some("evt-3".into()),
+                ..listing.clone()
+            },
+            |d| d.event_id == "evt-3",
+        ),
+        (
+            DeliveryFilter {
+                destination: Some("beta".into()),
+                status: Some(DeliveryStatus::Pending),
+                ..listing.clone()
+            },
+            |d| d.destination == "beta" && d.status == DeliveryStatus::Pending,
+        ),
+    ];
+    for (filter, matches) in &filters {
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|d| matches(d))
+            .map(|d| d.id.clone())
+            .collect();
+        let got = delivery_ids(&deliveries(store, filter.clone()).await);
+        assert_eq!(got, expected, "filter {filter:?}");
+    }
+    assert_eq!(
+        delivery_ids(
+            &deliveries(
+                store,
+                DeliveryFilter {
+                    status: Some(DeliveryStatus::Failed),
+                    ..listing.clone()
+                }
+            )
+            .await
+        ),
+        ["dlv-0-b"]
+    );
+
+    // Pagination: disjoint pages that together are the full listing, in order.
+    let by_destination = DeliveryFilter {
+        destination: Some("alpha".into()),
+        ..listing.clone()
+    };
+    for (filter, page_size) in [(listing.clone(), 5), (by_destination, 4)] {
+        let full = delivery_ids(&deliveries(store, filter.clone()).await);
+        let mut paged = Vec::new();
+        let mut before_seq = None;
+        for _ in 0..20 {
+            let page = deliveries(
+                store,
+                DeliveryFilter {
+                    before_seq,
+                    limit: page_size,
+                    ..filter.clone()
+                },
+            )
+            .await;
+            assert!(page.len() <= page_size as usize, "page larger than limit");
+            let Some(last) = page.last() else { break };
+            before_seq = Some(last.seq);
+            paged.extend(delivery_ids(&page));
+        }
+        assert_eq!(paged, full, "pages of {page_size} do not cover the listing");
+    }
+
+    // Everything claimed: nothing is due any more.
+    assert_eq!(
+        claim(store, claim_at(T0 + 10_000, 100, "w3")).await.len(),
+        9
+    );
+    assert_eq!(store.next_due_at().await.expect("next_due_at"), None);
+}
+
+/// One batch of 5,000 events with 2 deliveries each, claimed 256 at a time: every delivery is
+/// claimed exactly once, oldest batches first, each with its own event's body.
+pub async fn large_batch_is_claimed_exactly_once(store: &dyn Store) {
+    const EVENTS: i64 = 5_000;
+    const BATCH: usize = 256;
+    let batch: Vec<NewEvent> = (0..EVENTS)
+        .map(|i| {
+            let (a, b) = (format!("dlv-{i}-a"), format!("dlv-{i}-b"));
+            let mut event = new_event(
+                &format!("evt-{i}"),
+                if i % 3 == 0 { "github" } else { "stripe" },
+                T0 + i,
+                &[(&a, "alpha"), (&b, "beta")],
+            );
+            event.body = format!("body of event {i}").into_bytes();
+            event
+        })
+        .collect();
+    store
+        .insert_events(&batch)
+        .await
+        .expect("insert 5,000 events");
+    let total = 2 * EVENTS as u64;
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::Pending, total)])
+    );
+    for probe in [0, EVENTS / 2, EVENTS - 1] {
+        let id = format!("evt-{probe}");
+        let got = store.get_event(&id).await.expect("get_event");
+        assert_event(
+            &got.unwrap_or_else(|| panic!("{id} is missing")),
+            &batch[probe as usize],
+            true,
+        );
+    }
+
+    let received: HashMap<&str, UnixMillis> = batch
+        .iter()
+        .map(|e| (e.id.as_str(), e.received_at))
+        .collect();
+    let mut seen = HashSet::new();
+    let mut batches = Vec::new();
+    for _ in 0..1_000 {
+        let claimed = claim(store, claim_at(T0 + EVENTS, BATCH, "bulk")).await;
+        assert!(claimed.len() <= BATCH, "claimed {} > limit", claimed.len());
+        if claimed.is_empty() {
+            break;
+        }
+        let mut due = Vec::with_capacity(claimed.len());
+        for c in &claimed {
+            assert!(seen.insert(c.id.clone()), "{} claimed twice", c.id);
+            let index = c.event_id.trim_start_matches("evt-");
+            assert_eq!(c.body, format!("body of event {index}").into_bytes());
+            assert!(
+                c.id.starts_with(&format!("dlv-{index}-")),
+                "{} vs {}",
+                c.id,
+                c.event_id
+            );
+            due.push(received[c.event_id.as_str()]);
+        }
+        let (min, max) = (due.iter().min(), due.iter().max());
+        batches.push((
+            claimed.len(),
+            *min.expect("non-empty"),
+            *max.expect("non-empty"),
+        ));
+    }
+    assert_eq!(seen.len() as u64, total, "every delivery claimed");
+    let sizes: Vec<usize> = batches.iter().map(|(n, _, _)| *n).collect();
+    let full = total as usize / BATCH;
+    assert!(sizes[..full].iter().all(|n| *n == BATCH), "sizes {sizes:?}");
+    assert_eq!(sizes[full..], [total as usize % BATCH], "sizes {sizes:?}");
+    // Oldest first: each batch is due no later than the next one.
+    assert!(
+        batches.windows(2).all(|w| w[0].2 <= w[1].1),
+        "batches out of order"
+    );
+    assert_eq!(
+        counts(store).await,
+        counts_of(&[(DeliveryStatus::InFlight, total)])
+    );
+    assert_eq!(store.next_due_at().await.expect("next_due_at"), None);
+}
+
+// ---------------------------------------------------------------------------------------------
+// De-duplication and the rejection log
+// ---------------------------------------------------------------------------------------------
+
+/// An event carrying a dedup key.
+fn keyed(id: &str, source: &str, key: &str, delivery: &str) -> NewEvent {
+    NewEvent {
+        dedup_key: Some(key.into()),
+        ..new_event(id, source, 1_000, &[(delivery, "d")])
+    }
+}
+
+/// A repeated `(source, dedup_key)` stores nothing and names the original, within one batch and
+/// across batches; the same key on another source, and events without keys, are independent.
+pub async fn duplicates_are_detected_per_source(store: &dyn Store) {
+    let outcomes = store
+        .insert_events(&[
+            keyed("e1", "gh", "k1", "m1"),
+            keyed("e2", "gh", "k1", "m2"),
+            keyed("e3", "stripe", "k1", "m3"),
+            new_event("e4", "gh", 1_000, &[("m4", "d")]),
+            new_event("e5", "gh", 1_000, &[("m5", "d")]),
+        ])
+        .await
+        .expect("insert");
+    assert_eq!(
+        outcomes,
+        vec![
+            InsertOutcome::Inserted,
+            InsertOutcome::Duplicate {
+                original_id: "e1".into()
+            },
+            InsertOutcome::Inserted,
+            InsertOutcome::Inserted,
+            InsertOutcome::Inserted,
+        ]
+    );
+    let again = store
+        .insert_events(&[keyed("e6", "gh", "k1", "m6"), keyed("e7", "gh", "k2", "m7")])
+        .await
+        .expect("insert");
+    assert_eq!(
+        again,
+        vec![
+            InsertOutcome::Duplicate {
+                original_id: "e1".into()
+            },
+            InsertOutcome::Inserted
+        ]
+    );
+    assert!(store.get_event("e2").await.expect("get").is_none());
+    assert!(store.get_event("e6").await.expect("get").is_none());
+    let ids = delivery_ids(
+        &deliveries(
+            store,
+            DeliveryFilter {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let stored: BTreeSet<String> = ids.into_iter().collect();
+    assert_eq!(
+        stored,
+        set(&["m1", "m3", "m4", "m5", "m7"]),
+        "duplicates get no deliveries"
+    );
+}
+
+/// Rejections are kept newest first and trimmed per source.
+pub async fn rejections_are_bounded_per_source(store: &dyn Store) {
+    let rejection = |source: &str, n: i64| Rejection {
+        source: source.into(),
+        received_at: n,
+        code: "invalid_signature".into(),
+        detail: format!("attempt {n}"),
+        headers: vec![("x-hub-signature-256".into(), "sha256=00".into())],
+        body_len: 10,
+    };
+    let first: Vec<Rejection> = (0..8).map(|n| rejection("a", n)).collect();
+    store.record_rejections(&first, 5).await.expect("record");
+    store
+        .record_rejections(&[rejection("a", 8), rejection("b", 9)], 5)
+        .await
+        .expect("record");
+    let kept = store.list_rejections("a", 100).await.expect("list");
+    let times: Vec<i64> = kept.iter().map(|r| r.received_at).collect();
+    assert_eq!(times, vec![8, 7, 6, 5, 4], "newest five, newest first");
+    assert_eq!(kept[0].detail, "attempt 8");
+    assert_eq!(
+        kept[0].headers,
+        vec![("x-hub-signature-256".to_string(), "sha256=00".to_string())]
+    );
+    assert_eq!(
+        store.list_rejections("b", 100).await.expect("list").len(),
+        1
+    );
+    assert_eq!(store.list_rejections("a", 2).await.expect("list").len(), 2);
+}
