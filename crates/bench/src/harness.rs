@@ -1,0 +1,363 @@
+//! The system under test: Switchboard started in-process on a loopback port with a throw-away
+//! data directory, and a loopback receiver that counts deliveries and can be held shut.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use http_body_util::BodyExt;
+use switchboard_core::config::{
+    Config, DestinationConfig, Durability, HttpDestination, RouteConfig, SourceConfig,
+    VerifierConfig,
+};
+use switchboard_core::{DeliveryStatus, RetryPolicy};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The one source every benchmark posts to (`/in/bench`).
+pub const SOURCE: &str = "bench";
+/// The id of the single destination, when there is one.
+pub const DESTINATION: &str = "sink";
+/// Signing secret of the destination: deliveries are signed as in production.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Where the single route (if any) delivers.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Destination URL.
+    pub url: String,
+    /// Per-attempt timeout; long when the receiver is held shut on purpose.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// The knobs a benchmark run varies.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `storage.durability`.
+    pub durability: Durability,
+    /// `storage.max_batch` override.
+    pub max_batch: Option<usize>,
+    /// `delivery.per_destination_concurrency` override.
+    pub per_destination_concurrency: Option<usize>,
+    /// Where temporary data directories are created.
+    pub data_parent: PathBuf,
+}
+
+/// Builds the server configuration: source `bench` (no verifier) and, with `route`, one signed
+/// HTTP destination fed by it.
+pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Config {
+    let mut config = Config::default();
+    config.server.data_dir = data_dir.to_path_buf();
+    config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // In-flight attempts against a receiver held shut are abandoned quickly at the end of a run.
+    config.server.shutdown_grace = Duration::from_secs(1);
+    config.security.allow_private_networks = true;
+    config.storage.durability = settings.durability;
+    if let Some(max_batch) = settings.max_batch {
+        config.storage.max_batch = max_batch;
+    }
+    if let Some(n) = settings.per_destination_concurrency {
+        config.delivery.per_destination_concurrency = n;
+        config.delivery.concurrency = config.delivery.concurrency.max(n);
+    }
+    // Attempts may legitimately wait at a gated receiver for as long as the pre-load takes; a
+    // short lease would re-queue them meanwhile and the receiver would see duplicates. (It must
+    // also exceed every destination's attempt timeout, which is at most an hour here.)
+    config.delivery.lease = Duration::from_secs(2 * 3600);
+    config.sources = vec![SourceConfig::new(SOURCE, VerifierConfig::None)];
+    if let Some(route) = route {
+        config.destinations = vec![DestinationConfig::Http(HttpDestination {
+            id: DESTINATION.into(),
+            url: route.url.clone(),
+            secret: Some(SECRET.into()),
+            timeout: route.timeout,
+            retry: route.retry.clone(),
+            headers: BTreeMap::new(),
+            max_in_flight: None,
+        })];
+        config.routes = vec![RouteConfig {
+            id: None,
+            source: SOURCE.into(),
+            destination: DESTINATION.into(),
+        }];
+    }
+    config
+}
+
+/// A running in-process Switchboard.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), switchboard_server::ServerError>>,
+    // Kept last so the directory is removed only after the server has stopped.
+    _data_dir: TempDir,
+}
+
+impl Server {
+    /// Starts Switchboard on `127.0.0.1:0` with a fresh data directory and waits until
+    /// `/readyz` answers.
+    pub async fn start(settings: &Settings, route: Option<&Route>) -> anyhow::Result<Self> {
+        let data_dir = tempfile::Builder::new()
+            .prefix("switchboard-bench-")
+            .tempdir_in(&settings.data_parent)
+            .with_context(|| {
+                format!("creating a data dir in {}", settings.data_parent.display())
+            })?;
+        let config = config(settings, data_dir.path(), route);
+        let listener = TcpListener::bind(config.server.listen).await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(switchboard_server::run(config, listener, shutdown.clone()));
+        let mut server = Self {
+            addr,
+            shutdown,
+            task,
+            _data_dir: data_dir,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let client = crate::load::client();
+        let uri: hyper::Uri = format!("http://{}/readyz", self.addr).parse()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.task.is_finished() {
+                (&mut self.task).await.context("server task panicked")??;
+                bail!("the server stopped during start-up");
+            }
+            if let Ok(response) = client.get(uri.clone()).await
+                && response.status() == StatusCode::OK
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the server did not become ready within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Deliveries by status, from the server's own `/metrics` gauge (refreshed from the store
+    /// on every scrape). Going through the server rather than opening a second store handle keeps
+    /// extra SQLite connections and page caches out of the memory figures.
+    pub async fn delivery_counts(&self) -> anyhow::Result<DeliveryCounts> {
+        let uri: hyper::Uri = format!("http://{}/metrics", self.addr).parse()?;
+        let response = crate::load::client().get(uri).await?;
+        if response.status() != StatusCode::OK {
+            bail!("/metrics answered {}", response.status());
+        }
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(DeliveryCounts::parse(&String::from_utf8_lossy(&body)))
+    }
+
+    /// Shuts the server down the way SIGTERM does and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(Duration::from_secs(60), self.task).await {
+            Ok(joined) => joined.context("server task panicked")??,
+            Err(_) => bail!("the server did not shut down within 60 s"),
+        }
+        Ok(())
+    }
+}
+
+/// Deliveries per status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryCounts {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Leased by the worker.
+    pub in_flight: u64,
+    /// Delivered.
+    pub succeeded: u64,
+    /// Dead-lettered.
+    pub failed: u64,
+}
+
+impl DeliveryCounts {
+    /// Reads the `switchboard_deliveries{status="…"}` gauges of a Prometheus exposition.
+    pub fn parse(exposition: &str) -> Self {
+        let mut counts = Self::default();
+        for line in exposition.lines() {
+            let Some(rest) = line.strip_prefix("switchboard_deliveries{") else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once('}') else {
+                continue;
+            };
+            let Some(status) = labels
+                .split(',')
+                .find_map(|label| label.trim().strip_prefix("status="))
+                .map(|quoted| quoted.trim_matches('"'))
+                .and_then(DeliveryStatus::parse)
+            else {
+                continue;
+            };
+            let n = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+            match status {
+                DeliveryStatus::Pending => counts.pending = n,
+                DeliveryStatus::InFlight => counts.in_flight = n,
+                DeliveryStatus::Succeeded => counts.succeeded = n,
+                DeliveryStatus::Failed => counts.failed = n,
+                DeliveryStatus::Cancelled => {}
+            }
+        }
+        counts
+    }
+
+    /// Deliveries not yet in a final state.
+    pub fn backlog(&self) -> u64 {
+        self.pending + self.in_flight
+    }
+}
+
+struct ReceiverState {
+    received: Arc<AtomicU64>,
+    /// Requests being handled (held at the gate included) and the most seen at once.
+    active: AtomicU64,
+    peak: AtomicU64,
+    gate: watch::Receiver<bool>,
+}
+
+/// A loopback webhook receiver: answers `204` to `POST /hook` and counts requests. While its
+/// gate is shut, requests are read and then held (not answered) until it opens.
+pub struct Receiver {
+    /// The URL to deliver to.
+    pub url: String,
+    state: Arc<ReceiverState>,
+    gate: watch::Sender<bool>,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Receiver {
+    /// Starts the receiver on `127.0.0.1:0`, its gate `open` or shut.
+    pub async fn start(open: bool) -> anyhow::Result<Self> {
+        let (gate, gate_rx) = watch::channel(open);
+        let state = Arc::new(ReceiverState {
+            received: Arc::default(),
+            active: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+            gate: gate_rx,
+        });
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(state.clone());
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        Ok(Self {
+            url,
+            state,
+            gate,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Requests answered so far.
+    pub fn received(&self) -> u64 {
+        self.state.received.load(Ordering::Relaxed)
+    }
+
+    /// The most requests the receiver was handling at once: the server's effective in-flight
+    /// limit towards this destination.
+    pub fn peak_concurrency(&self) -> u64 {
+        self.state.peak.load(Ordering::Relaxed)
+    }
+
+    /// A live view of the request count, usable from other tasks.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.state.received.clone()
+    }
+
+    /// Opens the gate: held and future requests are answered.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Opens the gate and stops the receiver.
+    pub async fn stop(self) {
+        self.open();
+        self.shutdown.cancel();
+        // Connections the server keeps alive may delay a graceful stop; don't wait for them.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
+}
+
+async fn receive(State(state): State<Arc<ReceiverState>>, _body: Bytes) -> StatusCode {
+    let active = state.active.fetch_add(1, Ordering::Relaxed) + 1;
+    state.peak.fetch_max(active, Ordering::Relaxed);
+    let mut gate = state.gate.clone();
+    // Fails only if the sender is gone, i.e. the receiver is stopping: answer anyway.
+    let _ = gate.wait_for(|open| *open).await;
+    state.received.fetch_add(1, Ordering::Relaxed);
+    state.active.fetch_sub(1, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+/// The filesystem type holding `path` (from `/proc/self/mounts`), e.g. `ext4` or `tmpfs`.
+pub fn filesystem_of(path: &Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _device = fields.next()?;
+            let mount_point = fields.next()?.replace("\\040", " ");
+            let fs_type = fields.next()?;
+            path.starts_with(&mount_point)
+                .then(|| (mount_point.len(), fs_type.to_owned()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, fs_type)| fs_type)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_backlog_gauges() {
+        let text = "# TYPE switchboard_deliveries gauge\n\
+            switchboard_deliveries{status=\"pending\"} 1200\n\
+            switchboard_deliveries{status=\"in_flight\"} 128\n\
+            switchboard_deliveries{status=\"succeeded\"} 5e4\n\
+            switchboard_deliveries_other{status=\"failed\"} 9\n";
+        let counts = DeliveryCounts::parse(text);
+        assert_eq!(
+            (
+                counts.pending,
+                counts.in_flight,
+                counts.succeeded,
+                counts.failed
+            ),
+            (1200, 128, 50_000, 0)
+        );
+        assert_eq!(counts.backlog(), 1328);
+    }
+}
