@@ -1,7 +1,9 @@
 //! Subcommands.
 
 mod inspect;
+mod samples;
 mod serve;
+mod trigger;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ enum Command {
     Attempts(inspect::AttemptsArgs),
     /// Re-queue deliveries: one, all of an event, or a destination's failures since a time.
     Replay(inspect::ReplayArgs),
+    /// Send a provider's sample event to a URL, signed as the provider signs it.
+    Trigger(trigger::TriggerArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -43,5 +47,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deliveries(cmd) => inspect::deliveries(&cli.config, cmd).await,
         Command::Attempts(args) => inspect::attempts(&cli.config, args).await,
         Command::Replay(args) => inspect::replay(&cli.config, args).await,
+        Command::Trigger(args) => trigger::run(args).await,
     }
 }
