@@ -63,6 +63,12 @@ pub struct ServerConfig {
     /// How long SIGTERM waits for in-flight work before releasing it and exiting.
     #[serde(with = "duration::human")]
     pub shutdown_grace: Duration,
+    /// Bootstrap admin token for the management API (`SWITCHBOARD_ADMIN_TOKEN`). When neither
+    /// is set and no token exists, the first start creates one and prints it once.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Require a `read` token for `/metrics`.
+    pub metrics_require_token: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +79,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            admin_token: None,
+            metrics_require_token: false,
         }
     }
 }
@@ -469,6 +477,9 @@ impl Config {
                     self.server.listen = value.parse().map_err(|_| bad("not an address"))?
                 }
                 "SWITCHBOARD_DATA_DIR" => self.server.data_dir = PathBuf::from(&value),
+                "SWITCHBOARD_ADMIN_TOKEN" if !value.is_empty() => {
+                    self.server.admin_token = Some(value)
+                }
                 "SWITCHBOARD_MAX_BODY_BYTES" => {
                     self.server.max_body_bytes = value.parse().map_err(|_| bad("not a number"))?
                 }
@@ -490,6 +501,11 @@ impl Config {
         }
         if self.delivery.concurrency == 0 || self.delivery.per_destination_concurrency == 0 {
             return invalid("delivery concurrency limits must be > 0".into());
+        }
+        if let Some(token) = &self.server.admin_token
+            && token.len() < 16
+        {
+            return invalid("server.admin_token must be at least 16 characters".into());
         }
         if self.storage.max_batch == 0 {
             return invalid("storage.max_batch must be > 0".into());

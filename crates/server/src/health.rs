@@ -26,8 +26,17 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Prometheus exposition.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus exposition (behind a `read` token when `server.metrics_require_token`).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+) -> Response {
+    if state.metrics_require_token {
+        let (parts, _) = request.into_parts();
+        if let Err(problem) = crate::api::auth::authenticate(&state, &parts).await {
+            return problem.into_response();
+        }
+    }
     let Some(handle) = crate::metrics::handle() else {
         return Problem::unavailable("another metrics recorder is installed in this process")
             .into_response();

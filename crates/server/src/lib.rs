@@ -9,11 +9,13 @@
 //! Cancelling the token passed to [`run`] shuts everything down in order: stop accepting, finish
 //! or release in-flight work within the grace period, flush writes, close the store.
 
+pub mod api;
 pub mod delivery;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod problem;
+pub mod runtime;
 pub mod state;
 pub mod verifiers;
 
@@ -57,6 +59,31 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
     Ok(Arc::new(store))
 }
 
+/// Makes sure someone can use the API: when no admin token is configured and the store holds
+/// no tokens yet, creates an admin token and returns its value (shown to the operator once).
+pub async fn ensure_admin_token(config: &Config) -> Result<Option<String>, ServerError> {
+    if config.server.admin_token.is_some() {
+        return Ok(None);
+    }
+    let store = open_store(config).await?;
+    if !store.list_tokens().await?.is_empty() {
+        return Ok(None);
+    }
+    let (record, value) =
+        api::tokens::new_token_record("bootstrap admin", &[api::auth::Scope::Admin]);
+    store.create_token(&record).await?;
+    Ok(Some(value))
+}
+
+/// Opens the vault that seals secrets at rest (`SWITCHBOARD_MASTER_KEY` or `data_dir/master.key`).
+pub fn open_vault(config: &Config) -> Result<switchboard_store::vault::Vault, ServerError> {
+    let env_key = std::env::var("SWITCHBOARD_MASTER_KEY").ok();
+    Ok(switchboard_store::vault::Vault::open(
+        &config.server.data_dir,
+        env_key.as_deref(),
+    )?)
+}
+
 /// Runs Switchboard on `listener` until `shutdown` is cancelled.
 pub async fn run(
     config: Config,
@@ -66,9 +93,13 @@ pub async fn run(
     config
         .validate()
         .map_err(|e| ServerError::Config(e.to_string()))?;
-    let sources = state::build_sources(&config).map_err(ServerError::Config)?;
-    let destinations = delivery::destinations::build(&config).map_err(ServerError::Config)?;
     let store = open_store(&config).await?;
+    let vault = open_vault(&config)?;
+    let registry = Arc::new(
+        runtime::Registry::load(config.clone(), store.clone(), vault)
+            .await
+            .map_err(|e| ServerError::Config(e.to_string()))?,
+    );
     // One data directory belongs to one process: whatever an earlier process left leased was
     // interrupted (crash or kill), so it is due again now.
     let released = store.release_leases(None, i64::MAX).await?;
@@ -86,7 +117,7 @@ pub async fn run(
     let (completer, completer_task) = delivery::completer::spawn(store.clone(), wake.clone());
     let worker = Arc::new(Worker {
         store: store.clone(),
-        destinations,
+        registry: registry.clone(),
         sender: delivery::sender::Sender::new(
             config.security.allow_private_networks,
             config.delivery.response_excerpt_bytes,
@@ -107,10 +138,17 @@ pub async fn run(
 
     let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
     let state = Arc::new(AppState {
-        sources,
+        registry,
         committer,
         rejections,
         store: store.clone(),
+        wake: wake.clone(),
+        admin_token_hash: config
+            .server
+            .admin_token
+            .as_deref()
+            .map(api::auth::hash_token),
+        metrics_require_token: config.server.metrics_require_token,
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -141,6 +179,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .layer(DefaultBodyLimit::max(state::largest_body_limit(config)));
     Router::new()
         .merge(ingest)
+        .merge(api::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -4,8 +4,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    /// Field path (`url`, `retry.schedule[1]`, `limit`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
 /// An HTTP problem with a stable machine-readable `code`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// URI reference naming the problem type.
     #[serde(rename = "type")]
@@ -18,6 +27,9 @@ pub struct Problem {
     pub code: &'static str,
     /// What went wrong in this occurrence.
     pub detail: String,
+    /// Invalid fields, for validation errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
 }
 
 impl Problem {
@@ -34,7 +46,35 @@ impl Problem {
             status: status.as_u16(),
             code,
             detail: detail.into(),
+            errors: Vec::new(),
         }
+    }
+
+    /// `422 validation_failed` with field errors.
+    pub fn validation(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        let mut problem = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "Validation failed",
+            detail,
+        );
+        problem.errors = errors;
+        problem
+    }
+
+    /// `400 bad_request`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Bad request",
+            detail,
+        )
+    }
+
+    /// `409 conflict`.
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
     }
 
     /// `404 not_found` for a path that does not exist.

@@ -35,14 +35,20 @@ pub struct SourceRuntime {
 
 /// Handler state.
 pub struct AppState {
-    /// Sources by id.
-    pub sources: HashMap<String, SourceRuntime>,
+    /// Live sources, destinations and routes.
+    pub registry: Arc<crate::runtime::Registry>,
     /// The group committer.
     pub committer: Committer,
     /// Recently rejected requests.
     pub rejections: RejectionLog,
-    /// The store (health, metrics).
+    /// The store.
     pub store: Arc<dyn Store>,
+    /// Wakes the delivery worker (after a replay).
+    pub wake: Arc<tokio::sync::Notify>,
+    /// SHA-256 (hex) of the configured bootstrap admin token.
+    pub admin_token_hash: Option<String>,
+    /// Whether `/metrics` needs a `read` token.
+    pub metrics_require_token: bool,
 }
 
 /// Builds the source table from configuration.

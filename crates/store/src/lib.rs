@@ -7,6 +7,7 @@
 
 pub mod model;
 pub mod sqlite;
+pub mod vault;
 
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
@@ -22,6 +23,12 @@ pub enum StoreError {
     /// A stored value could not be decoded.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A sealed secret could not be sealed or opened.
+    #[error("vault: {0}")]
+    Vault(String),
+    /// A resource or key with this identity already exists.
+    #[error("already exists")]
+    Conflict,
     /// Creating the data directory or similar I/O failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -63,6 +70,9 @@ pub trait Store: Send + Sync + 'static {
     /// Lists deliveries, newest first.
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<DeliveryRecord>>;
 
+    /// One delivery, if it exists.
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>>;
+
     /// Attempts of an event's deliveries (or of one delivery), oldest first.
     async fn list_attempts(
         &self,
@@ -82,6 +92,49 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest rejected requests of a source, newest first.
     async fn list_rejections(&self, source: &str, limit: u32) -> Result<Vec<Rejection>>;
+
+    /// Inserts (`create_only`, failing with [`StoreError::Conflict`] if it exists) or replaces a
+    /// sealed resource.
+    async fn put_resource(&self, record: &ResourceRecord, create_only: bool) -> Result<()>;
+
+    /// All sealed resources, by kind then id.
+    async fn list_resources(&self) -> Result<Vec<ResourceRecord>>;
+
+    /// Deletes a resource; returns whether it existed.
+    async fn delete_resource(&self, kind: &str, id: &str) -> Result<bool>;
+
+    /// Stores a new token.
+    async fn create_token(&self, token: &TokenRecord) -> Result<()>;
+
+    /// The token with this hash, revoked or not.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>>;
+
+    /// All tokens, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
+
+    /// Revokes a token; returns whether an active token was revoked.
+    async fn revoke_token(&self, id: &str, now: UnixMillis) -> Result<bool>;
+
+    /// Claims an idempotency key for a request, or reports what it holds.
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: UnixMillis,
+    ) -> Result<IdempotencyState>;
+
+    /// Records the response for a started key.
+    async fn idempotency_finish(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &[u8],
+    ) -> Result<()>;
+
+    /// Forgets a started key (the request failed in a way worth retrying).
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

@@ -208,6 +208,10 @@ pub struct EventRecord {
 pub struct EventFilter {
     /// Only this source.
     pub source: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+    /// Only events with at least one delivery in this status.
+    pub delivery_status: Option<DeliveryStatus>,
     /// Only events received at or after.
     pub since: Option<UnixMillis>,
     /// Only events received before.
@@ -289,4 +293,59 @@ pub struct AttemptRecord {
     pub response_headers: Vec<(String, String)>,
     /// Response body excerpt.
     pub response_body: Vec<u8>,
+}
+
+/// A resource created through the management API; its spec is sealed by the server's vault.
+#[derive(Debug, Clone)]
+pub struct ResourceRecord {
+    /// `source`, `destination` or `route`.
+    pub kind: String,
+    /// Resource id.
+    pub id: String,
+    /// `nonce || ciphertext` of the JSON spec.
+    pub sealed: Vec<u8>,
+    /// Created.
+    pub created_at: UnixMillis,
+    /// Last change.
+    pub updated_at: UnixMillis,
+}
+
+/// An API token (the token itself is never stored, only its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `tok_…`
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Hex SHA-256 of the full token.
+    pub hash: String,
+    /// The token's first characters, to recognise it.
+    pub prefix: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Created.
+    pub created_at: UnixMillis,
+    /// Revoked, if it was.
+    pub revoked_at: Option<UnixMillis>,
+}
+
+/// The state of an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyState {
+    /// First use: recorded as in progress; the caller must finish or abandon it.
+    Started,
+    /// Another request with this key has not finished yet.
+    InProgress {
+        /// Its request hash.
+        request_hash: String,
+    },
+    /// A response is recorded.
+    Completed {
+        /// Hash of the request that produced it.
+        request_hash: String,
+        /// Its status.
+        status: u16,
+        /// Its body.
+        response: Vec<u8>,
+    },
 }

@@ -23,7 +23,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::completer::CompleterHandle;
-use self::destinations::Destinations;
 use self::sender::Sender;
 
 /// Largest number of deliveries claimed in one statement.
@@ -33,8 +32,8 @@ const CLAIM_BATCH: usize = 256;
 pub struct Worker {
     /// The store.
     pub store: Arc<dyn Store>,
-    /// Destinations by id.
-    pub destinations: Destinations,
+    /// Live destinations (through the registry, so API changes apply to the next attempt).
+    pub registry: Arc<crate::runtime::Registry>,
     /// HTTP sender.
     pub sender: Sender,
     /// Batched completion writer.
@@ -145,10 +144,12 @@ impl Worker {
     }
 
     fn saturated(&self, in_flight: &InFlight) -> Vec<String> {
+        let runtime = self.registry.current();
         lock(in_flight)
             .iter()
             .filter(|(id, n)| {
-                self.destinations
+                runtime
+                    .destinations
                     .get(*id)
                     .is_some_and(|target| **n >= target.max_in_flight)
             })
@@ -190,7 +191,13 @@ impl Worker {
         let attempt_no = delivery.attempts + 1;
         let run_attempt = delivery.run_attempts + 1;
         let started_at = now_millis();
-        let Some(target) = self.destinations.get(&delivery.destination).cloned() else {
+        let target = self
+            .registry
+            .current()
+            .destinations
+            .get(&delivery.destination)
+            .cloned();
+        let Some(target) = target else {
             let error = format!("destination `{}` is not configured", delivery.destination);
             tracing::warn!(delivery = %delivery.id, %error, "delivery failed");
             self.finish(

@@ -28,7 +28,8 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(source) = state.sources.get(&source_id) else {
+    let runtime = state.registry.current();
+    let Some(source) = runtime.sources.get(&source_id) else {
         return Problem::new(
             StatusCode::NOT_FOUND,
             "unknown_source",

@@ -20,10 +20,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbound",
         include_str!("../../migrations/sqlite/0002_inbound.sql"),
     ),
+    (
+        3,
+        "management",
+        include_str!("../../migrations/sqlite/0003_management.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

@@ -5,6 +5,7 @@
 //! the server's group committer hands [`Store::insert_events`] many events per transaction, and
 //! multi-row statements keep the per-row cost low. One data directory belongs to one process.
 
+mod management;
 mod migrate;
 mod reads;
 mod writes;
@@ -127,6 +128,10 @@ impl crate::Store for SqliteStore {
         reads::list_deliveries(&self.reader, filter).await
     }
 
+    async fn get_delivery(&self, id: &str) -> Result<Option<crate::DeliveryRecord>> {
+        reads::get_delivery(&self.reader, id).await
+    }
+
     async fn list_attempts(
         &self,
         event_id: Option<&str>,
@@ -141,6 +146,62 @@ impl crate::Store for SqliteStore {
 
     async fn next_due_at(&self) -> Result<Option<switchboard_core::time::UnixMillis>> {
         reads::next_due_at(&self.reader).await
+    }
+
+    async fn put_resource(&self, record: &crate::ResourceRecord, create_only: bool) -> Result<()> {
+        management::put_resource(&self.writer, record, create_only).await
+    }
+
+    async fn list_resources(&self) -> Result<Vec<crate::ResourceRecord>> {
+        management::list_resources(&self.reader).await
+    }
+
+    async fn delete_resource(&self, kind: &str, id: &str) -> Result<bool> {
+        management::delete_resource(&self.writer, kind, id).await
+    }
+
+    async fn create_token(&self, token: &crate::TokenRecord) -> Result<()> {
+        management::create_token(&self.writer, token).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<crate::TokenRecord>> {
+        management::token_by_hash(&self.reader, hash).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<crate::TokenRecord>> {
+        management::list_tokens(&self.reader).await
+    }
+
+    async fn revoke_token(
+        &self,
+        id: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<bool> {
+        management::revoke_token(&self.writer, id, now).await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<crate::IdempotencyState> {
+        management::idempotency_begin(&self.writer, scope, key, request_hash, now).await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        response: &[u8],
+    ) -> Result<()> {
+        management::idempotency_finish(&self.writer, scope, key, status, response).await
+    }
+
+    async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
+        management::idempotency_abandon(&self.writer, scope, key).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -44,6 +44,16 @@ pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Ve
     if let Some(source) = &f.source {
         q.push(" AND source = ").push_bind(source);
     }
+    if let Some(event_type) = &f.event_type {
+        q.push(" AND event_type = ").push_bind(event_type);
+    }
+    if let Some(status) = f.delivery_status {
+        q.push(
+            " AND EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status = ",
+        )
+        .push_bind(status.as_str())
+        .push(")");
+    }
     if let Some(since) = f.since {
         q.push(" AND received_at >= ").push_bind(since);
     }
@@ -122,6 +132,17 @@ pub(super) async fn list_deliveries(
         .iter()
         .map(delivery_from_row)
         .collect()
+}
+
+pub(super) async fn get_delivery(pool: &SqlitePool, id: &str) -> Result<Option<DeliveryRecord>> {
+    let row = sqlx::query(
+        "SELECT seq, id, event_id, route_id, destination, status, attempts, next_attempt_at, \
+         last_status, last_error, created_at, updated_at FROM deliveries WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(delivery_from_row).transpose()
 }
 
 pub(super) async fn list_attempts(

@@ -26,6 +26,11 @@ pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<Ex
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    if let Some(token) = switchboard_server::ensure_admin_token(&config).await? {
+        println!("Created an admin API token (shown only this once; store it safely):");
+        println!("  {token}");
+        println!("  use it as `Authorization: Bearer <token>` or SWITCHBOARD_TOKEN for the CLI");
+    }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

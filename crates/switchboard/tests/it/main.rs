@@ -9,3 +9,4 @@ mod ingest;
 mod providers;
 mod retries;
 mod shutdown;
+mod trigger;

@@ -5,6 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+/// The admin token the spawned servers accept.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 /// A running `switchboard serve`.
 pub struct Process {
     child: Child,
@@ -27,24 +30,36 @@ impl Process {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .env("SWITCHBOARD_LOG", "warn")
+            .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn switchboard");
         let stdout = child.stdout.take().expect("stdout");
+        // Own the child before anything can panic, so that it is killed on every path.
+        let mut process = Self {
+            child,
+            base: String::new(),
+        };
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .expect("switchboard printed nothing")
-            .expect("read stdout");
-        let base = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in `{first}`"))
-            .to_owned();
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(url) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .filter(|_| line.contains("listening on"))
+            {
+                process.base = url.to_owned();
+                break;
+            }
+        }
+        assert!(
+            !process.base.is_empty(),
+            "switchboard exited without printing its address"
+        );
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines.by_ref() {});
-        Self { child, base }
+        process
     }
 
     /// The child's pid.

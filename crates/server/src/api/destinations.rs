@@ -1,0 +1,261 @@
+//! `/v1/destinations`: where events go. Secrets are generated when not given, shown redacted,
+//! and revealed only through `GET /v1/destinations/{id}/secret` (write scope).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchboard_core::config::DestinationConfig;
+use switchboard_signatures::standard_webhooks::SigningKey;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiResult;
+use super::auth::{Auth, Read, Write};
+use super::extract::ApiJson;
+use super::resources::{REDACTED, change_problem, check_path_id, from_value, not_found, stamps};
+use crate::problem::Problem;
+use crate::runtime::{Change, Kind, Runtime};
+use crate::state::AppState;
+
+/// A destination as the API shows it (secret redacted).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Destination {
+    /// Destination id.
+    pub id: String,
+    /// `config` (read-only here) or `api`.
+    pub managed_by: &'static str,
+    /// `http`.
+    pub kind: String,
+    /// Target URL.
+    pub url: String,
+    /// `********` when a signing secret is set.
+    pub secret: Option<String>,
+    /// Per-attempt timeout (e.g. `15s`).
+    pub timeout: String,
+    /// Retry policy: `{"schedule": [...]}` or `{"exponential": {...}}`.
+    #[schema(value_type = Object)]
+    pub retry: Value,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// In-flight cap, when set.
+    pub max_in_flight: Option<u64>,
+    /// Created (API resources).
+    pub created_at: Option<String>,
+    /// Last change (API resources).
+    pub updated_at: Option<String>,
+}
+
+/// A destination to create or replace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationInput {
+    /// 1–64 letters, digits, `-`, `_`.
+    pub id: String,
+    /// `http` (default).
+    pub kind: Option<String>,
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// `whsec_…` signing secret; generated on create when absent, kept on replace when absent.
+    pub secret: Option<String>,
+    /// Per-attempt timeout, e.g. `15s` (default).
+    pub timeout: Option<String>,
+    /// `{"schedule": ["5s", "5m"]}` or `{"exponential": {"base": "1s", "factor": 2.0,
+    /// "max_delay": "1h", "attempts": 10}}`; default: the Svix-like schedule.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<Value>,
+    /// Extra request headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// In-flight cap.
+    pub max_in_flight: Option<u64>,
+}
+
+/// A destination's signing secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationSecret {
+    /// `whsec_…`, or null when the destination does not sign.
+    pub secret: Option<String>,
+}
+
+fn generate_secret() -> String {
+    let mut key = [0u8; 24];
+    rand::fill(&mut key);
+    SigningKey::from_bytes(key.to_vec()).to_secret()
+}
+
+fn to_config(
+    input: DestinationInput,
+    secret: Option<String>,
+) -> Result<DestinationConfig, Problem> {
+    let mut value = json!({
+        "id": input.id,
+        "kind": input.kind.unwrap_or_else(|| "http".into()),
+        "url": input.url,
+    });
+    if let Some(secret) = secret {
+        value["secret"] = json!(secret);
+    }
+    if let Some(timeout) = input.timeout {
+        value["timeout"] = json!(timeout);
+    }
+    if let Some(retry) = input.retry {
+        value["retry"] = retry;
+    }
+    if let Some(headers) = input.headers {
+        value["headers"] = json!(headers);
+    }
+    if let Some(max) = input.max_in_flight {
+        value["max_in_flight"] = json!(max);
+    }
+    from_value(value)
+}
+
+fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
+    let DestinationConfig::Http(http) = destination;
+    let (created_at, updated_at) = stamps(runtime, Kind::Destination, &http.id);
+    Destination {
+        id: http.id.clone(),
+        managed_by: runtime.managed_by(Kind::Destination, &http.id).as_str(),
+        kind: "http".into(),
+        url: http.url.clone(),
+        secret: http.secret.as_ref().map(|_| REDACTED.to_owned()),
+        timeout: humantime::format_duration(http.timeout).to_string(),
+        retry: serde_json::to_value(&http.retry).unwrap_or(Value::Null),
+        headers: http.headers.clone(),
+        max_in_flight: http.max_in_flight.map(|n| n as u64),
+        created_at,
+        updated_at,
+    }
+}
+
+fn lookup<'a>(runtime: &'a Runtime, id: &str) -> Option<&'a DestinationConfig> {
+    runtime.config.destinations.iter().find(|d| d.id() == id)
+}
+
+fn find(state: &AppState, id: &str) -> Result<Destination, Problem> {
+    let runtime = state.registry.current();
+    lookup(&runtime, id)
+        .map(|d| view(&runtime, d))
+        .ok_or_else(|| not_found(Kind::Destination, id))
+}
+
+/// Lists destinations.
+#[utoipa::path(get, path = "/destinations", tag = "destinations",
+    responses((status = 200, body = Vec<Destination>), (status = 401, body = Problem)), security(("bearer" = [])))]
+pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Destination>> {
+    let runtime = state.registry.current();
+    Json(
+        runtime
+            .config
+            .destinations
+            .iter()
+            .map(|d| view(&runtime, d))
+            .collect(),
+    )
+}
+
+/// One destination.
+#[utoipa::path(get, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, body = Destination), (status = 401, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Destination>> {
+    find(&state, &id).map(Json)
+}
+
+/// A destination's signing secret.
+#[utoipa::path(get, path = "/destinations/{id}/secret", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    responses((status = 200, body = DestinationSecret), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn secret(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DestinationSecret>> {
+    let runtime = state.registry.current();
+    let DestinationConfig::Http(http) =
+        lookup(&runtime, &id).ok_or_else(|| not_found(Kind::Destination, &id))?;
+    Ok(Json(DestinationSecret {
+        secret: http.secret.clone(),
+    }))
+}
+
+/// Creates a destination.
+#[utoipa::path(post, path = "/destinations", tag = "destinations", request_body = DestinationInput,
+    responses((status = 201, body = Destination), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    ApiJson(input): ApiJson<DestinationInput>,
+) -> ApiResult<(StatusCode, Json<Destination>)> {
+    let secret = Some(input.secret.clone().unwrap_or_else(generate_secret));
+    let config = to_config(input, secret)?;
+    let id = config.id().to_owned();
+    state
+        .registry
+        .apply(Change::PutDestination(config, true))
+        .await
+        .map_err(change_problem)?;
+    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+}
+
+/// Replaces a destination (an absent `secret` keeps the current one).
+#[utoipa::path(put, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")), request_body = DestinationInput,
+    responses((status = 200, body = Destination), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<DestinationInput>,
+) -> ApiResult<Json<Destination>> {
+    check_path_id(&id, &input.id)?;
+    let current_secret = {
+        let runtime = state.registry.current();
+        lookup(&runtime, &id).and_then(|d| {
+            let DestinationConfig::Http(http) = d;
+            http.secret.clone()
+        })
+    };
+    let secret = input.secret.clone().or(current_secret);
+    let config = to_config(input, secret)?;
+    state
+        .registry
+        .apply(Change::PutDestination(config, false))
+        .await
+        .map_err(change_problem)?;
+    Ok(Json(find(&state, &id)?))
+}
+
+/// Deletes a destination (refused while routes use it).
+#[utoipa::path(delete, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .registry
+        .apply(Change::Delete(Kind::Destination, id))
+        .await
+        .map_err(change_problem)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Routes of this resource.
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+        .routes(routes!(secret))
+}

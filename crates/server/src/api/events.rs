@@ -1,0 +1,233 @@
+//! `/v1/events`: stored events, with filters, the raw body and their deliveries.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use switchboard_core::DeliveryStatus;
+use switchboard_core::time::format_rfc3339;
+use switchboard_store::{DeliveryFilter, EventFilter, EventRecord};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Auth, Read};
+use super::extract::ApiQuery;
+use super::pagination::{self, Page};
+use super::{ApiResult, internal, parse_time};
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// A header as received.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Header {
+    /// Lowercase name.
+    pub name: String,
+    /// Value (credentials redacted).
+    pub value: String,
+}
+
+/// An event in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventSummary {
+    /// Event id.
+    pub id: String,
+    /// Source id.
+    pub source: String,
+    /// Event type, when known.
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// Provider's de-duplication key.
+    pub dedup_key: Option<String>,
+    /// Receive time (RFC 3339).
+    pub received_at: String,
+    /// Content type of the body.
+    pub content_type: Option<String>,
+    /// Body size in bytes.
+    pub body_bytes: u64,
+}
+
+/// A delivery as listed with its event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDelivery {
+    /// Delivery id (`webhook-id`).
+    pub id: String,
+    /// Destination id.
+    pub destination: String,
+    /// Status.
+    #[schema(value_type = String, example = "succeeded")]
+    pub status: DeliveryStatus,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// One event with headers, body and deliveries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDetail {
+    /// Summary fields.
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// Request headers as received (credentials redacted).
+    pub headers: Vec<Header>,
+    /// The body: text when it is UTF-8, base64 otherwise (see `body_encoding`).
+    pub body: String,
+    /// `utf8` or `base64`.
+    pub body_encoding: &'static str,
+    /// Deliveries of this event.
+    pub deliveries: Vec<EventDelivery>,
+}
+
+/// Filters for `GET /v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only this source.
+    pub source: Option<String>,
+    /// Only this event type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub event_type: Option<String>,
+    /// Only events with a delivery in this status (`pending`, `in_flight`, `succeeded`,
+    /// `failed`, `cancelled`).
+    pub status: Option<String>,
+    /// Received at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Received before (RFC 3339).
+    pub until: Option<String>,
+    /// Page size, 1–500 (default 50).
+    pub limit: Option<u32>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+/// Parses a delivery status filter.
+pub fn parse_status(value: Option<&str>) -> Result<Option<DeliveryStatus>, Problem> {
+    value
+        .map(|s| {
+            DeliveryStatus::parse(s).ok_or_else(|| {
+                Problem::validation(
+                    format!("unknown status `{s}`"),
+                    vec![crate::problem::FieldError {
+                        field: "status".into(),
+                        message: "one of pending, in_flight, succeeded, failed, cancelled".into(),
+                    }],
+                )
+            })
+        })
+        .transpose()
+}
+
+fn summary(e: &EventRecord) -> EventSummary {
+    EventSummary {
+        id: e.id.clone(),
+        source: e.source.clone(),
+        event_type: e.event_type.clone(),
+        dedup_key: e.dedup_key.clone(),
+        received_at: format_rfc3339(e.received_at),
+        content_type: e.content_type.clone(),
+        body_bytes: e.body_len,
+    }
+}
+
+/// Text when UTF-8, otherwise base64.
+pub fn encode_body(body: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(body) {
+        Ok(text) => (text.to_owned(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(body),
+            "base64",
+        ),
+    }
+}
+
+/// Lists events, newest first.
+#[utoipa::path(get, path = "/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = Page<EventSummary>), (status = 401, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Page<EventSummary>>> {
+    let limit = pagination::limit(q.limit)?;
+    let filter = EventFilter {
+        source: q.source,
+        event_type: q.event_type,
+        delivery_status: parse_status(q.status.as_deref())?,
+        since: q
+            .since
+            .as_deref()
+            .map(|s| parse_time("since", s))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|s| parse_time("until", s))
+            .transpose()?,
+        before_seq: pagination::decode(q.cursor.as_deref())?,
+        limit: limit + 1,
+    };
+    let rows = state.store.list_events(&filter).await.map_err(internal)?;
+    Ok(Json(pagination::page(
+        rows,
+        limit,
+        |e| e.seq,
+        |e| summary(&e),
+    )))
+}
+
+/// One event with its headers, body and deliveries.
+#[utoipa::path(get, path = "/events/{id}", tag = "events", params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = EventDetail), (status = 401, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventDetail>> {
+    let event = state
+        .store
+        .get_event(&id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| Problem::not_found(format!("no event `{id}`")))?;
+    let deliveries = state
+        .store
+        .list_deliveries(&DeliveryFilter {
+            event_id: Some(id),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .map_err(internal)?;
+    let (body, body_encoding) = encode_body(&event.body);
+    Ok(Json(EventDetail {
+        summary: summary(&event),
+        headers: event
+            .headers
+            .into_iter()
+            .map(|(name, value)| Header { name, value })
+            .collect(),
+        body,
+        body_encoding,
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| EventDelivery {
+                id: d.id,
+                destination: d.destination,
+                status: d.status,
+                attempts: d.attempts,
+            })
+            .collect(),
+    }))
+}
+
+/// Routes of this resource.
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get))
+}

@@ -1,0 +1,103 @@
+//! Shared plumbing of the configurable resources (sources, destinations, routes): mapping
+//! registry refusals to problems, timestamps, secret redaction.
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use switchboard_core::time::format_rfc3339;
+
+use crate::problem::{FieldError, Problem};
+use crate::runtime::{ChangeError, Kind, Runtime};
+
+/// What the API shows instead of a secret.
+pub const REDACTED: &str = "********";
+
+/// Maps a refused change to its problem.
+pub fn change_problem(error: ChangeError) -> Problem {
+    match error {
+        ChangeError::Invalid(message) => Problem::validation(message, Vec::new()),
+        e @ ChangeError::ConfigManaged { .. } => {
+            Problem::conflict("managed_by_config", e.to_string())
+        }
+        e @ ChangeError::Exists { .. } => Problem::conflict("already_exists", e.to_string()),
+        e @ ChangeError::InUse { .. } => Problem::conflict("in_use", e.to_string()),
+        e @ ChangeError::NotFound { .. } => Problem::not_found(e.to_string()),
+        ChangeError::Store(error) => super::internal(error),
+    }
+}
+
+/// Parses a request value into a configuration type, naming the offending field.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        Problem::validation(
+            format!("invalid resource: {message}"),
+            vec![FieldError {
+                field: if path == "." { String::new() } else { path },
+                message,
+            }],
+        )
+    })
+}
+
+/// `422` when a body's id differs from the path's.
+pub fn check_path_id(path: &str, body: &str) -> Result<(), Problem> {
+    if path == body {
+        Ok(())
+    } else {
+        Err(Problem::validation(
+            format!("the body's id `{body}` differs from the path's `{path}`"),
+            vec![FieldError {
+                field: "id".into(),
+                message: "must equal the id in the path".into(),
+            }],
+        ))
+    }
+}
+
+/// `(created_at, updated_at)` of an API resource (none for config resources).
+pub fn stamps(runtime: &Runtime, kind: Kind, id: &str) -> (Option<String>, Option<String>) {
+    runtime
+        .stamps
+        .get(&(kind, id.to_owned()))
+        .map(|s| {
+            (
+                Some(format_rfc3339(s.created_at)),
+                Some(format_rfc3339(s.updated_at)),
+            )
+        })
+        .unwrap_or((None, None))
+}
+
+/// Replaces secret values (`secret`, `secrets`, `passwords`, `keys`) in a JSON value.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, item) in map.iter_mut() {
+                match key.as_str() {
+                    "secret" | "password" if item.is_string() => *item = Value::from(REDACTED),
+                    "secrets" | "passwords" | "keys" => {
+                        if let Value::Array(items) = item {
+                            for entry in items.iter_mut() {
+                                *entry = Value::from(REDACTED);
+                            }
+                        }
+                    }
+                    _ => redact(item),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// `404` for an unknown id.
+pub fn not_found(kind: Kind, id: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Not found",
+        format!("no {} `{id}`", kind.as_str()),
+    )
+}

@@ -1,0 +1,189 @@
+//! `/v1/sources`: where events come in (`POST /in/{id}`) and how they are verified.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchboard_core::config::SourceConfig;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::ApiResult;
+use super::auth::{Auth, Read, Write};
+use super::extract::ApiJson;
+use super::resources::{change_problem, check_path_id, from_value, not_found, redact, stamps};
+use crate::problem::Problem;
+use crate::runtime::{Change, Kind, Runtime};
+use crate::state::AppState;
+
+/// A source as the API shows it (secrets redacted).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Source {
+    /// Source id.
+    pub id: String,
+    /// `config` (read-only here) or `api`.
+    pub managed_by: &'static str,
+    /// Path to send events to.
+    pub ingest_path: String,
+    /// Verifier: `{"kind": "github", "secrets": [...]}` etc.; secrets are redacted.
+    #[schema(value_type = Object)]
+    pub verifier: Value,
+    /// Body limit in bytes, when set.
+    pub max_body_bytes: Option<u64>,
+    /// Rate limit, when set: `{"per_second": n, "burst": n}`.
+    #[schema(value_type = Option<Object>)]
+    pub rate_limit: Option<Value>,
+    /// Created (API resources).
+    pub created_at: Option<String>,
+    /// Last change (API resources).
+    pub updated_at: Option<String>,
+}
+
+/// A source to create or replace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInput {
+    /// 1–64 letters, digits, `-`, `_`.
+    pub id: String,
+    /// Verifier (`{"kind": "none"}` when absent). Kinds: github, stripe, slack, shopify,
+    /// twilio, sendgrid, standard-webhooks, hmac, basic, api-key, none.
+    #[schema(value_type = Option<Object>)]
+    pub verifier: Option<Value>,
+    /// Body limit in bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Rate limit: `{"per_second": n, "burst": n}`.
+    #[schema(value_type = Option<Object>)]
+    pub rate_limit: Option<Value>,
+}
+
+fn to_config(input: SourceInput) -> Result<SourceConfig, Problem> {
+    let mut value =
+        json!({ "id": input.id, "verifier": input.verifier.unwrap_or(json!({"kind": "none"})) });
+    if let Some(max) = input.max_body_bytes {
+        value["max_body_bytes"] = json!(max);
+    }
+    if let Some(limit) = input.rate_limit {
+        value["rate_limit"] = limit;
+    }
+    from_value(value)
+}
+
+fn view(runtime: &Runtime, source: &SourceConfig) -> Source {
+    let mut verifier = serde_json::to_value(&source.verifier).unwrap_or(Value::Null);
+    redact(&mut verifier);
+    let (created_at, updated_at) = stamps(runtime, Kind::Source, &source.id);
+    Source {
+        id: source.id.clone(),
+        managed_by: runtime.managed_by(Kind::Source, &source.id).as_str(),
+        ingest_path: format!("/in/{}", source.id),
+        verifier,
+        max_body_bytes: source.max_body_bytes.map(|n| n as u64),
+        rate_limit: source.rate_limit.and_then(|r| serde_json::to_value(r).ok()),
+        created_at,
+        updated_at,
+    }
+}
+
+fn find(state: &AppState, id: &str) -> Result<Source, Problem> {
+    let runtime = state.registry.current();
+    runtime
+        .config
+        .sources
+        .iter()
+        .find(|s| s.id == id)
+        .map(|s| view(&runtime, s))
+        .ok_or_else(|| not_found(Kind::Source, id))
+}
+
+/// Lists sources.
+#[utoipa::path(get, path = "/sources", tag = "sources",
+    responses((status = 200, body = Vec<Source>), (status = 401, body = Problem)), security(("bearer" = [])))]
+pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Source>> {
+    let runtime = state.registry.current();
+    Json(
+        runtime
+            .config
+            .sources
+            .iter()
+            .map(|s| view(&runtime, s))
+            .collect(),
+    )
+}
+
+/// One source.
+#[utoipa::path(get, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")),
+    responses((status = 200, body = Source), (status = 401, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn get(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Source>> {
+    find(&state, &id).map(Json)
+}
+
+/// Creates a source.
+#[utoipa::path(post, path = "/sources", tag = "sources", request_body = SourceInput,
+    responses((status = 201, body = Source), (status = 401, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    ApiJson(input): ApiJson<SourceInput>,
+) -> ApiResult<(StatusCode, Json<Source>)> {
+    let config = to_config(input)?;
+    let id = config.id.clone();
+    state
+        .registry
+        .apply(Change::PutSource(config, true))
+        .await
+        .map_err(change_problem)?;
+    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+}
+
+/// Replaces a source.
+#[utoipa::path(put, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")), request_body = SourceInput,
+    responses((status = 200, body = Source), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<SourceInput>,
+) -> ApiResult<Json<Source>> {
+    check_path_id(&id, &input.id)?;
+    let config = to_config(input)?;
+    state
+        .registry
+        .apply(Change::PutSource(config, false))
+        .await
+        .map_err(change_problem)?;
+    Ok(Json(find(&state, &id)?))
+}
+
+/// Deletes a source (refused while routes use it).
+#[utoipa::path(delete, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .registry
+        .apply(Change::Delete(Kind::Source, id))
+        .await
+        .map_err(change_problem)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Routes of this resource.
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+}
