@@ -31,6 +31,8 @@ pub struct SourceRuntime {
     pub max_body_bytes: usize,
     /// Rate limiter, when configured.
     pub limiter: Option<DefaultDirectRateLimiter>,
+    /// Extra headers (beyond the usual credential headers) whose values are never stored.
+    pub credential_headers: Vec<String>,
 }
 
 /// Handler state.
@@ -73,9 +75,11 @@ pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, 
                 Quota::per_second(rate).allow_burst(burst),
             ))
         });
+        let credential_headers = verifier.credential_headers();
         sources.insert(
             source.id.clone(),
             SourceRuntime {
+                credential_headers,
                 verifier,
                 routes,
                 max_body_bytes: source

@@ -82,6 +82,8 @@ pub struct Claim<'a> {
     pub lease_until: UnixMillis,
     /// Destinations not to claim for now.
     pub exclude: &'a [String],
+    /// Claim only this destination's deliveries.
+    pub destination: Option<&'a str>,
 }
 
 /// A leased delivery with what a worker needs to send it.

@@ -1,9 +1,11 @@
 //! The delivery worker: claims due deliveries in batches under a lease, sends each one, and
 //! records the outcome.
 //!
-//! Fairness: a destination's in-flight attempts are capped (`max_in_flight`), and destinations
-//! at their cap are excluded from the next claim, so one slow receiver can hold at most its own
-//! share of the worker and never delays another destination's deliveries. The backlog stays in
+//! Fairness: deliveries are claimed per destination, never more than the destination's room
+//! (`max_in_flight` minus what it holds), so one slow receiver holds at most its own share of
+//! the worker and never delays another destination's deliveries. A destination at its cap costs
+//! nothing until one of its attempts finishes. Deliveries whose destination is no longer
+//! configured stay pending (visible) until it is configured again. The backlog stays in
 //! the store: at most `concurrency` deliveries are in memory at any time.
 
 pub mod completer;
@@ -61,6 +63,7 @@ impl Worker {
         let in_flight: InFlight = Arc::default();
         let mut tasks = JoinSet::new();
         let mut last_sweep = now_millis();
+        let mut rotation = 0usize;
         loop {
             while tasks.try_join_next().is_some() {}
             if shutdown.is_cancelled() {
@@ -77,52 +80,88 @@ impl Worker {
                     Err(error) => tracing::error!(%error, "could not release expired leases"),
                 }
             }
-            let capacity = permits.available_permits().min(CLAIM_BATCH);
-            let claimed = if capacity == 0 {
-                Vec::new()
-            } else {
-                let exclude = self.saturated(&in_flight);
-                let claim = Claim {
-                    now,
-                    limit: capacity,
-                    owner: &self.owner,
-                    lease_until: now + self.lease.as_millis() as i64,
-                    exclude: &exclude,
-                };
-                match self.store.claim_due(&claim).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, "claiming deliveries failed; retrying shortly");
-                        Vec::new()
-                    }
+            // Claim per destination, exactly the room each one has (its in-flight cap minus what
+            // it holds, within the free global slots), starting at a rotating destination so
+            // that no destination is always served last.
+            let runtime = self.registry.current();
+            let mut ids: Vec<&String> = runtime.destinations.keys().collect();
+            ids.sort_unstable();
+            if !ids.is_empty() {
+                let start = rotation % ids.len();
+                ids.rotate_left(start);
+            }
+            rotation = rotation.wrapping_add(1);
+            let mut free = permits.available_permits();
+            let mut more_due = false;
+            let mut saturated = false;
+            for id in ids {
+                if free == 0 {
+                    more_due = true;
+                    break;
                 }
-            };
-            let full_batch = capacity > 0 && claimed.len() == capacity;
-            for delivery in claimed {
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    // Cannot happen: we claimed no more than the free permits. Hand it back.
-                    tracing::error!(delivery = %delivery.id, "no permit for a claimed delivery");
+                let Some(target) = runtime.destinations.get(id) else {
                     continue;
                 };
-                *lock(&in_flight)
-                    .entry(delivery.destination.clone())
-                    .or_default() += 1;
-                let worker = self.clone();
-                let in_flight = in_flight.clone();
-                tasks.spawn(async move {
-                    let destination = delivery.destination.clone();
-                    worker.attempt(delivery).await;
-                    if let Some(n) = lock(&in_flight).get_mut(&destination) {
-                        *n = n.saturating_sub(1);
+                let held = lock(&in_flight).get(id).copied().unwrap_or(0);
+                let room = target
+                    .max_in_flight
+                    .saturating_sub(held)
+                    .min(free)
+                    .min(CLAIM_BATCH);
+                if room == 0 {
+                    saturated = true;
+                    continue;
+                }
+                let claim = Claim {
+                    now,
+                    limit: room,
+                    owner: &self.owner,
+                    lease_until: now + self.lease.as_millis() as i64,
+                    exclude: &[],
+                    destination: Some(id),
+                };
+                let claimed = match self.store.claim_due(&claim).await {
+                    Ok(claimed) => claimed,
+                    Err(error) => {
+                        tracing::error!(%error, destination = %id, "claiming deliveries failed; retrying shortly");
+                        Vec::new()
                     }
-                    drop(permit);
-                    worker.wake.notify_one();
-                });
+                };
+                more_due |= claimed.len() == room;
+                free -= claimed.len().min(free);
+                for delivery in claimed {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        // Cannot happen: no more than the free permits were claimed. The lease
+                        // expires and the delivery is claimed again.
+                        tracing::error!(delivery = %delivery.id, "no permit for a claimed delivery");
+                        continue;
+                    };
+                    *lock(&in_flight)
+                        .entry(delivery.destination.clone())
+                        .or_default() += 1;
+                    let worker = self.clone();
+                    let in_flight = in_flight.clone();
+                    tasks.spawn(async move {
+                        let destination = delivery.destination.clone();
+                        worker.attempt(delivery).await;
+                        if let Some(n) = lock(&in_flight).get_mut(&destination) {
+                            *n = n.saturating_sub(1);
+                        }
+                        drop(permit);
+                        worker.wake.notify_one();
+                    });
+                }
             }
-            if full_batch {
+            if more_due {
                 continue;
             }
-            let sleep = self.idle_sleep().await;
+            // A saturated destination may have due work we did not claim: its next chance comes
+            // when one of its attempts finishes (which wakes us), not from polling the clock.
+            let sleep = if saturated {
+                self.poll_interval
+            } else {
+                self.idle_sleep().await
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = self.wake.notified() => {}
@@ -135,26 +174,14 @@ impl Worker {
     /// How long to sleep when there is no immediately due work.
     async fn idle_sleep(&self) -> Duration {
         match self.store.next_due_at().await {
-            Ok(Some(due)) => {
-                let wait = (due - now_millis()).max(0) as u64;
-                Duration::from_millis(wait).min(self.poll_interval)
+            // Everything claimable that was due has just been claimed; a due time in the past
+            // belongs to a delivery nobody can take now (its destination is not configured), so
+            // it must not make the loop spin.
+            Ok(Some(due)) if due > now_millis() => {
+                Duration::from_millis((due - now_millis()) as u64).min(self.poll_interval)
             }
             _ => self.poll_interval,
         }
-    }
-
-    fn saturated(&self, in_flight: &InFlight) -> Vec<String> {
-        let runtime = self.registry.current();
-        lock(in_flight)
-            .iter()
-            .filter(|(id, n)| {
-                runtime
-                    .destinations
-                    .get(*id)
-                    .is_some_and(|target| **n >= target.max_in_flight)
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
     }
 
     async fn drain(&self, mut tasks: JoinSet<()>, grace: Duration) {

@@ -70,15 +70,17 @@ pub async fn ingest(
             tracing::info!(source = %source_id, "answered a verified handshake");
             return (handshake.status, axum::Json(handshake.body)).into_response();
         }
-        Err(rejection) => return reject(&state, &source_id, &headers, body.len(), rejection),
+        Err(rejection) => {
+            return reject(&state, &source_id, source, &headers, body.len(), rejection);
+        }
     };
     let event = NewEvent {
         id: new_event_id(),
         source: source_id.clone(),
         tenant: None,
-        event_type: accepted.event_type,
-        dedup_key: accepted.dedup_key,
-        headers: rejections::redacted_headers(&headers),
+        event_type: accepted.event_type.clone(),
+        dedup_key: accepted.dedup_key.clone(),
+        headers: rejections::redacted_headers(&headers, &source.credential_headers),
         content_type: headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -98,6 +100,10 @@ pub async fn ingest(
     let id = event.id.clone();
     let routes = event.deliveries.len();
     match state.committer.commit(event).await {
+        Ok(InsertOutcome::Inserted) if accepted.empty_ack => {
+            tracing::debug!(event = %id, source = %source_id, routes, "event stored");
+            StatusCode::OK.into_response()
+        }
         Ok(InsertOutcome::Inserted) => {
             tracing::debug!(event = %id, source = %source_id, routes, "event stored");
             (
@@ -165,6 +171,7 @@ fn too_large(source_id: &str, source: &SourceRuntime) -> Response {
 fn reject(
     state: &AppState,
     source_id: &str,
+    source: &SourceRuntime,
     headers: &HeaderMap,
     body_len: usize,
     rejection: Rejection,
@@ -177,7 +184,7 @@ fn reject(
         received_at: now_millis(),
         code: rejection.code.to_owned(),
         detail: rejection.detail.clone(),
-        headers: rejections::redacted_headers(headers),
+        headers: rejections::redacted_headers(headers, &source.credential_headers),
         body_len: body_len as u64,
     });
     Problem::new(

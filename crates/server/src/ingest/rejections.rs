@@ -52,12 +52,14 @@ impl RejectionLog {
     }
 }
 
-/// Request headers with credentials replaced by `[redacted]`.
-pub fn redacted_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+/// Request headers with credentials (the usual ones and `extra`) replaced by `[redacted]`.
+pub fn redacted_headers(headers: &HeaderMap, extra: &[String]) -> Vec<(String, String)> {
     headers
         .iter()
         .map(|(name, value)| {
-            let value = if SENSITIVE_HEADERS.contains(&name.as_str()) {
+            let value = if SENSITIVE_HEADERS.contains(&name.as_str())
+                || extra.iter().any(|e| e == name.as_str())
+            {
                 "[redacted]".to_owned()
             } else {
                 String::from_utf8_lossy(value.as_bytes()).into_owned()

@@ -33,6 +33,10 @@ impl ApiKey {
 }
 
 impl Verify for ApiKey {
+    fn credential_headers(&self) -> Vec<String> {
+        self.header.iter().cloned().collect()
+    }
+
     fn verify(&self, request: &Inbound<'_>) -> Result<Verdict, Rejection> {
         let presented = match (&self.header, &self.query) {
             (Some(header), _) => request.header(header).map(|v| v.as_bytes().to_vec()),
@@ -54,6 +58,7 @@ impl Verify for ApiKey {
         Ok(Verdict::Accept(Accepted {
             dedup_key: request.header_owned("idempotency-key"),
             event_type: request.header_owned("x-event-type"),
+            empty_ack: false,
         }))
     }
 }

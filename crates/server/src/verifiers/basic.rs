@@ -61,6 +61,7 @@ impl Verify for Basic {
         Ok(Verdict::Accept(Accepted {
             dedup_key: request.header_owned("idempotency-key"),
             event_type: request.header_owned("x-event-type"),
+            empty_ack: false,
         }))
     }
 }

@@ -51,6 +51,7 @@ impl Verify for Github {
         Ok(Verdict::Accept(Accepted {
             dedup_key: request.header_owned(github::DELIVERY_HEADER),
             event_type,
+            empty_ack: false,
         }))
     }
 }

@@ -69,6 +69,7 @@ impl Verify for Hmac {
                 .event_type_header
                 .as_deref()
                 .and_then(|h| request.header_owned(h)),
+            empty_ack: false,
         }))
     }
 }

@@ -84,6 +84,9 @@ pub struct Accepted {
     pub dedup_key: Option<String>,
     /// The event type (`pull_request.opened`, `invoice.paid`, …).
     pub event_type: Option<String>,
+    /// Answer `200` with an empty body once stored, instead of `202 {"id": …}` (Slack shows
+    /// any body sent to a slash command or interaction to the user).
+    pub empty_ack: bool,
 }
 
 /// A verified request that the provider expects answered directly, without storing it.
@@ -144,6 +147,12 @@ impl From<SignatureError> for Rejection {
 pub trait Verify: Send + Sync + std::fmt::Debug {
     /// Checks the request and reads its dedup key and type.
     fn verify(&self, request: &Inbound<'_>) -> Result<Verdict, Rejection>;
+
+    /// Lowercase names of headers that carry credentials for this verifier; their values are
+    /// redacted before headers are stored.
+    fn credential_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The registry: builds the verifier a source's configuration asks for.

@@ -11,6 +11,7 @@ impl Verify for NoVerifier {
         Ok(Verdict::Accept(Accepted {
             dedup_key: request.header_owned("idempotency-key"),
             event_type: request.header_owned("x-event-type"),
+            empty_ack: false,
         }))
     }
 }

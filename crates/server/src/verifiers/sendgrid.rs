@@ -38,6 +38,7 @@ impl Verify for Sendgrid {
         Ok(Verdict::Accept(Accepted {
             dedup_key: None,
             event_type: Some("sendgrid.events".into()),
+            empty_ack: false,
         }))
     }
 }

@@ -32,6 +32,7 @@ impl Verify for Shopify {
                 .header_owned(shopify::WEBHOOK_ID_HEADER)
                 .or_else(|| request.header_owned("x-shopify-event-id")),
             event_type: request.header_owned("x-shopify-topic"),
+            empty_ack: false,
         }))
     }
 }

@@ -46,11 +46,13 @@ impl Verify for Slack {
                 return Ok(Verdict::Accept(Accepted {
                     dedup_key: None,
                     event_type: json_str(&payload, "/type"),
+                    empty_ack: true,
                 }));
             }
             return Ok(Verdict::Accept(Accepted {
                 dedup_key: None,
                 event_type: field("command").map(|c| format!("slash_command{c}")),
+                empty_ack: true,
             }));
         }
         let payload = request.json();
@@ -71,6 +73,7 @@ impl Verify for Slack {
                 .as_ref()
                 .and_then(|p| json_str(p, "/event/type"))
                 .or(outer),
+            empty_ack: false,
         }))
     }
 }

@@ -58,6 +58,7 @@ impl Verify for StandardWebhooks {
         Ok(Verdict::Accept(Accepted {
             dedup_key: headers.id.map(str::to_owned),
             event_type: request.json().and_then(|p| json_str(&p, "/type")),
+            empty_ack: false,
         }))
     }
 }

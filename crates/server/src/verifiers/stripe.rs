@@ -36,6 +36,7 @@ impl Verify for Stripe {
         Ok(Verdict::Accept(Accepted {
             dedup_key: payload.as_ref().and_then(|p| json_str(p, "/id")),
             event_type: payload.as_ref().and_then(|p| json_str(p, "/type")),
+            empty_ack: false,
         }))
     }
 }

@@ -65,6 +65,7 @@ impl Verify for Twilio {
         Ok(Verdict::Accept(Accepted {
             dedup_key: request.header_owned("i-twilio-idempotency-token"),
             event_type: None,
+            empty_ack: false,
         }))
     }
 }

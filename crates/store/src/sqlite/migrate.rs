@@ -25,10 +25,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "management",
         include_str!("../../migrations/sqlite/0003_management.sql"),
     ),
+    (
+        4,
+        "claim_by_destination",
+        include_str!("../../migrations/sqlite/0004_claim_by_destination.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

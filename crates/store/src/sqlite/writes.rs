@@ -151,6 +151,9 @@ pub(super) async fn claim_due(
             " WHERE seq IN (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ",
         )
         .push_bind(claim.now);
+    if let Some(destination) = claim.destination {
+        q.push(" AND destination = ").push_bind(destination);
+    }
     if !claim.exclude.is_empty() {
         q.push(" AND destination NOT IN (");
         let mut list = q.separated(", ");

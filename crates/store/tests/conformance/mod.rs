@@ -70,6 +70,7 @@ pub fn claim_at(now: UnixMillis, limit: usize, owner: &str) -> Claim<'_> {
         owner,
         lease_until: now + LEASE_MS,
         exclude: &[],
+        destination: None,
     }
 }
 
@@ -601,7 +602,24 @@ pub async fn claim_due_leases_due_work(store: &dyn Store) {
     assert_eq!(next[0].body, br#"{"event":"evt-late"}"#);
     assert_eq!(next[0].content_type.as_deref(), Some("application/json"));
 
-    let next = claim(store, claim_at(T0 + 100, 10, "w2")).await;
+    // `destination` claims only that destination's due deliveries.
+    let other = claim(
+        store,
+        Claim {
+            destination: Some("no-such-destination"),
+            ..claim_at(T0 + 100, 10, "w2")
+        },
+    )
+    .await;
+    assert!(other.is_empty(), "nothing due for another destination");
+    let next = claim(
+        store,
+        Claim {
+            destination: Some("gamma"),
+            ..claim_at(T0 + 100, 10, "w2")
+        },
+    )
+    .await;
     assert_eq!(claimed_ids(&next), set(&["dlv-mid"]));
     assert!(
         claim(store, claim_at(T0 + 999, 10, "w3")).await.is_empty(),

@@ -222,3 +222,88 @@ async fn per_source_body_limit() {
     assert_eq!(server.ingest("small", vec![b'x'; 101]).await.status(), 413);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn api_key_in_a_custom_header_is_never_stored() {
+    let receiver = Receiver::always(200).await;
+    let mut config = config_to(&receiver.url, RetryPolicy::default());
+    config.sources[0].verifier = VerifierConfig::ApiKey {
+        keys: vec!["gitlab-token-value".into()],
+        header: Some("X-Gitlab-Token".into()),
+        query: None,
+    };
+    let server = TestServer::start(config).await;
+    let response = post(
+        &server,
+        &[("x-gitlab-token", "gitlab-token-value")],
+        r#"{"object_kind":"push"}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let event = server
+        .store()
+        .get_event(&id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert!(
+        event
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-gitlab-token" && v == "[redacted]"),
+        "{:?}",
+        event.headers
+    );
+    let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert!(delivered[0].headers.get("x-gitlab-token").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn slack_slash_commands_are_stored_and_acknowledged_with_an_empty_200() {
+    let receiver = Receiver::always(200).await;
+    let mut config = config_to(&receiver.url, RetryPolicy::default());
+    config.sources[0].verifier = VerifierConfig::Slack {
+        secrets: vec!["slack-signing-secret".into()],
+        tolerance: Duration::from_secs(300),
+    };
+    let server = TestServer::start(config).await;
+    let body = "command=%2Fdeploy&text=prod&user_id=U1&trigger_id=T1";
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs()
+        .to_string();
+    let signature = slack::sign(b"slack-signing-secret", &ts, body.as_bytes());
+    let response = post(
+        &server,
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-slack-request-timestamp", ts.as_str()),
+            ("x-slack-signature", signature.as_str()),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.expect("body").is_empty());
+    let delivered = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(delivered[0].body.as_ref(), body.as_bytes());
+    let events = server
+        .store()
+        .list_events(&switchboard_store::EventFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        events[0].event_type.as_deref(),
+        Some("slash_command/deploy")
+    );
+    server.stop().await;
+}
