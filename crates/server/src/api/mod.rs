@@ -10,6 +10,7 @@ pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod pagination;
+pub mod rejections;
 pub mod replay;
 pub mod resources;
 pub mod routes_api;
@@ -85,6 +86,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(deliveries::router())
             .merge(replay::router())
             .merge(sources::router())
+            .merge(rejections::router())
             .merge(destinations::router())
             .merge(routes_api::router())
             .merge(tokens::router()),

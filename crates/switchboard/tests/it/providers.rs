@@ -307,3 +307,39 @@ async fn slack_slash_commands_are_stored_and_acknowledged_with_an_empty_200() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rejected_requests_are_listed_through_the_api() {
+    let receiver = Receiver::always(200).await;
+    let mut config = github_config(&receiver.url);
+    config.server.admin_token = Some("rejections-admin-token".into());
+    let server = TestServer::start(config).await;
+    let forged = github::sign(b"guess", b"{}");
+    let response = post(&server, &[("x-hub-signature-256", forged.as_str())], "{}").await;
+    assert_eq!(response.status(), 401);
+    let client = reqwest::Client::new();
+    let listed: serde_json::Value =
+        eventually(Duration::from_secs(5), "rejection listed", || async {
+            let value: serde_json::Value = client
+                .get(format!("{}/v1/sources/src/rejections", server.base))
+                .bearer_auth("rejections-admin-token")
+                .send()
+                .await
+                .expect("send")
+                .json()
+                .await
+                .expect("json");
+            (value.as_array().is_some_and(|a| !a.is_empty())).then_some(value)
+        })
+        .await;
+    assert_eq!(listed[0]["code"], "invalid_signature");
+    assert_eq!(listed[0]["body_bytes"], 2);
+    let missing = client
+        .get(format!("{}/v1/sources/nope/rejections", server.base))
+        .bearer_auth("rejections-admin-token")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
