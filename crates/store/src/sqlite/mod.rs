@@ -59,7 +59,9 @@ impl SqliteStore {
             .max_connections(4)
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(base.read_only(true))
+            // Readers scan indexes for listings and counts; a smaller page cache per reader
+            // keeps the resident size flat however large the backlog grows.
+            .connect_with(base.read_only(true).pragma("cache_size", "-8192"))
             .await?;
         Ok(Self { writer, reader })
     }
