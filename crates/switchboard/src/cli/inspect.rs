@@ -1,18 +1,43 @@
-//! Inspection and replay commands. They read the store directly (WAL lets them run beside a
-//! live server); the management API will take this over.
+//! Inspection and replay: `events`, `deliveries`, `attempts`, `replay`. They use the management
+//! API; with `--data-dir` (or `SWITCHBOARD_DATA_DIR`) and no `--url` they read the store directly
+//! instead ([`super::offline`]), which works while the server is down. Both modes print the same
+//! tables and the API's JSON.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
-use switchboard_core::DeliveryStatus;
-use switchboard_core::time::{format_rfc3339, now_millis, parse_time_or_age};
-use switchboard_store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, ReplaySelector, Store,
-};
+use switchboard_core::time::format_rfc3339;
+use switchboard_store::ReplaySelector;
 
-use crate::settings::{self, ConfigArgs};
+use super::client::{Client, collect_pages};
+use super::input::time_or_age;
+use super::offline::{DeliveryQuery, EventQuery, Offline};
+use super::output::outln;
+use super::output::{field, items, more_hint, print_fields, print_json, print_table};
+use super::{Ctx, EXIT_NOTHING_QUEUED};
+
+const STATUSES: [&str; 5] = ["pending", "in_flight", "succeeded", "failed", "cancelled"];
+
+/// How much of a listing to fetch.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Paging {
+    /// How many (pages are followed as needed).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
+    /// Everything (follows `next_cursor` to the end).
+    #[arg(long, conflicts_with = "limit")]
+    all: bool,
+    /// Continue from a previous listing's `next_cursor`.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+impl Paging {
+    fn want(&self) -> Option<u32> {
+        (!self.all).then_some(self.limit)
+    }
+}
 
 /// `switchboard events …`
 #[derive(Debug, clap::Subcommand)]
@@ -22,23 +47,25 @@ pub enum EventsCommand {
         /// Only this source.
         #[arg(long)]
         source: Option<String>,
+        /// Only this event type.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: Option<String>,
+        /// Only events with a delivery in this status.
+        #[arg(long, value_parser = STATUSES)]
+        status: Option<String>,
         /// Only events received since (RFC 3339 time or an age such as `2h`).
         #[arg(long)]
         since: Option<String>,
-        /// How many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Print JSON instead of a table.
+        /// Only events received before (RFC 3339 time or an age).
         #[arg(long)]
-        json: bool,
+        until: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
     /// Show one event with its headers, body and deliveries.
     Show {
         /// Event id.
         id: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -47,8 +74,8 @@ pub enum EventsCommand {
 pub enum DeliveriesCommand {
     /// List deliveries, newest first.
     List {
-        /// Only this status (pending, in_flight, succeeded, failed, cancelled).
-        #[arg(long)]
+        /// Only this status.
+        #[arg(long, value_parser = STATUSES)]
         status: Option<String>,
         /// Only this destination.
         #[arg(long)]
@@ -56,12 +83,13 @@ pub enum DeliveriesCommand {
         /// Only this event.
         #[arg(long)]
         event: Option<String>,
-        /// How many.
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Show one delivery with its attempts.
+    Show {
+        /// Delivery id (`msg_…`).
+        id: String,
     },
 }
 
@@ -69,10 +97,11 @@ pub enum DeliveriesCommand {
 #[derive(Debug, clap::Args)]
 pub struct AttemptsArgs {
     /// Event id.
-    event: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[arg(required_unless_present = "delivery")]
+    event: Option<String>,
+    /// Only this delivery's attempts (instead of an event's).
+    #[arg(long, conflicts_with = "event")]
+    delivery: Option<String>,
 }
 
 /// `switchboard replay …`
@@ -85,205 +114,282 @@ pub struct ReplayArgs {
     /// Re-queue every delivery of an event.
     #[arg(long)]
     event: Option<String>,
-    /// Re-queue a destination's failed deliveries (with `--since`).
-    #[arg(long, requires = "since")]
+    /// Re-queue a destination's failed deliveries (all of them, or since `--since`).
+    #[arg(long)]
     destination: Option<String>,
     /// With `--destination`: failed since (RFC 3339 time or an age such as `24h`).
-    #[arg(long)]
+    #[arg(long, requires = "destination")]
     since: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-async fn open(args: &ConfigArgs) -> anyhow::Result<Arc<dyn Store>> {
-    let config = settings::load(args)?;
-    let db = config
-        .server
-        .data_dir
-        .join(switchboard_store::sqlite::DB_FILE);
-    if !db.exists() {
-        bail!(
-            "no database at {} (is --data-dir or --config right?)",
-            db.display()
-        );
+/// Where the answers come from.
+enum Backend {
+    Api(Client),
+    Store(Offline),
+}
+
+impl Backend {
+    async fn new(ctx: &Ctx) -> anyhow::Result<Self> {
+        Ok(if ctx.offline() {
+            Self::Store(Offline::open(&ctx.config).await?)
+        } else {
+            Self::Api(ctx.client()?)
+        })
     }
-    switchboard_server::open_store(&config)
-        .await
-        .with_context(|| format!("opening {}", db.display()))
 }
 
-fn time_arg(raw: &str) -> anyhow::Result<i64> {
-    parse_time_or_age(raw, now_millis())
-        .with_context(|| format!("`{raw}` is neither an RFC 3339 time nor an age like `2h`"))
+fn push(query: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {
+    if let Some(value) = value {
+        query.push((key, value));
+    }
 }
 
-pub async fn events(args: &ConfigArgs, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
-    let store = open(args).await?;
+fn rfc3339(raw: Option<&str>) -> anyhow::Result<Option<i64>> {
+    raw.map(time_or_age).transpose()
+}
+
+/// `switchboard events …`
+pub async fn events(ctx: &Ctx, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
+    let backend = Backend::new(ctx).await?;
     match cmd {
         EventsCommand::List {
             source,
+            event_type,
+            status,
             since,
-            limit,
-            json,
+            until,
+            paging,
         } => {
-            let filter = EventFilter {
+            let query = EventQuery {
                 source,
-                since: since.as_deref().map(time_arg).transpose()?,
-                limit: limit.clamp(1, 10_000),
-                ..EventFilter::default()
+                event_type,
+                status,
+                since: rfc3339(since.as_deref())?,
+                until: rfc3339(until.as_deref())?,
             };
-            let events = store.list_events(&filter).await?;
-            if json {
-                print_json(&Value::Array(events.iter().map(event_json).collect()));
-            } else {
-                print_table(
-                    &["ID", "SOURCE", "RECEIVED", "BYTES", "CONTENT-TYPE"],
-                    events.iter().map(|e| {
-                        vec![
-                            e.id.clone(),
-                            e.source.clone(),
-                            format_rfc3339(e.received_at),
-                            e.body_len.to_string(),
-                            e.content_type.clone().unwrap_or_default(),
-                        ]
-                    }),
-                );
-            }
-        }
-        EventsCommand::Show { id, json } => {
-            let Some(event) = store.get_event(&id).await? else {
-                bail!("no event {id}");
-            };
-            let deliveries = store
-                .list_deliveries(&DeliveryFilter {
-                    event_id: Some(id.clone()),
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await?;
-            if json {
-                let mut value = event_json(&event);
-                value["body"] = json!(String::from_utf8_lossy(&event.body));
-                value["deliveries"] = Value::Array(deliveries.iter().map(delivery_json).collect());
-                print_json(&value);
-            } else {
-                println!("event     {}", event.id);
-                println!("source    {}", event.source);
-                println!("received  {}", format_rfc3339(event.received_at));
-                println!("headers");
-                for (name, value) in &event.headers {
-                    println!("  {name}: {value}");
+            let page = match &backend {
+                Backend::Api(client) => {
+                    let mut q = Vec::new();
+                    push(&mut q, "source", query.source.clone());
+                    push(&mut q, "type", query.event_type.clone());
+                    push(&mut q, "status", query.status.clone());
+                    push(&mut q, "since", query.since.map(format_rfc3339));
+                    push(&mut q, "until", query.until.map(format_rfc3339));
+                    client
+                        .list(&["events"], &q, paging.want(), paging.cursor.clone())
+                        .await?
                 }
-                println!("body ({} bytes)", event.body.len());
-                println!("{}", String::from_utf8_lossy(&event.body));
-                println!();
-                print_deliveries(&deliveries);
+                Backend::Store(store) => {
+                    collect_pages(paging.want(), paging.cursor.clone(), |limit, cursor| {
+                        store.events_page(&query, limit, cursor)
+                    })
+                    .await?
+                }
+            };
+            if ctx.json {
+                print_json(&page);
+            } else {
+                print_events(&page);
+                more_hint(&page);
+            }
+        }
+        EventsCommand::Show { id } => {
+            let event = match &backend {
+                Backend::Api(client) => client.get(&["events", &id], &[]).await?,
+                Backend::Store(store) => store.event(&id).await?,
+            };
+            if ctx.json {
+                print_json(&event);
+            } else {
+                print_event(&event);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn deliveries(args: &ConfigArgs, cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
-    let store = open(args).await?;
-    let DeliveriesCommand::List {
-        status,
-        destination,
-        event,
-        limit,
-        json,
-    } = cmd;
-    let status = status
-        .map(|s| DeliveryStatus::parse(&s).with_context(|| format!("unknown status `{s}`")))
-        .transpose()?;
-    let filter = DeliveryFilter {
-        status,
-        destination,
-        event_id: event,
-        limit: limit.clamp(1, 10_000),
-        ..Default::default()
-    };
-    let deliveries = store.list_deliveries(&filter).await?;
-    if json {
-        print_json(&Value::Array(
-            deliveries.iter().map(delivery_json).collect(),
-        ));
-    } else {
-        print_deliveries(&deliveries);
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn attempts(args: &ConfigArgs, a: AttemptsArgs) -> anyhow::Result<ExitCode> {
-    let store = open(args).await?;
-    let attempts = store.list_attempts(Some(&a.event), None).await?;
-    if a.json {
-        print_json(&Value::Array(attempts.iter().map(attempt_json).collect()));
-    } else if attempts.is_empty() {
-        println!("no attempts for event {}", a.event);
-    } else {
-        print_table(
-            &[
-                "DELIVERY",
-                "DESTINATION",
-                "#",
-                "STARTED",
-                "OUTCOME",
-                "STATUS",
-                "LATENCY",
-                "ERROR",
-            ],
-            attempts.iter().map(|a| {
-                vec![
-                    a.delivery_id.clone(),
-                    a.destination.clone(),
-                    a.attempt.to_string(),
-                    format_rfc3339(a.started_at),
-                    a.outcome.clone(),
-                    a.status_code
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    format!("{}ms", a.latency_ms),
-                    a.error.clone().unwrap_or_default(),
-                ]
-            }),
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn replay(args: &ConfigArgs, r: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let store = open(args).await?;
-    let selector = match (r.delivery, r.event, r.destination) {
-        (Some(id), _, _) => ReplaySelector::Delivery(id),
-        (_, Some(id), _) => ReplaySelector::Event(id),
-        (_, _, Some(destination)) => ReplaySelector::FailedForDestination {
+/// `switchboard deliveries …`
+pub async fn deliveries(ctx: &Ctx, cmd: DeliveriesCommand) -> anyhow::Result<ExitCode> {
+    let backend = Backend::new(ctx).await?;
+    match cmd {
+        DeliveriesCommand::List {
+            status,
             destination,
-            since: time_arg(r.since.as_deref().unwrap_or("0s"))?,
-        },
-        _ => bail!("say what to replay: --delivery, --event or --destination"),
+            event,
+            paging,
+        } => {
+            let query = DeliveryQuery {
+                status,
+                destination,
+                event_id: event,
+            };
+            let page = match &backend {
+                Backend::Api(client) => {
+                    let mut q = Vec::new();
+                    push(&mut q, "status", query.status.clone());
+                    push(&mut q, "destination", query.destination.clone());
+                    push(&mut q, "event_id", query.event_id.clone());
+                    client
+                        .list(&["deliveries"], &q, paging.want(), paging.cursor.clone())
+                        .await?
+                }
+                Backend::Store(store) => {
+                    collect_pages(paging.want(), paging.cursor.clone(), |limit, cursor| {
+                        store.deliveries_page(&query, limit, cursor)
+                    })
+                    .await?
+                }
+            };
+            if ctx.json {
+                print_json(&page);
+            } else {
+                print_deliveries(items(&page));
+                more_hint(&page);
+            }
+        }
+        DeliveriesCommand::Show { id } => {
+            let delivery = match &backend {
+                Backend::Api(client) => client.get(&["deliveries", &id], &[]).await?,
+                Backend::Store(store) => store.delivery(&id).await?,
+            };
+            if ctx.json {
+                print_json(&delivery);
+            } else {
+                print_fields(&delivery, &["attempt_log"]);
+                outln!();
+                print_attempts(items(&delivery["attempt_log"]));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchboard attempts`
+pub async fn attempts(ctx: &Ctx, args: AttemptsArgs) -> anyhow::Result<ExitCode> {
+    let attempts = match Backend::new(ctx).await? {
+        Backend::Api(client) => {
+            let mut q = Vec::new();
+            push(&mut q, "event_id", args.event.clone());
+            push(&mut q, "delivery_id", args.delivery.clone());
+            client.get(&["attempts"], &q).await?
+        }
+        Backend::Store(store) => {
+            store
+                .attempts(args.event.as_deref(), args.delivery.as_deref())
+                .await?
+        }
     };
-    let queued = store.replay(&selector, now_millis()).await?;
-    if r.json {
+    if ctx.json {
+        print_json(&attempts);
+    } else if items(&attempts).is_empty() {
+        match (&args.event, &args.delivery) {
+            (Some(event), _) => outln!("no attempts for event {event}"),
+            (_, Some(delivery)) => outln!("no attempts for delivery {delivery}"),
+            _ => outln!("no attempts"),
+        }
+    } else {
+        print_attempts(items(&attempts));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `switchboard replay`
+pub async fn replay(ctx: &Ctx, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let since = rfc3339(args.since.as_deref())?;
+    let one = args.delivery.is_some();
+    let queued = match Backend::new(ctx).await? {
+        Backend::Api(client) => {
+            let body = match (&args.delivery, &args.event, &args.destination) {
+                (Some(id), _, _) => json!({ "delivery_id": id }),
+                (_, Some(id), _) => json!({ "event_id": id }),
+                (_, _, Some(destination)) => {
+                    let mut body = json!({ "destination": destination, "status": "failed" });
+                    if let Some(since) = since {
+                        body["since"] = json!(format_rfc3339(since));
+                    }
+                    body
+                }
+                _ => bail!("say what to replay: --delivery, --event or --destination"),
+            };
+            let answer = client.post(&["replay"], &body).await?;
+            answer["queued"].as_u64().unwrap_or(0)
+        }
+        Backend::Store(store) => {
+            let selector = match (args.delivery, args.event, args.destination) {
+                (Some(id), _, _) => ReplaySelector::Delivery(id),
+                (_, Some(id), _) => ReplaySelector::Event(id),
+                (_, _, Some(destination)) => ReplaySelector::FailedForDestination {
+                    destination,
+                    since: since.unwrap_or(0),
+                },
+                _ => bail!("say what to replay: --delivery, --event or --destination"),
+            };
+            store.replay(&selector).await?
+        }
+    };
+    if ctx.json {
         print_json(&json!({ "queued": queued }));
     } else {
-        println!(
+        outln!(
             "queued {queued} deliver{}",
             if queued == 1 { "y" } else { "ies" }
         );
     }
-    Ok(
-        if queued == 0 && matches!(selector, ReplaySelector::Delivery(_)) {
-            eprintln!("nothing was queued: no such delivery, or it is in flight right now");
-            ExitCode::from(3)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    Ok(if queued == 0 && one {
+        eprintln!("nothing was queued: no such delivery, or it is in flight right now");
+        ExitCode::from(EXIT_NOTHING_QUEUED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-fn print_deliveries(deliveries: &[DeliveryRecord]) {
+fn print_events(page: &Value) {
+    print_table(
+        &["ID", "SOURCE", "TYPE", "RECEIVED", "BYTES", "CONTENT-TYPE"],
+        items(page).iter().map(|e| {
+            vec![
+                field(e, "id"),
+                field(e, "source"),
+                field(e, "type"),
+                field(e, "received_at"),
+                field(e, "body_bytes"),
+                e["content_type"].as_str().unwrap_or_default().to_owned(),
+            ]
+        }),
+    );
+}
+
+fn print_event(event: &Value) {
+    outln!("event     {}", field(event, "id"));
+    outln!("source    {}", field(event, "source"));
+    outln!("type      {}", field(event, "type"));
+    outln!("received  {}", field(event, "received_at"));
+    outln!("headers");
+    for header in items(&event["headers"]) {
+        outln!("  {}: {}", field(header, "name"), field(header, "value"));
+    }
+    let encoding = if event["body_encoding"] == "base64" {
+        ", base64"
+    } else {
+        ""
+    };
+    outln!("body ({} bytes{encoding})", field(event, "body_bytes"));
+    outln!("{}", event["body"].as_str().unwrap_or_default());
+    outln!();
+    print_table(
+        &["DELIVERY", "DESTINATION", "STATUS", "ATTEMPTS"],
+        items(&event["deliveries"]).iter().map(|d| {
+            vec![
+                field(d, "id"),
+                field(d, "destination"),
+                field(d, "status"),
+                field(d, "attempts"),
+            ]
+        }),
+    );
+}
+
+fn print_deliveries(deliveries: &[Value]) {
     print_table(
         &[
             "DELIVERY",
@@ -295,110 +401,52 @@ fn print_deliveries(deliveries: &[DeliveryRecord]) {
             "NEXT/UPDATED",
         ],
         deliveries.iter().map(|d| {
-            let when = if d.status == DeliveryStatus::Pending {
-                d.next_attempt_at
+            let when = if d["status"] == "pending" {
+                field(d, "next_attempt_at")
             } else {
-                d.updated_at
+                field(d, "updated_at")
+            };
+            let last = if d["last_status"].is_null() {
+                field(d, "last_error")
+            } else {
+                field(d, "last_status")
             };
             vec![
-                d.id.clone(),
-                d.event_id.clone(),
-                d.destination.clone(),
-                d.status.to_string(),
-                d.attempts.to_string(),
-                d.last_status
-                    .map(|s| s.to_string())
-                    .or_else(|| d.last_error.clone())
-                    .unwrap_or_else(|| "-".into()),
-                format_rfc3339(when),
+                field(d, "id"),
+                field(d, "event_id"),
+                field(d, "destination"),
+                field(d, "status"),
+                field(d, "attempts"),
+                last,
+                when,
             ]
         }),
     );
 }
 
-fn event_json(e: &EventRecord) -> Value {
-    json!({
-        "id": e.id,
-        "source": e.source,
-        "tenant": e.tenant,
-        "type": e.event_type,
-        "dedup_key": e.dedup_key,
-        "content_type": e.content_type,
-        "body_bytes": e.body_len,
-        "received_at": format_rfc3339(e.received_at),
-        "headers": e.headers,
-    })
-}
-
-fn delivery_json(d: &DeliveryRecord) -> Value {
-    json!({
-        "id": d.id,
-        "event_id": d.event_id,
-        "route_id": d.route_id,
-        "destination": d.destination,
-        "status": d.status,
-        "attempts": d.attempts,
-        "next_attempt_at": format_rfc3339(d.next_attempt_at),
-        "last_status": d.last_status,
-        "last_error": d.last_error,
-        "created_at": format_rfc3339(d.created_at),
-        "updated_at": format_rfc3339(d.updated_at),
-    })
-}
-
-fn attempt_json(a: &AttemptRecord) -> Value {
-    json!({
-        "delivery_id": a.delivery_id,
-        "event_id": a.event_id,
-        "destination": a.destination,
-        "attempt": a.attempt,
-        "started_at": format_rfc3339(a.started_at),
-        "latency_ms": a.latency_ms,
-        "outcome": a.outcome,
-        "status_code": a.status_code,
-        "error": a.error,
-        "request_url": a.request_url,
-        "response_headers": a.response_headers,
-        "response_body": String::from_utf8_lossy(&a.response_body),
-    })
-}
-
-fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
+fn print_attempts(attempts: &[Value]) {
+    print_table(
+        &[
+            "DELIVERY",
+            "DESTINATION",
+            "#",
+            "STARTED",
+            "OUTCOME",
+            "STATUS",
+            "LATENCY",
+            "ERROR",
+        ],
+        attempts.iter().map(|a| {
+            vec![
+                field(a, "delivery_id"),
+                field(a, "destination"),
+                field(a, "attempt"),
+                field(a, "started_at"),
+                field(a, "outcome"),
+                field(a, "status_code"),
+                format!("{}ms", field(a, "latency_ms")),
+                a["error"].as_str().unwrap_or_default().to_owned(),
+            ]
+        }),
     );
-}
-
-/// Prints an aligned table; the last column is not padded.
-fn print_table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) {
-    let rows: Vec<Vec<String>> = rows.collect();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let last = cells.len().saturating_sub(1);
-        let text: Vec<String> = cells
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                if i == last {
-                    c
-                } else {
-                    format!("{c:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        println!("{}", text.join("  ").trim_end());
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    if rows.is_empty() {
-        println!("(none)");
-    }
-    for row in rows {
-        line(row);
-    }
 }

@@ -277,7 +277,10 @@ const PKCS8_P256_PREFIX: [u8; 35] = [
 
 /// Generates a P-256 key and signs with it; returns the key (base64 PKCS#8 DER) and
 /// `(public key, signature)`.
-fn sign_with_fresh_key(timestamp: &str, body: &[u8]) -> anyhow::Result<(String, (String, String))> {
+pub(super) fn sign_with_fresh_key(
+    timestamp: &str,
+    body: &[u8],
+) -> anyhow::Result<(String, (String, String))> {
     // A random 256-bit string is a valid scalar unless it is 0 or ≥ the group order, which
     // happens with probability below 2^-32; retry then.
     for _ in 0..8 {

@@ -1,0 +1,607 @@
+//! `sources`, `destinations`, `routes`: list, show, create, update, delete through the API.
+//!
+//! `create` builds the request body from `--file`/`--data` (the full JSON body) and then the
+//! flags (which win). `update` replaces the resource (`PUT`): with `--file`/`--data` that body is
+//! sent as given (plus the flags); with flags only, the current resource is fetched and the flags
+//! are applied to it, so unchanged fields are kept.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use serde_json::{Map, Value, json};
+
+use super::Ctx;
+use super::input::{BodyArgs, parse_header};
+use super::output::outln;
+use super::output::{field, items, print_fields, print_json, print_table};
+
+/// What the API shows instead of a secret.
+const REDACTED: &str = "********";
+
+/// Fields the API adds to a resource that are not part of its input.
+const READ_ONLY: [&str; 4] = ["managed_by", "ingest_path", "created_at", "updated_at"];
+
+/// `switchboard sources …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SourcesCommand {
+    /// List sources.
+    List,
+    /// Show one source (secrets redacted).
+    Show {
+        /// Source id.
+        id: String,
+    },
+    /// Create a source.
+    Create {
+        /// Source id (or `id` in the JSON body).
+        id: Option<String>,
+        #[command(flatten)]
+        fields: SourceFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Replace a source (with flags only: change those fields of the current one).
+    Update {
+        /// Source id.
+        id: String,
+        #[command(flatten)]
+        fields: SourceFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Delete a source (refused while routes use it).
+    Delete {
+        /// Source id.
+        id: String,
+    },
+}
+
+/// The common fields of a source.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SourceFields {
+    /// Verifier kind: github, stripe, slack, shopify, twilio, sendgrid, standard-webhooks, hmac,
+    /// basic, api-key, none.
+    #[arg(long, value_name = "KIND")]
+    verifier_kind: Option<String>,
+    /// Verifier secret (repeat to accept several, e.g. while rotating).
+    #[arg(long = "secret", value_name = "SECRET")]
+    secrets: Vec<String>,
+    /// SendGrid: the verification key (base64 DER).
+    #[arg(long, value_name = "KEY")]
+    public_key: Option<String>,
+    /// Twilio: the URL Twilio calls, as Twilio sees it.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Verifier timestamp tolerance, e.g. `5m`.
+    #[arg(long, value_name = "DURATION")]
+    tolerance: Option<String>,
+    /// Largest accepted body, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Rate limit, requests per second.
+    #[arg(long, value_name = "N")]
+    rate_limit: Option<u32>,
+    /// Rate limit burst (default: the rate).
+    #[arg(long, value_name = "N")]
+    burst: Option<u32>,
+}
+
+/// `switchboard destinations …`
+#[derive(Debug, clap::Subcommand)]
+pub enum DestinationsCommand {
+    /// List destinations.
+    List,
+    /// Show one destination (secret redacted).
+    Show {
+        /// Destination id.
+        id: String,
+    },
+    /// Create a destination (a signing secret is generated unless `--secret` is given).
+    Create {
+        /// Destination id (or `id` in the JSON body).
+        id: Option<String>,
+        #[command(flatten)]
+        fields: DestinationFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Replace a destination (with flags only: change those fields of the current one; the
+    /// secret is kept unless `--secret` is given).
+    Update {
+        /// Destination id.
+        id: String,
+        #[command(flatten)]
+        fields: DestinationFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Delete a destination (refused while routes use it).
+    Delete {
+        /// Destination id.
+        id: String,
+    },
+    /// Print a destination's signing secret (`whsec_…`; write scope).
+    Secret {
+        /// Destination id.
+        id: String,
+    },
+}
+
+/// The common fields of a destination.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DestinationFields {
+    /// The destination's URL (http:// or https://). The server's URL is `--server` here.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Signing secret (`whsec_…`).
+    #[arg(long, value_name = "SECRET")]
+    secret: Option<String>,
+    /// Per-attempt timeout, e.g. `15s`.
+    #[arg(long, value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Retry delays, comma-separated, e.g. `5s,5m,30m`.
+    #[arg(long, value_name = "DELAYS", value_delimiter = ',')]
+    retry_schedule: Vec<String>,
+    /// Extra request header `Name: value` (repeatable).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Most deliveries in flight at once to this destination.
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<u64>,
+}
+
+/// `switchboard routes …`
+#[derive(Debug, clap::Subcommand)]
+pub enum RoutesCommand {
+    /// List routes.
+    List,
+    /// Show one route.
+    Show {
+        /// Route id.
+        id: String,
+    },
+    /// Create a route.
+    Create {
+        /// Route id (default `<source>-<destination>`).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        fields: RouteFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Replace a route (with flags only: change those fields of the current one).
+    Update {
+        /// Route id.
+        id: String,
+        #[command(flatten)]
+        fields: RouteFields,
+        #[command(flatten)]
+        body: BodyArgs,
+    },
+    /// Delete a route.
+    Delete {
+        /// Route id.
+        id: String,
+    },
+}
+
+/// The fields of a route.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RouteFields {
+    /// Source id.
+    #[arg(long)]
+    source: Option<String>,
+    /// Destination id.
+    #[arg(long)]
+    destination: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Source,
+    Destination,
+    Route,
+}
+
+impl Kind {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Source => "sources",
+            Self::Destination => "destinations",
+            Self::Route => "routes",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Destination => "destination",
+            Self::Route => "route",
+        }
+    }
+}
+
+/// `switchboard sources …`
+pub async fn sources(ctx: &Ctx, cmd: SourcesCommand) -> anyhow::Result<ExitCode> {
+    let kind = Kind::Source;
+    match cmd {
+        SourcesCommand::List => list(ctx, kind).await,
+        SourcesCommand::Show { id } => show(ctx, kind, &id).await,
+        SourcesCommand::Create { id, fields, body } => {
+            create(ctx, kind, id, &body, |b| apply_source(b, &fields)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        SourcesCommand::Update { id, fields, body } => {
+            update(ctx, kind, &id, &body, |b| apply_source(b, &fields)).await
+        }
+        SourcesCommand::Delete { id } => delete(ctx, kind, &id).await,
+    }
+}
+
+/// `switchboard destinations …`
+pub async fn destinations(ctx: &Ctx, cmd: DestinationsCommand) -> anyhow::Result<ExitCode> {
+    let kind = Kind::Destination;
+    match cmd {
+        DestinationsCommand::List => list(ctx, kind).await,
+        DestinationsCommand::Show { id } => show(ctx, kind, &id).await,
+        DestinationsCommand::Create { id, fields, body } => {
+            let created = create(ctx, kind, id, &body, |b| apply_destination(b, &fields)).await?;
+            if !ctx.json && fields.secret.is_none() {
+                outln!(
+                    "its signing secret: switchboard destinations secret {}",
+                    field(&created, "id")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DestinationsCommand::Update { id, fields, body } => {
+            update(ctx, kind, &id, &body, |b| apply_destination(b, &fields)).await
+        }
+        DestinationsCommand::Delete { id } => delete(ctx, kind, &id).await,
+        DestinationsCommand::Secret { id } => {
+            let secret = ctx
+                .client()?
+                .get(&["destinations", &id, "secret"], &[])
+                .await?;
+            if ctx.json {
+                print_json(&secret);
+            } else {
+                match secret["secret"].as_str() {
+                    Some(value) => outln!("{value}"),
+                    None => outln!("(destination {id} does not sign its requests)"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `switchboard routes …`
+pub async fn routes(ctx: &Ctx, cmd: RoutesCommand) -> anyhow::Result<ExitCode> {
+    let kind = Kind::Route;
+    match cmd {
+        RoutesCommand::List => list(ctx, kind).await,
+        RoutesCommand::Show { id } => show(ctx, kind, &id).await,
+        RoutesCommand::Create { id, fields, body } => {
+            create(ctx, kind, id, &body, |b| apply_route(b, &fields)).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RoutesCommand::Update { id, fields, body } => {
+            update(ctx, kind, &id, &body, |b| apply_route(b, &fields)).await
+        }
+        RoutesCommand::Delete { id } => delete(ctx, kind, &id).await,
+    }
+}
+
+async fn list(ctx: &Ctx, kind: Kind) -> anyhow::Result<ExitCode> {
+    let listing = ctx.client()?.get(&[kind.path()], &[]).await?;
+    if ctx.json {
+        print_json(&listing);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = items(&listing).iter();
+    match kind {
+        Kind::Source => print_table(
+            &["ID", "MANAGED-BY", "VERIFIER", "INGEST-PATH"],
+            rows.map(|s| {
+                vec![
+                    field(s, "id"),
+                    field(s, "managed_by"),
+                    field(&s["verifier"], "kind"),
+                    field(s, "ingest_path"),
+                ]
+            }),
+        ),
+        Kind::Destination => print_table(
+            &["ID", "MANAGED-BY", "URL", "TIMEOUT", "RETRY"],
+            rows.map(|d| {
+                vec![
+                    field(d, "id"),
+                    field(d, "managed_by"),
+                    field(d, "url"),
+                    field(d, "timeout"),
+                    retry_summary(&d["retry"]),
+                ]
+            }),
+        ),
+        Kind::Route => print_table(
+            &["ID", "MANAGED-BY", "SOURCE", "DESTINATION"],
+            rows.map(|r| {
+                vec![
+                    field(r, "id"),
+                    field(r, "managed_by"),
+                    field(r, "source"),
+                    field(r, "destination"),
+                ]
+            }),
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn retry_summary(retry: &Value) -> String {
+    if let Some(schedule) = retry["schedule"].as_array() {
+        let delays: Vec<String> = schedule.iter().map(super::output::cell).collect();
+        format!("schedule {}", delays.join(","))
+    } else if retry["exponential"].is_object() {
+        let e = &retry["exponential"];
+        format!(
+            "exponential {}×{} ≤{}, {} attempts",
+            field(e, "base"),
+            field(e, "factor"),
+            field(e, "max_delay"),
+            field(e, "attempts")
+        )
+    } else {
+        super::output::cell(retry)
+    }
+}
+
+async fn show(ctx: &Ctx, kind: Kind, id: &str) -> anyhow::Result<ExitCode> {
+    let resource = ctx.client()?.get(&[kind.path(), id], &[]).await?;
+    print_resource(ctx, &resource);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_resource(ctx: &Ctx, resource: &Value) {
+    if ctx.json {
+        print_json(resource);
+    } else {
+        print_fields(resource, &[]);
+    }
+}
+
+async fn create(
+    ctx: &Ctx,
+    kind: Kind,
+    id: Option<String>,
+    body: &BodyArgs,
+    apply: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>,
+) -> anyhow::Result<Value> {
+    let mut request = body.json_object()?.unwrap_or_default();
+    if let Some(id) = id {
+        request.insert("id".into(), json!(id));
+    }
+    apply(&mut request)?;
+    let created = ctx
+        .client()?
+        .post(&[kind.path()], &Value::Object(request))
+        .await?;
+    if !ctx.json {
+        outln!("created {} {}", kind.name(), field(&created, "id"));
+    }
+    print_resource(ctx, &created);
+    Ok(created)
+}
+
+async fn update(
+    ctx: &Ctx,
+    kind: Kind,
+    id: &str,
+    body: &BodyArgs,
+    apply: impl FnOnce(&mut Map<String, Value>) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
+    let client = ctx.client()?;
+    let mut request = match body.json_object()? {
+        Some(request) => request,
+        None => {
+            let current = client.get(&[kind.path(), id], &[]).await?;
+            let Value::Object(mut current) = current else {
+                bail!(
+                    "the server answered with something other than a {}",
+                    kind.name()
+                );
+            };
+            for key in READ_ONLY {
+                current.remove(key);
+            }
+            if matches!(kind, Kind::Destination) {
+                // Redacted; leaving it out keeps the current secret.
+                current.remove("secret");
+            }
+            current
+        }
+    };
+    request.insert("id".into(), json!(id));
+    apply(&mut request)?;
+    if contains_redacted(&Value::Object(request.clone())) {
+        bail!(
+            "the API does not reveal secrets, so they cannot be kept by an update: give the \
+             secrets again (--secret, or the whole verifier in --data/--file)"
+        );
+    }
+    let updated = client
+        .put(&[kind.path(), id], &Value::Object(request))
+        .await?;
+    if !ctx.json {
+        outln!("updated {} {id}", kind.name());
+    }
+    print_resource(ctx, &updated);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(ctx: &Ctx, kind: Kind, id: &str) -> anyhow::Result<ExitCode> {
+    ctx.client()?.delete(&[kind.path(), id]).await?;
+    if ctx.json {
+        print_json(&json!({ "id": id, "deleted": true }));
+    } else {
+        outln!("deleted {} {id}", kind.name());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn contains_redacted(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s == REDACTED,
+        Value::Array(items) => items.iter().any(contains_redacted),
+        Value::Object(map) => map.values().any(contains_redacted),
+        _ => false,
+    }
+}
+
+fn apply_source(body: &mut Map<String, Value>, f: &SourceFields) -> anyhow::Result<()> {
+    let touches_verifier = f.verifier_kind.is_some()
+        || !f.secrets.is_empty()
+        || f.public_key.is_some()
+        || f.public_url.is_some()
+        || f.tolerance.is_some();
+    if touches_verifier {
+        let current = body
+            .get("verifier")
+            .filter(|v| v.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        let mut verifier = match &f.verifier_kind {
+            Some(kind) if current["kind"].as_str() != Some(kind) => json!({ "kind": kind }),
+            _ => current,
+        };
+        if verifier["kind"].is_null() {
+            bail!("give --verifier-kind (github, stripe, slack, …) with the verifier's settings");
+        }
+        if !f.secrets.is_empty() {
+            verifier["secrets"] = json!(f.secrets);
+        }
+        if let Some(key) = &f.public_key {
+            verifier["public_key"] = json!(key);
+        }
+        if let Some(url) = &f.public_url {
+            verifier["public_url"] = json!(url);
+        }
+        if let Some(tolerance) = &f.tolerance {
+            verifier["tolerance"] = json!(tolerance);
+        }
+        body.insert("verifier".into(), verifier);
+    }
+    if let Some(max) = f.max_body_bytes {
+        body.insert("max_body_bytes".into(), json!(max));
+    }
+    if let Some(rate) = f.rate_limit {
+        body.insert(
+            "rate_limit".into(),
+            json!({ "per_second": rate, "burst": f.burst.unwrap_or(rate) }),
+        );
+    } else if let Some(burst) = f.burst {
+        let limit = body
+            .get_mut("rate_limit")
+            .filter(|l| l.is_object())
+            .context("--burst needs --rate-limit (the source has no rate limit)")?;
+        limit["burst"] = json!(burst);
+    }
+    Ok(())
+}
+
+fn apply_destination(body: &mut Map<String, Value>, f: &DestinationFields) -> anyhow::Result<()> {
+    if let Some(url) = &f.url {
+        body.insert("url".into(), json!(url));
+    }
+    if let Some(secret) = &f.secret {
+        body.insert("secret".into(), json!(secret));
+    }
+    if let Some(timeout) = &f.timeout {
+        body.insert("timeout".into(), json!(timeout));
+    }
+    if !f.retry_schedule.is_empty() {
+        let delays: Vec<&str> = f.retry_schedule.iter().map(|d| d.trim()).collect();
+        body.insert("retry".into(), json!({ "schedule": delays }));
+    }
+    if !f.headers.is_empty() {
+        let headers = body
+            .entry("headers")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .context("`headers` in the body must be an object")?;
+        for raw in &f.headers {
+            let (name, value) = parse_header(raw)?;
+            headers.insert(name, json!(value));
+        }
+    }
+    if let Some(max) = f.max_in_flight {
+        body.insert("max_in_flight".into(), json!(max));
+    }
+    Ok(())
+}
+
+fn apply_route(body: &mut Map<String, Value>, f: &RouteFields) -> anyhow::Result<()> {
+    if let Some(source) = &f.source {
+        body.insert("source".into(), json!(source));
+    }
+    if let Some(destination) = &f.destination {
+        body.insert("destination".into(), json!(destination));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_flags_build_the_verifier_and_keep_unrelated_settings() {
+        let mut body = Map::new();
+        let fields = SourceFields {
+            verifier_kind: Some("github".into()),
+            secrets: vec!["a".into(), "b".into()],
+            rate_limit: Some(5),
+            ..Default::default()
+        };
+        apply_source(&mut body, &fields).expect("applies");
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"verifier": {"kind": "github", "secrets": ["a", "b"]},
+                   "rate_limit": {"per_second": 5, "burst": 5}})
+        );
+        // Same kind: other verifier settings stay; a new kind starts afresh.
+        body.insert(
+            "verifier".into(),
+            json!({"kind": "stripe", "secrets": ["x"], "tolerance": "5m"}),
+        );
+        let fields = SourceFields {
+            secrets: vec!["y".into()],
+            ..Default::default()
+        };
+        apply_source(&mut body, &fields).expect("applies");
+        assert_eq!(
+            body["verifier"],
+            json!({"kind": "stripe", "secrets": ["y"], "tolerance": "5m"})
+        );
+        assert!(contains_redacted(&json!({"v": {"secrets": ["********"]}})));
+    }
+
+    #[test]
+    fn destination_flags_map_to_the_api_body() {
+        let mut body = Map::new();
+        let fields = DestinationFields {
+            url: Some("https://example.com".into()),
+            retry_schedule: vec!["5s".into(), "5m".into()],
+            headers: vec!["X-Team: billing".into()],
+            ..Default::default()
+        };
+        apply_destination(&mut body, &fields).expect("applies");
+        assert_eq!(
+            Value::Object(body),
+            json!({"url": "https://example.com", "retry": {"schedule": ["5s", "5m"]},
+                   "headers": {"X-Team": "billing"}})
+        );
+    }
+}
