@@ -101,6 +101,7 @@ pub struct DeliveryQuery {
     /// Only this destination.
     pub destination: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

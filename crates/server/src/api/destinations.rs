@@ -19,7 +19,7 @@ use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
 use super::resources::{REDACTED, change_problem, check_path_id, from_value, not_found, stamps};
-use crate::problem::Problem;
+use crate::problem::{FieldError, Problem};
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
 
@@ -56,10 +56,12 @@ pub struct Destination {
 #[serde(deny_unknown_fields)]
 pub struct DestinationInput {
     /// 1–64 letters, digits, `-`, `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
     /// `http` (default).
     pub kind: Option<String>,
     /// `http://` or `https://` URL.
+    #[schema(pattern = "^https?://[^/?#]")]
     pub url: String,
     /// `whsec_…` signing secret; generated on create when absent, kept on replace when absent.
     pub secret: Option<String>,
@@ -92,9 +94,19 @@ fn to_config(
     input: DestinationInput,
     secret: Option<String>,
 ) -> Result<DestinationConfig, Problem> {
+    // `http` is the only kind. The fields are parsed as `HttpDestination` rather than through
+    // the `kind`-tagged enum, whose buffering loses the path of an invalid field.
+    if let Some(kind) = input.kind.as_deref().filter(|k| *k != "http") {
+        return Err(Problem::validation(
+            format!("unknown destination kind `{kind}`; expected `http`"),
+            vec![FieldError {
+                field: "kind".into(),
+                message: "expected `http`".into(),
+            }],
+        ));
+    }
     let mut value = json!({
         "id": input.id,
-        "kind": input.kind.unwrap_or_else(|| "http".into()),
         "url": input.url,
     });
     if let Some(secret) = secret {
@@ -112,7 +124,7 @@ fn to_config(
     if let Some(max) = input.max_in_flight {
         value["max_in_flight"] = json!(max);
     }
-    from_value(value)
+    from_value(value).map(DestinationConfig::Http)
 }
 
 fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {

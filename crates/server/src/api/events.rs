@@ -98,6 +98,7 @@ pub struct EventQuery {
     /// Received before (RFC 3339).
     pub until: Option<String>,
     /// Page size, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

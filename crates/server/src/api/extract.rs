@@ -44,6 +44,22 @@ fn json_depth(bytes: &[u8]) -> usize {
     max
 }
 
+/// The field a deserialization error is about: serde_path_to_error's path, extended by the field
+/// that serde names in "unknown field `x`" and "missing field `x`" (which the path stops short
+/// of, so a missing top-level field would otherwise be reported with an empty path).
+pub fn field_path(path: &str, message: &str) -> String {
+    let path = if path == "." { "" } else { path };
+    let named = ["unknown field `", "missing field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match named {
+        Some(name) if path.is_empty() => name.to_owned(),
+        Some(name) if !path.ends_with(name) => format!("{path}.{name}"),
+        _ => path.to_owned(),
+    }
+}
+
 /// Parses JSON into `T`, mapping serde's message to a field error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     if json_depth(bytes) > MAX_JSON_DEPTH {
@@ -58,11 +74,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         if inner.is_syntax() || inner.is_eof() {
             Problem::bad_request(format!("the body is not valid JSON: {inner}"))
         } else {
+            let message = inner.to_string();
             Problem::validation(
                 format!("the body does not match the expected shape: {inner}"),
                 vec![FieldError {
-                    field: if path == "." { String::new() } else { path },
-                    message: inner.to_string(),
+                    field: field_path(&path, &message),
+                    message,
                 }],
             )
         }
@@ -122,11 +139,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .map_err(|error| {
                 let path = error.path().to_string();
                 let inner = error.into_inner();
+                let message = inner.to_string();
                 Problem::validation(
                     format!("invalid query parameters: {inner}"),
                     vec![FieldError {
-                        field: if path == "." { String::new() } else { path },
-                        message: inner.to_string(),
+                        field: field_path(&path, &message),
+                        message,
                     }],
                 )
             })
@@ -156,6 +174,14 @@ mod tests {
         let problem = parse_json::<T>(br#"{"name":"a","nmae":"b"}"#).expect_err("unknown");
         assert_eq!(problem.status, 422);
         assert!(problem.detail.contains("nmae"), "{}", problem.detail);
+        assert_eq!(problem.errors[0].field, "nmae");
+        let problem = parse_json::<T>(b"{}").expect_err("missing");
+        assert_eq!(problem.errors[0].field, "name");
+        assert_eq!(
+            field_path("verifier", "missing field `secrets`"),
+            "verifier.secrets"
+        );
+        assert_eq!(field_path("retry", "unknown variant `x`"), "retry");
         let problem = parse_json::<T>(b"{").expect_err("syntax");
         assert_eq!(problem.status, 400);
     }

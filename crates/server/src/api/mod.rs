@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod deliveries;
 pub mod destinations;
+mod document;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
@@ -101,6 +102,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         "bearer",
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
+    document::apply(&mut api);
     api
 }
 

@@ -39,6 +39,7 @@ pub struct RejectedRequest {
 #[into_params(parameter_in = Query)]
 pub struct RejectionQuery {
     /// How many, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
 }
 

@@ -14,7 +14,17 @@ pub const REDACTED: &str = "********";
 /// Maps a refused change to its problem.
 pub fn change_problem(error: ChangeError) -> Problem {
     match error {
-        ChangeError::Invalid(message) => Problem::validation(message, Vec::new()),
+        ChangeError::Invalid(message) => {
+            let errors = invalid_field(&message)
+                .map(|field| {
+                    vec![FieldError {
+                        field: field.into(),
+                        message: message.clone(),
+                    }]
+                })
+                .unwrap_or_default();
+            Problem::validation(message, errors)
+        }
         e @ ChangeError::ConfigManaged { .. } => {
             Problem::conflict("managed_by_config", e.to_string())
         }
@@ -25,6 +35,49 @@ pub fn change_problem(error: ChangeError) -> Problem {
     }
 }
 
+/// The request field a configuration check refers to. The checks (`Config::validate`, building
+/// verifiers and destinations) report `{kind} `{id}`: <what>` messages; `<what>` names the
+/// field in the ways matched here.
+fn invalid_field(message: &str) -> Option<&'static str> {
+    let rest = message
+        .split_once("`: ")
+        .map_or(message, |(_, rest)| rest)
+        .trim_start_matches("invalid configuration: ");
+    let starts = |prefix: &str| rest.starts_with(prefix);
+    Some(
+        if message.contains(" id `") && message.contains("must be 1-64") {
+            "id"
+        } else if starts("unknown source") {
+            "source"
+        } else if starts("unknown destination") {
+            "destination"
+        } else if starts("url ") || starts("invalid url") {
+            "url"
+        } else if starts("timeout") {
+            "timeout"
+        } else if starts("retry") {
+            "retry"
+        } else if starts("max_body_bytes") {
+            "max_body_bytes"
+        } else if starts("rate_limit") {
+            "rate_limit"
+        } else if starts("invalid header name") || starts("invalid value for header") {
+            "headers"
+        } else if rest.contains("verifier")
+            || message
+                .trim_start_matches("invalid configuration: ")
+                .starts_with("source `")
+        {
+            // A source's remaining checks are all about its verifier.
+            "verifier"
+        } else if rest.contains("secret") {
+            "secret"
+        } else {
+            return None;
+        },
+    )
+}
+
 /// Parses a request value into a configuration type, naming the offending field.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(|error| {
@@ -33,7 +86,7 @@ pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Pro
         Problem::validation(
             format!("invalid resource: {message}"),
             vec![FieldError {
-                field: if path == "." { String::new() } else { path },
+                field: super::extract::field_path(&path, &message),
                 message,
             }],
         )
@@ -100,4 +153,56 @@ pub fn not_found(kind: Kind, id: &str) -> Problem {
         "Not found",
         format!("no {} `{id}`", kind.as_str()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invalid_field;
+
+    #[test]
+    fn configuration_messages_name_their_field() {
+        let cases = [
+            (
+                "invalid configuration: source id `a b` must be 1-64 characters of letters, digits, `-` or `_`",
+                Some("id"),
+            ),
+            (
+                "invalid configuration: route `a-b`: unknown source `a`",
+                Some("source"),
+            ),
+            (
+                "invalid configuration: route `a-b`: unknown destination `b`",
+                Some("destination"),
+            ),
+            (
+                "invalid configuration: destination `d`: url must start with http:// or https://",
+                Some("url"),
+            ),
+            (
+                "destination `d`: invalid url: relative URL without a base",
+                Some("url"),
+            ),
+            (
+                "invalid configuration: destination `d`: timeout must be > 0",
+                Some("timeout"),
+            ),
+            (
+                "invalid configuration: destination `d`: retry.exponential.factor must be a number ≥ 1.0",
+                Some("retry"),
+            ),
+            (
+                "invalid configuration: source `s`: verifier `github` needs at least one secret",
+                Some("verifier"),
+            ),
+            ("source `s`: sendgrid public_key: bad key", Some("verifier")),
+            (
+                "destination `d`: invalid header name `a b`",
+                Some("headers"),
+            ),
+            ("something else entirely", None),
+        ];
+        for (message, field) in cases {
+            assert_eq!(invalid_field(message), field, "{message}");
+        }
+    }
 }

@@ -41,10 +41,13 @@ pub struct Route {
 #[serde(deny_unknown_fields)]
 pub struct RouteInput {
     /// Route id; defaults to `{source}-{destination}`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: Option<String>,
     /// Source id.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub source: String,
     /// Destination id.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub destination: String,
 }
 

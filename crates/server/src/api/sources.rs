@@ -48,12 +48,14 @@ pub struct Source {
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
     /// 1–64 letters, digits, `-`, `_`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
     /// Verifier (`{"kind": "none"}` when absent). Kinds: github, stripe, slack, shopify,
     /// twilio, sendgrid, standard-webhooks, hmac, basic, api-key, none.
     #[schema(value_type = Option<Object>)]
     pub verifier: Option<Value>,
     /// Body limit in bytes.
+    #[schema(minimum = 1)]
     pub max_body_bytes: Option<u64>,
     /// Rate limit: `{"per_second": n, "burst": n}`.
     #[schema(value_type = Option<Object>)]

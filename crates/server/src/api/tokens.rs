@@ -50,8 +50,10 @@ pub struct CreatedToken {
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     /// Name (1–100 characters).
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Scopes: `read`, `write`, `admin`.
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
 }
 

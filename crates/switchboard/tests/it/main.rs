@@ -3,6 +3,8 @@
 
 mod support;
 
+mod api;
+mod cli;
 mod crash;
 mod delivery;
 mod ingest;

@@ -26,6 +26,7 @@ pub fn config_to(url: &str, retry: RetryPolicy) -> Config {
     let mut config = Config::default();
     config.security.allow_private_networks = true;
     config.delivery.poll_interval = Duration::from_millis(100);
+    config.server.admin_token = Some(process::ADMIN_TOKEN.into());
     config
         .sources
         .push(SourceConfig::new("src", Default::default()));
@@ -168,6 +169,11 @@ impl TestServer {
         .await
     }
 
+    /// A management API client holding the bootstrap admin token of [`config_to`].
+    pub fn api(&self) -> ApiClient {
+        ApiClient::new(&self.base, Some(process::ADMIN_TOKEN))
+    }
+
     /// Cancels and waits for a clean stop; returns the data directory.
     pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();
@@ -195,5 +201,134 @@ where
             panic!("timed out after {timeout:?} waiting for: {what}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An answer of the management API, body parsed as JSON (`Null` when it is not JSON).
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON.
+    pub body: serde_json::Value,
+    /// The body as text.
+    pub text: String,
+}
+
+impl ApiResponse {
+    /// A header as a string (empty when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a success status and returns the body.
+    pub fn ok(&self, status: u16) -> &serde_json::Value {
+        assert_eq!(self.status, status, "expected {status}: {}", self.text);
+        &self.body
+    }
+
+    /// Asserts an RFC 9457 problem with `status` and `code`; returns the problem.
+    pub fn problem(&self, status: u16, code: &str) -> &serde_json::Value {
+        assert_eq!(
+            self.status, status,
+            "expected {status} {code}: {}",
+            self.text
+        );
+        assert!(
+            self.header("content-type")
+                .starts_with("application/problem+json"),
+            "problem content type, got {:?}: {}",
+            self.header("content-type"),
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "problem code: {}", self.text);
+        assert_eq!(self.body["status"], status, "problem status: {}", self.text);
+        assert!(
+            self.body["title"].is_string() && self.body["detail"].is_string(),
+            "problem has title and detail: {}",
+            self.text
+        );
+        &self.body
+    }
+}
+
+/// A client for `/v1` that sends `Authorization: Bearer <token>` when it has one.
+#[derive(Clone)]
+pub struct ApiClient {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    token: Option<String>,
+    client: reqwest::Client,
+}
+
+impl ApiClient {
+    /// A client for the server at `base`.
+    pub fn new(base: &str, token: Option<&str>) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.map(str::to_owned),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// The same server with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(&self.base, Some(token))
+    }
+
+    /// The same server without a token.
+    pub fn anonymous(&self) -> Self {
+        Self::new(&self.base, None)
+    }
+
+    /// A request to `path` (starting with `/`), authenticated when the client has a token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends a request and reads the answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> ApiResponse {
+        let response = request.send().await.expect("API request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("API response body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        ApiResponse {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> ApiResponse {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> ApiResponse {
+        self.send(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> ApiResponse {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> ApiResponse {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
     }
 }
