@@ -96,7 +96,7 @@ pub async fn run(
     let store = open_store(&config).await?;
     let vault = open_vault(&config)?;
     let registry = Arc::new(
-        runtime::Registry::load(config.clone(), store.clone(), vault)
+        runtime::Registry::load(config.clone(), store.clone(), vault.clone())
             .await
             .map_err(|e| ServerError::Config(e.to_string()))?,
     );
@@ -143,6 +143,7 @@ pub async fn run(
         rejections,
         store: store.clone(),
         wake: wake.clone(),
+        vault,
         admin_token_hash: config
             .server
             .admin_token

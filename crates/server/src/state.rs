@@ -47,6 +47,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Wakes the delivery worker (after a replay).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Seals secrets at rest (resources, recorded idempotent responses).
+    pub vault: switchboard_store::vault::Vault,
     /// SHA-256 (hex) of the configured bootstrap admin token.
     pub admin_token_hash: Option<String>,
     /// Whether `/metrics` needs a `read` token.

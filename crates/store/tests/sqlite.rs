@@ -44,6 +44,7 @@ conformance_tests!(
     large_batch_is_claimed_exactly_once,
     duplicates_are_detected_per_source,
     rejections_are_bounded_per_source,
+    idempotency_keys_replay_and_expire,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -1,7 +1,9 @@
 //! `Idempotency-Key` on POST: the first response to a key is recorded and replayed for the same
 //! request (same caller, method, path and body); reusing a key for a different body is `422`;
 //! a key whose first request is still running is `409`. Server errors are not recorded, so a
-//! client may retry them with the same key.
+//! client may retry them with the same key. Recorded responses are sealed with the vault (a
+//! created token appears in one) and kept for 24 hours; a key left in progress by a crash is
+//! taken over after 5 minutes.
 
 use std::sync::Arc;
 
@@ -100,7 +102,14 @@ pub async fn layer(State(state): State<Arc<AppState>>, request: Request, next: N
                 )
                 .into_response();
             }
-            replay(status, response)
+            // Recorded responses are sealed: a created token's value must not sit in clear.
+            match state.vault.open_sealed(&response) {
+                Ok(body) => replay(status, body),
+                Err(error) => {
+                    tracing::error!(%error, "cannot open a recorded idempotent response");
+                    Problem::internal().into_response()
+                }
+            }
         }
         Ok(IdempotencyState::Started) => {
             let request = Request::from_parts(parts, Body::from(bytes));
@@ -144,9 +153,17 @@ async fn record(state: &AppState, scope: &str, key: &str, response: Response) ->
             return Problem::internal().into_response();
         }
     };
+    let sealed = match state.vault.seal(&bytes) {
+        Ok(sealed) => sealed,
+        Err(error) => {
+            tracing::error!(%error, "cannot seal the response for an Idempotency-Key");
+            let _ = state.store.idempotency_abandon(scope, key).await;
+            return Response::from_parts(parts, Body::from(bytes));
+        }
+    };
     if let Err(error) = state
         .store
-        .idempotency_finish(scope, key, status.as_u16(), &bytes)
+        .idempotency_finish(scope, key, status.as_u16(), &sealed)
         .await
     {
         tracing::warn!(%error, "could not record the response for an Idempotency-Key");

@@ -7,6 +7,11 @@ use switchboard_core::time::UnixMillis;
 use crate::model::{IdempotencyState, ResourceRecord, TokenRecord};
 use crate::{Result, StoreError};
 
+/// How long idempotency records are kept.
+pub const IDEMPOTENCY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long an unfinished first request may hold its key.
+pub const IDEMPOTENCY_STALE_MS: i64 = 5 * 60 * 1000;
+
 fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -136,6 +141,20 @@ pub(super) async fn idempotency_begin(
     request_hash: &str,
     now: UnixMillis,
 ) -> Result<IdempotencyState> {
+    // Records are kept for a day; a first request that never finished (the process died) stops
+    // blocking its key after five minutes.
+    sqlx::query("DELETE FROM idempotency WHERE created_at < ?")
+        .bind(now - IDEMPOTENCY_RETENTION_MS)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency WHERE scope = ? AND key = ? AND status IS NULL AND created_at < ?",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(now - IDEMPOTENCY_STALE_MS)
+    .execute(pool)
+    .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency (scope, key, request_hash, created_at) VALUES (?, ?, ?, ?) \
          ON CONFLICT (scope, key) DO NOTHING",

@@ -12,8 +12,8 @@ use switchboard_core::DeliveryStatus;
 use switchboard_core::time::{UnixMillis, now_millis};
 use switchboard_store::{
     AttemptRecord, Claim, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, EventFilter,
-    EventRecord, InsertOutcome, NewAttempt, NewDelivery, NewEvent, NextStep, Rejection,
-    ReplaySelector, Store,
+    EventRecord, IdempotencyState, InsertOutcome, NewAttempt, NewDelivery, NewEvent, NextStep,
+    Rejection, ReplaySelector, Store,
 };
 
 /// A fixed instant in the past that synthetic timestamps are relative to.
@@ -1366,4 +1366,72 @@ pub async fn rejections_are_bounded_per_source(store: &dyn Store) {
         1
     );
     assert_eq!(store.list_rejections("a", 2).await.expect("list").len(), 2);
+}
+
+/// Idempotency keys: first use starts, a second use sees it in progress, then the recorded
+/// response; an unfinished key is taken over after five minutes; records expire after a day.
+pub async fn idempotency_keys_replay_and_expire(store: &dyn Store) {
+    const MIN: i64 = 60_000;
+    let begin = |key: &'static str, hash: &'static str, now: i64| {
+        store.idempotency_begin("scope", key, hash, now)
+    };
+    assert_eq!(
+        begin("k1", "h1", T0).await.expect("begin"),
+        IdempotencyState::Started
+    );
+    assert_eq!(
+        begin("k1", "h1", T0 + 1).await.expect("begin"),
+        IdempotencyState::InProgress {
+            request_hash: "h1".into()
+        }
+    );
+    store
+        .idempotency_finish("scope", "k1", 201, b"sealed")
+        .await
+        .expect("finish");
+    assert_eq!(
+        begin("k1", "h2", T0 + 2).await.expect("begin"),
+        IdempotencyState::Completed {
+            request_hash: "h1".into(),
+            status: 201,
+            response: b"sealed".to_vec()
+        }
+    );
+    assert_eq!(
+        store
+            .idempotency_begin("other-scope", "k1", "h1", T0 + 3)
+            .await
+            .expect("begin"),
+        IdempotencyState::Started,
+        "keys are per scope"
+    );
+    // Abandoned (e.g. a 5xx): the key is free again.
+    assert_eq!(
+        begin("k2", "h1", T0).await.expect("begin"),
+        IdempotencyState::Started
+    );
+    store
+        .idempotency_abandon("scope", "k2")
+        .await
+        .expect("abandon");
+    assert_eq!(
+        begin("k2", "h9", T0 + 1).await.expect("begin"),
+        IdempotencyState::Started
+    );
+    // Left in progress by a crash: taken over after five minutes, not before.
+    assert!(matches!(
+        begin("k2", "h9", T0 + 5 * MIN).await.expect("begin"),
+        IdempotencyState::InProgress { .. }
+    ));
+    assert_eq!(
+        begin("k2", "h9", T0 + 5 * MIN + 2).await.expect("begin"),
+        IdempotencyState::Started
+    );
+    // Completed records expire after a day.
+    assert_eq!(
+        begin("k1", "h2", T0 + 24 * 60 * MIN + 1)
+            .await
+            .expect("begin"),
+        IdempotencyState::Started
+    );
 }

@@ -1300,7 +1300,23 @@ async fn idempotency_key_replays_the_first_response() {
         )
         .await;
     response.problem(400, "bad_request");
-    server.stop().await;
+    let token_value = token.body["token"].as_str().expect("token").to_owned();
+    let dir = server.stop().await;
+    // The recorded response holds the new token's value; it is sealed, never stored in clear.
+    for entry in std::fs::read_dir(dir.path()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        if !path.is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read data file");
+        assert!(
+            !bytes
+                .windows(token_value.len())
+                .any(|w| w == token_value.as_bytes()),
+            "token value found in clear in {}",
+            path.display()
+        );
+    }
 }
 
 #[tokio::test]
