@@ -124,7 +124,9 @@ pub async fn run(
         )?,
         completer,
         wake: wake.clone(),
-        owner: format!("node-{}", uuid_like()),
+        // Lease owner: unique per process start, so leases of a previous run are never mistaken
+        // for ours.
+        owner: format!("node-{}", uuid::Uuid::now_v7().simple()),
         lease: config.delivery.lease,
         poll_interval: config.delivery.poll_interval,
         concurrency: config.delivery.concurrency,
@@ -192,8 +194,4 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         ))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
-}
-
-fn uuid_like() -> String {
-    switchboard_core::ids::new_event_id()
 }
