@@ -1,5 +1,5 @@
 //! Cursor pagination: `limit` (1–500, default 50) and an opaque `cursor`; responses carry
-//! `next_cursor` (absent on the last page). Listings are ordered newest first by arrival, which
+//! `next_cursor` (`null` on the last page). Listings are ordered newest first by arrival, which
 //! is stable: new items never shift later pages.
 
 use base64::Engine as _;
@@ -18,8 +18,7 @@ pub const MAX_LIMIT: u32 = 500;
 pub struct Page<T> {
     /// Items, newest first.
     pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

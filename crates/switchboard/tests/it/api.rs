@@ -1009,7 +1009,10 @@ async fn pagination_is_stable_and_complete() {
     // A last page that is exactly full has no next_cursor beyond it.
     let all = api.get("/v1/events?limit=500").await;
     let all = all.ok(200);
-    assert!(all.get("next_cursor").is_none_or(Value::is_null));
+    assert!(
+        all.get("next_cursor").is_some_and(Value::is_null),
+        "the last page says next_cursor: null"
+    );
     assert_eq!(ids(&all["items"]).len(), 9);
     let one = api.get("/v1/events?limit=1").await;
     assert_eq!(ids(&one.ok(200)["items"]).len(), 1);

@@ -514,7 +514,10 @@ async fn listings_page_with_limit_cursor_and_all() {
         .await
         .json();
     assert_eq!(rest["items"].as_array().map(Vec::len), Some(2));
-    assert!(rest.get("next_cursor").is_none());
+    assert!(
+        rest["next_cursor"].is_null(),
+        "last page: next_cursor is null"
+    );
     let all = sb.run(&["events", "list", "--all", "--json"]).await.json();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(7));
 
