@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{REDACTED, change_problem, check_path_id, from_value, not_found, stamps};
+use super::resources::{REDACTED, apply, check_path_id, from_value, not_found, stamps};
 use crate::problem::{FieldError, Problem};
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
@@ -211,11 +211,7 @@ pub async fn create(
     let secret = Some(input.secret.clone().unwrap_or_else(generate_secret));
     let config = to_config(input, secret)?;
     let id = config.id().to_owned();
-    state
-        .registry
-        .apply(Change::PutDestination(config, true))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutDestination(config, true)).await?;
     Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
 }
 
@@ -239,11 +235,7 @@ pub async fn update(
     };
     let secret = input.secret.clone().or(current_secret);
     let config = to_config(input, secret)?;
-    state
-        .registry
-        .apply(Change::PutDestination(config, false))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutDestination(config, false)).await?;
     Ok(Json(find(&state, &id)?))
 }
 
@@ -256,11 +248,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state
-        .registry
-        .apply(Change::Delete(Kind::Destination, id))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::Delete(Kind::Destination, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

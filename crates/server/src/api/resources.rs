@@ -78,6 +78,14 @@ fn invalid_field(message: &str) -> Option<&'static str> {
     )
 }
 
+/// Applies a change through the registry, mapping a refusal to its problem.
+pub async fn apply(
+    state: &crate::state::AppState,
+    change: crate::runtime::Change,
+) -> Result<(), Problem> {
+    state.registry.apply(change).await.map_err(change_problem)
+}
+
 /// Parses a request value into a configuration type, naming the offending field.
 pub fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Problem> {
     serde_path_to_error::deserialize(value).map_err(|error| {

@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{change_problem, check_path_id, not_found, stamps};
+use super::resources::{apply, check_path_id, not_found, stamps};
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
@@ -123,11 +123,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Route>)> {
     let config = to_config(input);
     let id = config.effective_id();
-    state
-        .registry
-        .apply(Change::PutRoute(config, true))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutRoute(config, true)).await?;
     Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
 }
 
@@ -142,11 +138,7 @@ pub async fn update(
     ApiJson(mut input): ApiJson<RouteInput>,
 ) -> ApiResult<Json<Route>> {
     check_path_id(&id, input.id.get_or_insert_with(|| id.clone()))?;
-    state
-        .registry
-        .apply(Change::PutRoute(to_config(input), false))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutRoute(to_config(input), false)).await?;
     Ok(Json(find(&state, &id)?))
 }
 
@@ -159,11 +151,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state
-        .registry
-        .apply(Change::Delete(Kind::Route, id))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::Delete(Kind::Route, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

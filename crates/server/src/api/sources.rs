@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{change_problem, check_path_id, from_value, not_found, redact, stamps};
+use super::resources::{apply, check_path_id, from_value, not_found, redact, stamps};
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
@@ -138,11 +138,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Source>)> {
     let config = to_config(input)?;
     let id = config.id.clone();
-    state
-        .registry
-        .apply(Change::PutSource(config, true))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutSource(config, true)).await?;
     Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
 }
 
@@ -158,11 +154,7 @@ pub async fn update(
 ) -> ApiResult<Json<Source>> {
     check_path_id(&id, &input.id)?;
     let config = to_config(input)?;
-    state
-        .registry
-        .apply(Change::PutSource(config, false))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::PutSource(config, false)).await?;
     Ok(Json(find(&state, &id)?))
 }
 
@@ -175,11 +167,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    state
-        .registry
-        .apply(Change::Delete(Kind::Source, id))
-        .await
-        .map_err(change_problem)?;
+    apply(&state, Change::Delete(Kind::Source, id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
