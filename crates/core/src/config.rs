@@ -39,6 +39,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Delivery worker tuning.
     pub delivery: DeliveryConfig,
+    /// How long stored data is kept.
+    pub retention: RetentionConfig,
     /// Where events come from.
     pub sources: Vec<SourceConfig>,
     /// Where events go.
@@ -48,7 +50,9 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `Debug` hides secrets: the admin token, and the password of `database_url`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address the HTTP listener binds (`SWITCHBOARD_LISTEN`, `--listen`).
@@ -69,6 +73,86 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Require a `read` token for `/metrics`.
     pub metrics_require_token: bool,
+    /// PostgreSQL URL (`postgres://…`); when set, Switchboard stores everything there instead
+    /// of the SQLite file under data_dir (`SWITCHBOARD_DATABASE_URL`).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Most connections this node opens to PostgreSQL (with `database_url`).
+    pub database_max_connections: u32,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("metrics_require_token", &self.metrics_require_token)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url_password),
+            )
+            .field("database_max_connections", &self.database_max_connections)
+            .finish()
+    }
+}
+
+/// `url` with the password replaced by `<redacted>`: the one in the user info
+/// (`postgres://user:password@host/…`) and any `password=` query parameter. Meant for logs and
+/// `Debug` output; the result is not a usable URL. When in doubt (an `@` in an odd place) it
+/// hides more, never less.
+pub fn redact_url_password(url: &str) -> String {
+    const REDACTED: &str = "<redacted>";
+    let mut out = String::with_capacity(url.len());
+    let rest = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            out.push_str(scheme);
+            out.push_str("://");
+            rest
+        }
+        None => url,
+    };
+    // The last `@` ends the user info, so a password containing `@`, `/` or `?` stays hidden.
+    let after = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(REDACTED);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    match after.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}={REDACTED}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+        }
+        None => out.push_str(after),
+    }
+    out
 }
 
 impl Default for ServerConfig {
@@ -81,6 +165,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             admin_token: None,
             metrics_require_token: false,
+            database_url: None,
+            database_max_connections: 16,
         }
     }
 }
@@ -90,8 +176,76 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Allow deliveries to loopback, private, link-local and other non-public addresses.
-    /// Off by default (SSRF protection); turn on for internal destinations.
+    /// Off by default (SSRF protection); turn on for internal destinations. Cloud metadata
+    /// services (`169.254.169.254`, `fd00:ec2::254`, …) stay refused even then, because they hand
+    /// out cloud credentials: list them individually in `allow_networks` to reach them.
     pub allow_private_networks: bool,
+    /// Networks deliveries may reach even though they are not public, in CIDR notation
+    /// (`["10.0.0.0/8", "fd00::/8"]`; a bare address means that one address). The check applies
+    /// to the address actually connected, after DNS resolution. A cloud metadata address passes
+    /// only when listed as a single address (`"169.254.169.254/32"`), never through a wider
+    /// network such as `169.254.0.0/16` or `fd00::/8`. Empty by default.
+    #[serde(default)]
+    pub allow_networks: Vec<String>,
+}
+
+impl SecurityConfig {
+    /// Checks that every `allow_networks` entry is a valid CIDR.
+    pub fn validate(&self) -> Result<(), String> {
+        for network in &self.allow_networks {
+            Self::parse_network(network)?;
+        }
+        Ok(())
+    }
+
+    /// Parses one `allow_networks` entry (`"10.0.0.0/8"`, `"fd00::/8"`, or a bare address) into
+    /// its network address and prefix length. Host bits after the prefix must be zero.
+    pub fn parse_network(network: &str) -> Result<(std::net::IpAddr, u8), String> {
+        let invalid = |why: String| {
+            Err(format!(
+                "security.allow_networks: `{network}` is not a valid CIDR network ({why}); \
+                 expected e.g. \"10.0.0.0/8\" or \"fd00::/8\""
+            ))
+        };
+        let (address, prefix) = match network.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (network, None),
+        };
+        let Ok(address) = address.parse::<std::net::IpAddr>() else {
+            return invalid(format!("`{address}` is not an IP address"));
+        };
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
+                match p.parse::<u8>() {
+                    Ok(p) if p <= max => p,
+                    _ => return invalid(format!("prefix length must be 0 to {max}")),
+                }
+            }
+            Some(_) => return invalid(format!("prefix length must be 0 to {max}")),
+        };
+        let bits = match address {
+            std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)) << 96,
+            std::net::IpAddr::V6(v6) => u128::from(v6),
+        };
+        let host_bits = bits.checked_shl(u32::from(prefix)).unwrap_or(0);
+        if host_bits != 0 {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            let base = match address {
+                std::net::IpAddr::V4(_) => {
+                    std::net::IpAddr::from(std::net::Ipv4Addr::from(((bits & mask) >> 96) as u32))
+                }
+                std::net::IpAddr::V6(_) => {
+                    std::net::IpAddr::from(std::net::Ipv6Addr::from(bits & mask))
+                }
+            };
+            return invalid(format!(
+                "bits after the prefix are set; did you mean `{base}/{prefix}`?"
+            ));
+        }
+        Ok((address, prefix))
+    }
 }
 
 /// `[storage]`
@@ -140,6 +294,12 @@ pub struct DeliveryConfig {
     pub poll_interval: Duration,
     /// Bytes of each response body kept with the attempt.
     pub response_excerpt_bytes: usize,
+    /// Circuit breaker applied to every destination and endpoint.
+    pub circuit: CircuitConfig,
+    /// A tenant endpoint that has failed for this long without a single success is disabled
+    /// (and an `endpoint.disabled` operational event is published).
+    #[serde(with = "duration::human")]
+    pub disable_after: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -150,6 +310,55 @@ impl Default for DeliveryConfig {
             lease: Duration::from_secs(60),
             poll_interval: Duration::from_millis(500),
             response_excerpt_bytes: 4096,
+            circuit: CircuitConfig::default(),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+        }
+    }
+}
+
+/// `[delivery.circuit]`: stop sending to a destination that keeps failing, probe it after a
+/// cooldown, resume once it answers again. Deliveries wait (pending) while the circuit is open;
+/// they do not use up their retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitConfig {
+    /// Consecutive failed attempts that open the circuit (0 turns the breaker off).
+    pub failure_threshold: u32,
+    /// How long an open circuit waits before letting one probe attempt through.
+    #[serde(with = "duration::human")]
+    pub cooldown: Duration,
+    /// Consecutive successful probes that close the circuit again.
+    pub success_threshold: u32,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+            success_threshold: 2,
+        }
+    }
+}
+
+/// `[retention]`: how long stored data is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Event bodies older than this are removed once nothing is left to deliver; the event
+    /// and its delivery history stay. `"off"` keeps bodies forever.
+    #[serde(with = "duration::human_or_off")]
+    pub payloads: Option<Duration>,
+    /// How often the pruner runs.
+    #[serde(with = "duration::human")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            payloads: Some(Duration::from_secs(30 * 24 * 3600)),
+            interval: Duration::from_secs(3600),
         }
     }
 }
@@ -431,6 +640,13 @@ pub struct HttpDestination {
     /// `delivery.per_destination_concurrency`).
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// Deliveries per second at most (throttling); unlimited when absent.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Deliver in order: each delivery waits until the ones before it succeeded (or their hold
+    /// was released).
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 fn default_timeout() -> Duration {
@@ -477,6 +693,9 @@ impl Config {
                     self.server.listen = value.parse().map_err(|_| bad("not an address"))?
                 }
                 "SWITCHBOARD_DATA_DIR" => self.server.data_dir = PathBuf::from(&value),
+                "SWITCHBOARD_DATABASE_URL" if !value.is_empty() => {
+                    self.server.database_url = Some(value)
+                }
                 "SWITCHBOARD_ADMIN_TOKEN" if !value.is_empty() => {
                     self.server.admin_token = Some(value)
                 }
@@ -510,9 +729,35 @@ impl Config {
         if self.storage.max_batch == 0 {
             return invalid("storage.max_batch must be > 0".into());
         }
+        self.security.validate().map_err(ConfigError::Invalid)?;
+        if self.delivery.circuit.failure_threshold > 0
+            && (self.delivery.circuit.success_threshold == 0
+                || self.delivery.circuit.cooldown.is_zero())
+        {
+            return invalid("delivery.circuit: success_threshold and cooldown must be > 0".into());
+        }
+        if self.server.database_max_connections == 0 {
+            return invalid("server.database_max_connections must be > 0".into());
+        }
+        if let Some(url) = &self.server.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return invalid(format!(
+                "server.database_url must be a postgres:// URL, not `{}`",
+                redact_url_password(url)
+            ));
+        }
         let mut sources = HashSet::new();
+        sources.insert(crate::outbound::OPERATIONS_SOURCE);
+        sources.insert(crate::outbound::PUBLISH_SOURCE);
         for source in &self.sources {
             check_id("source", &source.id)?;
+            if crate::outbound::is_builtin_source(&source.id) {
+                return invalid(format!(
+                    "source id `{}` is reserved for Switchboard's built-in source",
+                    source.id
+                ));
+            }
             if !sources.insert(source.id.as_str()) {
                 return invalid(format!("source `{}` is defined twice", source.id));
             }
@@ -566,6 +811,14 @@ impl Config {
             http.retry
                 .validate()
                 .map_err(|e| ConfigError::Invalid(format!("destination `{}`: {e}", http.id)))?;
+            if let Some(rate) = http.rate_limit
+                && !(rate.is_finite() && rate > 0.0)
+            {
+                return invalid(format!(
+                    "destination `{}`: rate_limit must be a positive number of deliveries per second",
+                    http.id
+                ));
+            }
         }
         let mut routes = HashSet::new();
         for route in &self.routes {
@@ -764,5 +1017,60 @@ verifier = { kind = "none" }
                 .apply_env([("SWITCHBOARD_LISTEN".to_string(), "nope".to_string())])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn database_url_from_file_and_env() {
+        let config = Config::from_toml(EXAMPLE).expect("parses");
+        assert_eq!(config.server.database_url, None);
+        assert_eq!(config.server.database_max_connections, 16);
+        let mut config = Config::from_toml(
+            "[server]\ndatabase_url = 'postgres://sb@db/sb'\ndatabase_max_connections = 4\n",
+        )
+        .expect("parses");
+        config.validate().expect("valid");
+        assert_eq!(config.server.database_max_connections, 4);
+        config
+            .apply_env([(
+                "SWITCHBOARD_DATABASE_URL".to_string(),
+                "postgres://other@db2/sb".to_string(),
+            )])
+            .expect("valid");
+        assert_eq!(
+            config.server.database_url.as_deref(),
+            Some("postgres://other@db2/sb")
+        );
+        config.server.database_url = Some("mysql://x".into());
+        assert!(config.validate().is_err());
+        config.server.database_url = None;
+        config.server.database_max_connections = 0;
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password() {
+        let mut config = Config::default();
+        config.server.database_url =
+            Some("postgres://sb:s3cr%40t@db.internal:5432/sb?sslmode=require&password=p4ss".into());
+        config.server.admin_token = Some("admin-token-value-0123".into());
+        let debug = format!("{config:?}");
+        for secret in ["s3cr", "p4ss", "admin-token-value"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("db.internal:5432/sb"), "{debug}");
+        for (url, redacted) in [
+            ("postgres://db/sb", "postgres://db/sb"),
+            ("postgres://sb@db/sb", "postgres://sb@db/sb"),
+            (
+                "postgres://sb:a@b/c?d@db/sb?x=1",
+                "postgres://sb:<redacted>@db/sb?x=1",
+            ),
+            (
+                "postgresql://u:p@h/d?PASSWORD=q&sslmode=disable",
+                "postgresql://u:<redacted>@h/d?PASSWORD=<redacted>&sslmode=disable",
+            ),
+        ] {
+            assert_eq!(redact_url_password(url), redacted);
+        }
     }
 }

@@ -50,6 +50,30 @@ pub mod human_list {
     }
 }
 
+/// Serde adapter for `Option<Duration>` where `"off"` (or `"never"`) means `None`.
+pub mod human_or_off {
+    use super::*;
+
+    /// Deserializes `"30d"` or `"off"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.trim() {
+            "off" | "never" => Ok(None),
+            other => humantime::parse_duration(other)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("`{other}`: {e} (or \"off\")"))),
+        }
+    }
+
+    /// Serializes as a human-readable string, or `"off"`.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => super::human::serialize(d, s),
+            None => s.serialize_str("off"),
+        }
+    }
+}
+
 /// Serde adapter for `Option<Duration>` written as a human-readable string.
 pub mod human_opt {
     use super::*;

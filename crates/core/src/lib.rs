@@ -6,6 +6,7 @@
 pub mod config;
 pub mod duration;
 pub mod ids;
+pub mod outbound;
 pub mod outcome;
 pub mod retry;
 pub mod time;

@@ -1,11 +1,12 @@
 //! Switchboard's durable store.
 //!
 //! [`Store`] is the one interface the server uses; [`sqlite::SqliteStore`] is the embedded
-//! default. Every write that acknowledges something to a client (an ingest, a replay) is one
-//! transaction; work is claimed in bounded batches under a lease so that a backlog of any size
-//! never has to fit in memory.
+//! default, [`postgres::PgStore`] the shared database of several nodes. Every write that
+//! acknowledges something to a client (an ingest, a replay) is one transaction; work is claimed
+//! in bounded batches under a lease so that a backlog of any size never has to fit in memory.
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 
@@ -59,7 +60,43 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, owner: Option<&str>, now: UnixMillis) -> Result<u64>;
 
     /// Re-queues deliveries for another full run of their retry policy. Returns how many.
+    /// Deliveries whose event body was pruned are left alone (there is nothing to send).
     async fn replay(&self, selector: &ReplaySelector, now: UnixMillis) -> Result<u64>;
+
+    /// Adds deliveries to a stored event (a resend to a destination it did not go to).
+    /// Returns how many were added: 0 when the event does not exist or its body was pruned.
+    async fn add_deliveries(
+        &self,
+        event_id: &str,
+        deliveries: &[NewDelivery],
+        now: UnixMillis,
+    ) -> Result<u64>;
+
+    /// Earliest `next_attempt_at` of a pending delivery of one destination.
+    async fn next_due_for(&self, destination: &str) -> Result<Option<UnixMillis>>;
+
+    /// Ordering keys of `destination` held back by a dead-lettered delivery, oldest first.
+    async fn list_holds(&self, destination: &str) -> Result<Vec<HoldRecord>>;
+
+    /// Releases the hold on `ordering_key`: its dead-lettered deliveries stop blocking the
+    /// later ones (they stay `failed` and replayable). Returns how many were released.
+    async fn release_hold(
+        &self,
+        destination: &str,
+        ordering_key: &str,
+        now: UnixMillis,
+    ) -> Result<u64>;
+
+    /// Inserts or replaces destination health records.
+    async fn put_health(&self, records: &[HealthRecord]) -> Result<()>;
+
+    /// All destination health records, by destination.
+    async fn list_health(&self) -> Result<Vec<HealthRecord>>;
+
+    /// Removes the bodies of up to `limit` events received before `cutoff` that have no
+    /// pending or in-flight delivery. The events and their delivery history stay. Returns how
+    /// many bodies were removed (call again while it returns `limit`).
+    async fn prune_payloads(&self, cutoff: UnixMillis, limit: u32, now: UnixMillis) -> Result<u64>;
 
     /// Lists events, newest first.
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;

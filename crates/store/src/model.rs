@@ -25,6 +25,9 @@ pub struct NewEvent {
     pub body: Vec<u8>,
     /// When it was received.
     pub received_at: UnixMillis,
+    /// Headers sent with every delivery of this event (set by publishers; empty for ingests,
+    /// whose request headers are never forwarded).
+    pub forward_headers: Vec<(String, String)>,
     /// One per matching route.
     pub deliveries: Vec<NewDelivery>,
 }
@@ -38,6 +41,9 @@ pub struct NewDelivery {
     pub route_id: String,
     /// Destination id.
     pub destination: String,
+    /// FIFO key for an ordered destination (`Some("")` orders the whole destination); `None`
+    /// for unordered delivery.
+    pub ordering_key: Option<String>,
 }
 
 /// What became of one event handed to [`crate::Store::insert_events`].
@@ -84,6 +90,9 @@ pub struct Claim<'a> {
     pub exclude: &'a [String],
     /// Claim only this destination's deliveries.
     pub destination: Option<&'a str>,
+    /// Respect ordering keys: claim a delivery only when no earlier delivery of its key is
+    /// pending, in flight or failed with an unreleased hold.
+    pub ordered: bool,
 }
 
 /// A leased delivery with what a worker needs to send it.
@@ -107,6 +116,20 @@ pub struct ClaimedDelivery {
     pub content_type: Option<String>,
     /// Event source id.
     pub source: String,
+    /// Event tenant.
+    pub tenant: Option<String>,
+    /// Event type.
+    pub event_type: Option<String>,
+    /// When the event was received.
+    pub received_at: UnixMillis,
+    /// Headers the publisher asked to forward.
+    pub forward_headers: Vec<(String, String)>,
+    /// Ordering key, for ordered destinations.
+    pub ordering_key: Option<String>,
+    /// Whether this delivery was dead-lettered before (a success now is a recovery).
+    pub exhausted_before: bool,
+    /// Whether retention removed the event's body (the delivery cannot be sent).
+    pub body_pruned: bool,
 }
 
 /// What happens to a delivery after an attempt.
@@ -203,6 +226,10 @@ pub struct EventRecord {
     pub body_len: u64,
     /// Receive time.
     pub received_at: UnixMillis,
+    /// Headers forwarded with every delivery (published events).
+    pub forward_headers: Vec<(String, String)>,
+    /// When retention removed the body, if it did.
+    pub body_pruned_at: Option<UnixMillis>,
 }
 
 /// Event listing filter.
@@ -251,6 +278,8 @@ pub struct DeliveryRecord {
     pub created_at: UnixMillis,
     /// Last change.
     pub updated_at: UnixMillis,
+    /// Ordering key (ordered destinations).
+    pub ordering_key: Option<String>,
 }
 
 /// Delivery listing filter.
@@ -350,4 +379,44 @@ pub enum IdempotencyState {
         /// Its body.
         response: Vec<u8>,
     },
+}
+
+/// Circuit and failure bookkeeping of one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthRecord {
+    /// Destination id.
+    pub destination: String,
+    /// `closed`, `open` or `half_open`.
+    pub state: String,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// First failure after the last success.
+    pub failing_since: Option<UnixMillis>,
+    /// Last failed attempt.
+    pub last_failure_at: Option<UnixMillis>,
+    /// Last successful attempt.
+    pub last_success_at: Option<UnixMillis>,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// When the circuit last opened.
+    pub opened_at: Option<UnixMillis>,
+    /// Last change.
+    pub updated_at: UnixMillis,
+}
+
+/// An ordering key held back by a dead-lettered delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRecord {
+    /// The ordering key (`""` when the destination is ordered as a whole).
+    pub ordering_key: String,
+    /// The failed delivery at the head of the key.
+    pub delivery_id: String,
+    /// Its event.
+    pub event_id: String,
+    /// When it failed.
+    pub failed_at: UnixMillis,
+    /// Its last error.
+    pub last_error: Option<String>,
+    /// Deliveries of the key waiting behind it.
+    pub waiting: u64,
 }

@@ -45,6 +45,11 @@ conformance_tests!(
     duplicates_are_detected_per_source,
     rejections_are_bounded_per_source,
     idempotency_keys_replay_and_expire,
+    ordered_claims_respect_keys_and_holds,
+    exhausted_deliveries_are_marked,
+    added_deliveries_and_due_times,
+    health_records_round_trip,
+    payload_pruning_spares_pending_work,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -30,10 +30,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim_by_destination",
         include_str!("../../migrations/sqlite/0004_claim_by_destination.sql"),
     ),
+    (
+        5,
+        "outbound",
+        include_str!("../../migrations/sqlite/0005_outbound.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

@@ -7,6 +7,7 @@
 
 mod management;
 mod migrate;
+mod outbound;
 mod reads;
 mod writes;
 
@@ -20,6 +21,8 @@ use sqlx::sqlite::{
 use switchboard_core::config::Durability;
 
 use crate::Result;
+
+pub(crate) use management::{IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_STALE_MS};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -113,6 +116,52 @@ impl crate::Store for SqliteStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<u64> {
         writes::replay(&self.writer, selector, now).await
+    }
+
+    async fn add_deliveries(
+        &self,
+        event_id: &str,
+        deliveries: &[crate::NewDelivery],
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        outbound::add_deliveries(&self.writer, event_id, deliveries, now).await
+    }
+
+    async fn next_due_for(
+        &self,
+        destination: &str,
+    ) -> Result<Option<switchboard_core::time::UnixMillis>> {
+        outbound::next_due_for(&self.reader, destination).await
+    }
+
+    async fn list_holds(&self, destination: &str) -> Result<Vec<crate::HoldRecord>> {
+        outbound::list_holds(&self.reader, destination).await
+    }
+
+    async fn release_hold(
+        &self,
+        destination: &str,
+        ordering_key: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        outbound::release_hold(&self.writer, destination, ordering_key, now).await
+    }
+
+    async fn put_health(&self, records: &[crate::HealthRecord]) -> Result<()> {
+        outbound::put_health(&self.writer, records).await
+    }
+
+    async fn list_health(&self) -> Result<Vec<crate::HealthRecord>> {
+        outbound::list_health(&self.reader).await
+    }
+
+    async fn prune_payloads(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        outbound::prune_payloads(&self.writer, cutoff, limit, now).await
     }
 
     async fn list_events(&self, filter: &crate::EventFilter) -> Result<Vec<crate::EventRecord>> {

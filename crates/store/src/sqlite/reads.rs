@@ -8,7 +8,7 @@ use switchboard_core::time::UnixMillis;
 use crate::model::*;
 use crate::{Result, StoreError};
 
-fn parse_headers(raw: Option<String>) -> Result<Vec<(String, String)>> {
+pub(super) fn parse_headers(raw: Option<String>) -> Result<Vec<(String, String)>> {
     match raw {
         None => Ok(Vec::new()),
         Some(raw) => serde_json::from_str(&raw)
@@ -33,10 +33,12 @@ fn event_from_row(row: &SqliteRow, with_body: bool) -> Result<EventRecord> {
         },
         body_len: row.try_get::<i64, _>("body_len")? as u64,
         received_at: row.try_get("received_at")?,
+        forward_headers: parse_headers(row.try_get("forward_headers")?)?,
+        body_pruned_at: row.try_get("body_pruned_at")?,
     })
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, length(body) AS body_len, received_at";
+const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, length(body) AS body_len, received_at, forward_headers, body_pruned_at";
 
 pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRecord>> {
     let mut q =
@@ -101,6 +103,7 @@ fn delivery_from_row(row: &SqliteRow) -> Result<DeliveryRecord> {
         last_error: row.try_get("last_error")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        ordering_key: row.try_get("ordering_key")?,
     })
 }
 
@@ -110,7 +113,7 @@ pub(super) async fn list_deliveries(
 ) -> Result<Vec<DeliveryRecord>> {
     let mut q = QueryBuilder::<Sqlite>::new(
         "SELECT seq, id, event_id, route_id, destination, status, attempts, next_attempt_at, \
-         last_status, last_error, created_at, updated_at FROM deliveries WHERE 1=1",
+         last_status, last_error, created_at, updated_at, ordering_key FROM deliveries WHERE 1=1",
     );
     if let Some(status) = f.status {
         q.push(" AND status = ").push_bind(status.as_str());
@@ -137,7 +140,7 @@ pub(super) async fn list_deliveries(
 pub(super) async fn get_delivery(pool: &SqlitePool, id: &str) -> Result<Option<DeliveryRecord>> {
     let row = sqlx::query(
         "SELECT seq, id, event_id, route_id, destination, status, attempts, next_attempt_at, \
-         last_status, last_error, created_at, updated_at FROM deliveries WHERE id = ?",
+         last_status, last_error, created_at, updated_at, ordering_key FROM deliveries WHERE id = ?",
     )
     .bind(id)
     .fetch_optional(pool)

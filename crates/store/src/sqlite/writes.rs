@@ -26,11 +26,18 @@ pub(super) async fn insert_events(
     let mut tx = pool.begin().await?;
     let mut inserted = std::collections::HashSet::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
-        let headers: Vec<String> = chunk.iter().map(|e| headers_json(&e.headers)).collect();
+        let headers: Vec<(String, Option<String>)> = chunk
+            .iter()
+            .map(|e| {
+                let forward =
+                    (!e.forward_headers.is_empty()).then(|| headers_json(&e.forward_headers));
+                (headers_json(&e.headers), forward)
+            })
+            .collect();
         let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (id, source, tenant, event_type, dedup_key, headers, content_type, body, received_at) ",
+            "INSERT INTO events (id, source, tenant, event_type, dedup_key, headers, content_type, body, received_at, forward_headers) ",
         );
-        q.push_values(chunk.iter().zip(&headers), |mut row, (e, h)| {
+        q.push_values(chunk.iter().zip(&headers), |mut row, (e, (h, f))| {
             row.push_bind(&e.id)
                 .push_bind(&e.source)
                 .push_bind(&e.tenant)
@@ -39,7 +46,8 @@ pub(super) async fn insert_events(
                 .push_bind(h)
                 .push_bind(&e.content_type)
                 .push_bind(&e.body)
-                .push_bind(e.received_at);
+                .push_bind(e.received_at)
+                .push_bind(f);
         });
         // Only the dedup index may absorb a conflict; an id collision still fails the batch.
         q.push(
@@ -69,23 +77,40 @@ pub(super) async fn insert_events(
         .flat_map(|e| e.deliveries.iter().map(move |d| (e, d)))
         .collect();
     for chunk in deliveries.chunks(CHUNK) {
-        let mut q = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO deliveries (id, event_id, route_id, destination, status, next_attempt_at, created_at, updated_at) ",
-        );
-        q.push_values(chunk, |mut row, (e, d)| {
-            row.push_bind(&d.id)
-                .push_bind(&e.id)
-                .push_bind(&d.route_id)
-                .push_bind(&d.destination)
-                .push_bind("pending")
-                .push_bind(e.received_at)
-                .push_bind(e.received_at)
-                .push_bind(e.received_at);
-        });
-        q.build().execute(&mut *tx).await?;
+        let rows: Vec<(&str, &NewDelivery, UnixMillis)> = chunk
+            .iter()
+            .map(|(e, d)| (e.id.as_str(), *d, e.received_at))
+            .collect();
+        insert_deliveries(&mut tx, &rows).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Inserts `(event id, delivery, due/created time)` rows as pending deliveries.
+pub(super) async fn insert_deliveries(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    rows: &[(&str, &NewDelivery, UnixMillis)],
+) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO deliveries (id, event_id, route_id, destination, status, next_attempt_at, created_at, updated_at, ordering_key) ",
+    );
+    q.push_values(rows, |mut row, (event_id, d, at)| {
+        row.push_bind(&d.id)
+            .push_bind(*event_id)
+            .push_bind(&d.route_id)
+            .push_bind(&d.destination)
+            .push_bind("pending")
+            .push_bind(*at)
+            .push_bind(*at)
+            .push_bind(*at)
+            .push_bind(&d.ordering_key);
+    });
+    q.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 pub(super) async fn record_rejections(
@@ -154,6 +179,16 @@ pub(super) async fn claim_due(
     if let Some(destination) = claim.destination {
         q.push(" AND destination = ").push_bind(destination);
     }
+    if claim.ordered {
+        // Only the head of each ordering key: nothing earlier of the same key may still be
+        // waiting, in flight, or dead-lettered with its hold in place.
+        q.push(
+            " AND (ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e \
+             WHERE e.destination = deliveries.destination AND e.ordering_key = deliveries.ordering_key \
+             AND e.seq < deliveries.seq AND (e.status IN ('pending', 'in_flight') \
+             OR (e.status = 'failed' AND e.hold_released = 0))))",
+        );
+    }
     if !claim.exclude.is_empty() {
         q.push(" AND destination NOT IN (");
         let mut list = q.separated(", ");
@@ -162,9 +197,15 @@ pub(super) async fn claim_due(
         }
         list.push_unseparated(")");
     }
-    q.push(" ORDER BY next_attempt_at LIMIT ")
-        .push_bind(claim.limit as i64)
-        .push(") RETURNING id, event_id, route_id, destination, attempts, run_attempts");
+    q.push(if claim.ordered {
+        " ORDER BY seq LIMIT "
+    } else {
+        " ORDER BY next_attempt_at LIMIT "
+    })
+    .push_bind(claim.limit as i64)
+    .push(
+        ") RETURNING id, event_id, route_id, destination, attempts, run_attempts, ordering_key, exhausted",
+    );
     let rows = q.build().fetch_all(writer).await?;
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -181,6 +222,13 @@ pub(super) async fn claim_due(
             body: Vec::new(),
             content_type: None,
             source: String::new(),
+            tenant: None,
+            event_type: None,
+            received_at: 0,
+            forward_headers: Vec::new(),
+            ordering_key: row.try_get("ordering_key")?,
+            exhausted_before: row.try_get::<i64, _>("exhausted")? != 0,
+            body_pruned: false,
         });
     }
     let mut event_ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
@@ -189,7 +237,7 @@ pub(super) async fn claim_due(
     let mut bodies = std::collections::HashMap::with_capacity(event_ids.len());
     for chunk in event_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, source, content_type, body FROM events WHERE id IN (",
+            "SELECT id, source, tenant, event_type, received_at, forward_headers, body_pruned_at, content_type, body FROM events WHERE id IN (",
         );
         let mut list = q.separated(", ");
         for id in chunk {
@@ -198,24 +246,49 @@ pub(super) async fn claim_due(
         list.push_unseparated(")");
         for row in q.build().fetch_all(reader).await? {
             let id: String = row.try_get("id")?;
-            let source: String = row.try_get("source")?;
-            let content_type: Option<String> = row.try_get("content_type")?;
-            let body: Vec<u8> = row.try_get("body")?;
-            bodies.insert(id, (source, content_type, body));
+            let forward: Option<String> = row.try_get("forward_headers")?;
+            let event = ClaimedEvent {
+                source: row.try_get("source")?,
+                tenant: row.try_get("tenant")?,
+                event_type: row.try_get("event_type")?,
+                received_at: row.try_get("received_at")?,
+                forward_headers: super::reads::parse_headers(forward)?,
+                body_pruned: row.try_get::<Option<i64>, _>("body_pruned_at")?.is_some(),
+                content_type: row.try_get("content_type")?,
+                body: row.try_get("body")?,
+            };
+            bodies.insert(id, event);
         }
     }
     for delivery in &mut claimed {
-        let (source, content_type, body) = bodies.get(&delivery.event_id).ok_or_else(|| {
+        let event = bodies.get(&delivery.event_id).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "delivery {} refers to missing event {}",
                 delivery.id, delivery.event_id
             ))
         })?;
-        delivery.source.clone_from(source);
-        delivery.content_type.clone_from(content_type);
-        delivery.body.clone_from(body);
+        delivery.source.clone_from(&event.source);
+        delivery.tenant.clone_from(&event.tenant);
+        delivery.event_type.clone_from(&event.event_type);
+        delivery.received_at = event.received_at;
+        delivery.forward_headers.clone_from(&event.forward_headers);
+        delivery.body_pruned = event.body_pruned;
+        delivery.content_type.clone_from(&event.content_type);
+        delivery.body.clone_from(&event.body);
     }
     Ok(claimed)
+}
+
+/// The event fields a claimed delivery carries.
+struct ClaimedEvent {
+    source: String,
+    tenant: Option<String>,
+    event_type: Option<String>,
+    received_at: UnixMillis,
+    forward_headers: Vec<(String, String)>,
+    body_pruned: bool,
+    content_type: Option<String>,
+    body: Vec<u8>,
 }
 
 pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> Result<()> {
@@ -273,7 +346,8 @@ pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> R
             ") UPDATE deliveries SET status = v.status, attempts = v.attempts, \
              run_attempts = v.run_attempts, next_attempt_at = v.next_at, \
              last_status = v.last_status, last_error = v.last_error, \
-             completed_at = v.completed_at, lease_owner = NULL, lease_until = NULL, updated_at = ",
+             completed_at = v.completed_at, lease_owner = NULL, lease_until = NULL, \
+             exhausted = (exhausted OR v.status = 'failed'), updated_at = ",
         )
         .push_bind(now)
         .push(
@@ -321,7 +395,9 @@ pub(super) async fn replay(
     now: UnixMillis,
 ) -> Result<u64> {
     const SET: &str = "UPDATE deliveries SET status = 'pending', run_attempts = 0, \
-                       next_attempt_at = ?1, completed_at = NULL, updated_at = ?1 WHERE ";
+                       next_attempt_at = ?1, completed_at = NULL, updated_at = ?1 WHERE \
+                       NOT EXISTS (SELECT 1 FROM events ev WHERE ev.id = deliveries.event_id \
+                       AND ev.body_pruned_at IS NOT NULL) AND ";
     let result = match selector {
         ReplaySelector::Delivery(id) => {
             sqlx::query(AssertSqlSafe(format!(

@@ -12,8 +12,8 @@ use switchboard_core::DeliveryStatus;
 use switchboard_core::time::{UnixMillis, now_millis};
 use switchboard_store::{
     AttemptRecord, Claim, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, EventFilter,
-    EventRecord, IdempotencyState, InsertOutcome, NewAttempt, NewDelivery, NewEvent, NextStep,
-    Rejection, ReplaySelector, Store,
+    EventRecord, HealthRecord, IdempotencyState, InsertOutcome, NewAttempt, NewDelivery, NewEvent,
+    NextStep, Rejection, ReplaySelector, Store,
 };
 
 /// A fixed instant in the past that synthetic timestamps are relative to.
@@ -35,6 +35,7 @@ pub fn new_delivery(id: &str, destination: &str) -> NewDelivery {
         id: id.into(),
         route_id: format!("route-{destination}"),
         destination: destination.into(),
+        ordering_key: None,
     }
 }
 
@@ -55,6 +56,7 @@ pub fn new_event(
         content_type: Some("application/json".into()),
         body: format!("{{\"event\":\"{id}\"}}").into_bytes(),
         received_at,
+        forward_headers: Vec::new(),
         deliveries: deliveries
             .iter()
             .map(|(id, destination)| new_delivery(id, destination))
@@ -71,6 +73,7 @@ pub fn claim_at(now: UnixMillis, limit: usize, owner: &str) -> Claim<'_> {
         lease_until: now + LEASE_MS,
         exclude: &[],
         destination: None,
+        ordered: false,
     }
 }
 
@@ -1433,5 +1436,276 @@ pub async fn idempotency_keys_replay_and_expire(store: &dyn Store) {
             .await
             .expect("begin"),
         IdempotencyState::Started
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound: ordering, resends, health, retention
+// ---------------------------------------------------------------------------------------------
+
+/// An event with one delivery to `destination` under `ordering_key`.
+fn ordered_event(id: &str, delivery: &str, key: &str, at: UnixMillis) -> NewEvent {
+    let mut event = new_event(id, "api", at, &[(delivery, "ordered")]);
+    event.deliveries[0].ordering_key = Some(key.into());
+    event
+}
+
+/// Ordered claims hand out only the head of each key; a retrying head holds back its own key
+/// while other keys flow; a dead-lettered head holds its key until released; unordered claims
+/// ignore keys.
+pub async fn ordered_claims_respect_keys_and_holds(store: &dyn Store) {
+    store
+        .insert_events(&[
+            ordered_event("o1", "a1", "a", T0),
+            ordered_event("o2", "b1", "b", T0 + 1),
+            ordered_event("o3", "a2", "a", T0 + 2),
+            ordered_event("o4", "b2", "b", T0 + 3),
+            ordered_event("o5", "a3", "a", T0 + 4),
+        ])
+        .await
+        .expect("insert");
+    let ordered = |now, limit, owner| Claim {
+        destination: Some("ordered"),
+        ordered: true,
+        ..claim_at(now, limit, owner)
+    };
+    let first = claim(store, ordered(T0 + 10, 10, "w")).await;
+    assert_eq!(claimed_ids(&first), set(&["a1", "b1"]), "heads only");
+    assert!(first.iter().all(|c| c.ordering_key.is_some()));
+    // While the heads are in flight nothing else of their keys is claimable.
+    assert!(claim(store, ordered(T0 + 10, 10, "w")).await.is_empty());
+    let first = by_id(first);
+    // `a` fails and retries later; `b` succeeds.
+    complete(
+        store,
+        &[
+            completion(&first["a1"], "w", NextStep::RetryAt(T0 + 1_000)),
+            completion(&first["b1"], "w", NextStep::Succeeded),
+        ],
+    )
+    .await;
+    let next = claim(store, ordered(T0 + 20, 10, "w")).await;
+    assert_eq!(
+        claimed_ids(&next),
+        set(&["b2"]),
+        "`a` is held by its retrying head"
+    );
+    complete(store, &[completion(&next[0], "w", NextStep::Succeeded)]).await;
+    // The head's retry comes due; it fails for good and holds `a`.
+    let retry = claim(store, ordered(T0 + 1_000, 10, "w")).await;
+    assert_eq!(claimed_ids(&retry), set(&["a1"]));
+    complete(store, &[completion(&retry[0], "w", NextStep::Failed)]).await;
+    assert!(claim(store, ordered(T0 + 2_000, 10, "w")).await.is_empty());
+    let holds = store.list_holds("ordered").await.expect("list_holds");
+    assert_eq!(holds.len(), 1);
+    assert_eq!(holds[0].ordering_key, "a");
+    assert_eq!(holds[0].delivery_id, "a1");
+    assert_eq!(holds[0].waiting, 2);
+    assert_eq!(holds[0].last_error.as_deref(), Some("HTTP 410"));
+    // Releasing lets the rest of `a` through, in order.
+    let released = store
+        .release_hold("ordered", "a", T0 + 2_000)
+        .await
+        .expect("release_hold");
+    assert_eq!(released, 1);
+    assert!(store.list_holds("ordered").await.expect("holds").is_empty());
+    let next = claim(store, ordered(T0 + 2_000, 10, "w")).await;
+    assert_eq!(claimed_ids(&next), set(&["a2"]));
+    assert_eq!(
+        delivery(store, "a1").await.status,
+        DeliveryStatus::Failed,
+        "a released delivery stays failed (and replayable)"
+    );
+    // Without `ordered`, keys do not matter.
+    let unordered = claim(store, claim_at(T0 + 2_000, 10, "w")).await;
+    assert_eq!(claimed_ids(&unordered), set(&["a3"]));
+}
+
+/// A dead-lettered delivery is marked as exhausted, which a later claim reports.
+pub async fn exhausted_deliveries_are_marked(store: &dyn Store) {
+    store
+        .insert_events(&[new_event("e1", "s", T0, &[("m1", "d")])])
+        .await
+        .expect("insert");
+    let first = claim(store, claim_at(T0, 1, "w")).await;
+    assert!(!first[0].exhausted_before);
+    complete(store, &[completion(&first[0], "w", NextStep::Failed)]).await;
+    store
+        .replay(&ReplaySelector::Delivery("m1".into()), T0 + 10)
+        .await
+        .expect("replay");
+    let again = claim(store, claim_at(T0 + 10, 1, "w")).await;
+    assert!(
+        again[0].exhausted_before,
+        "a replayed dead letter is known as such"
+    );
+}
+
+/// Resends add deliveries to a stored event; the per-destination due time follows them.
+pub async fn added_deliveries_and_due_times(store: &dyn Store) {
+    let mut event = new_event("e1", "api", T0, &[("m1", "first")]);
+    event.forward_headers = vec![("x-tenant-tag".into(), "gold".into())];
+    event.tenant = Some("acme".into());
+    event.event_type = Some("invoice.paid".into());
+    store.insert_events(&[event]).await.expect("insert");
+    assert_eq!(store.next_due_for("first").await.expect("due"), Some(T0));
+    assert_eq!(store.next_due_for("second").await.expect("due"), None);
+    let added = store
+        .add_deliveries("e1", &[new_delivery("m2", "second")], T0 + 50)
+        .await
+        .expect("add_deliveries");
+    assert_eq!(added, 1);
+    assert_eq!(
+        store
+            .add_deliveries("no-such-event", &[new_delivery("m3", "second")], T0)
+            .await
+            .expect("add to missing event"),
+        0
+    );
+    assert_eq!(
+        store.next_due_for("second").await.expect("due"),
+        Some(T0 + 50)
+    );
+    let claimed = claim(
+        store,
+        Claim {
+            destination: Some("second"),
+            ..claim_at(T0 + 50, 10, "w")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&claimed), set(&["m2"]));
+    let c = &claimed[0];
+    assert_eq!(
+        c.forward_headers,
+        vec![("x-tenant-tag".to_string(), "gold".to_string())]
+    );
+    assert_eq!(c.tenant.as_deref(), Some("acme"));
+    assert_eq!(c.event_type.as_deref(), Some("invoice.paid"));
+    assert_eq!(c.received_at, T0);
+    assert_eq!(
+        store.next_due_for("second").await.expect("due"),
+        None,
+        "in flight is not due"
+    );
+    let stored = store.get_event("e1").await.expect("get").expect("exists");
+    assert_eq!(stored.forward_headers, c.forward_headers);
+}
+
+/// Health records are upserted and listed by destination.
+pub async fn health_records_round_trip(store: &dyn Store) {
+    let mut record = HealthRecord {
+        destination: "d1".into(),
+        state: "open".into(),
+        consecutive_failures: 7,
+        failing_since: Some(T0),
+        last_failure_at: Some(T0 + 5),
+        last_success_at: None,
+        last_error: Some("HTTP 503".into()),
+        opened_at: Some(T0 + 5),
+        updated_at: T0 + 5,
+    };
+    let other = HealthRecord {
+        destination: "d0".into(),
+        state: "closed".into(),
+        consecutive_failures: 0,
+        failing_since: None,
+        last_failure_at: None,
+        last_success_at: Some(T0),
+        last_error: None,
+        opened_at: None,
+        updated_at: T0,
+    };
+    store
+        .put_health(&[record.clone(), other.clone()])
+        .await
+        .expect("put_health");
+    assert_eq!(
+        store.list_health().await.expect("list"),
+        vec![other.clone(), record.clone()]
+    );
+    record.state = "closed".into();
+    record.consecutive_failures = 0;
+    record.last_success_at = Some(T0 + 9);
+    store.put_health(&[record.clone()]).await.expect("update");
+    assert_eq!(
+        store.list_health().await.expect("list"),
+        vec![other, record]
+    );
+}
+
+/// Retention removes old bodies only once nothing is left to send, keeps the records, and
+/// replay leaves pruned events alone.
+pub async fn payload_pruning_spares_pending_work(store: &dyn Store) {
+    store
+        .insert_events(&[
+            new_event("old-done", "s", T0, &[("m1", "d")]),
+            new_event("old-pending", "s", T0 + 1, &[("m2", "d")]),
+            new_event("old-none", "s", T0 + 2, &[]),
+            new_event("new", "s", T0 + 10_000, &[]),
+        ])
+        .await
+        .expect("insert");
+    let first = claim(
+        store,
+        Claim {
+            now: T0,
+            ..claim_at(T0, 1, "w")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&first), set(&["m1"]));
+    complete(store, &[completion(&first[0], "w", NextStep::Succeeded)]).await;
+
+    let cutoff = T0 + 5_000;
+    assert_eq!(
+        store
+            .prune_payloads(cutoff, 1, T0 + 20_000)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_payloads(cutoff, 100, T0 + 20_000)
+            .await
+            .expect("prune"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_payloads(cutoff, 100, T0 + 20_000)
+            .await
+            .expect("prune"),
+        0
+    );
+    for (id, pruned) in [
+        ("old-done", true),
+        ("old-none", true),
+        ("old-pending", false),
+        ("new", false),
+    ] {
+        let event = store.get_event(id).await.expect("get").expect("kept");
+        assert_eq!(event.body_pruned_at.is_some(), pruned, "{id}");
+        assert_eq!(event.body.is_empty(), pruned, "{id}");
+    }
+    assert_eq!(
+        store
+            .replay(&ReplaySelector::Event("old-done".into()), T0 + 30_000)
+            .await
+            .expect("replay"),
+        0,
+        "nothing to send once the body is gone"
+    );
+    assert_eq!(
+        delivery(store, "m1").await.status,
+        DeliveryStatus::Succeeded
+    );
+    assert_eq!(
+        store
+            .add_deliveries("old-done", &[new_delivery("m9", "d")], T0)
+            .await
+            .expect("add"),
+        0
     );
 }
