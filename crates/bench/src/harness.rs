@@ -88,6 +88,8 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
             retry: route.retry.clone(),
             headers: BTreeMap::new(),
             max_in_flight: None,
+            rate_limit: None,
+            ordered: false,
         })];
         config.routes = vec![RouteConfig {
             id: None,

@@ -14,9 +14,12 @@ pub mod delivery;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod operations;
 pub mod problem;
+pub mod retention;
 pub mod runtime;
 pub mod state;
+pub mod transform;
 pub mod verifiers;
 
 use std::sync::Arc;
@@ -27,6 +30,7 @@ use axum::routing::{get, post};
 use switchboard_core::Config;
 use switchboard_core::time::now_millis;
 use switchboard_store::Store;
+use switchboard_store::postgres::PgStore;
 use switchboard_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -53,8 +57,13 @@ pub enum ServerError {
     Client(#[from] reqwest::Error),
 }
 
-/// Opens the store named by the configuration.
+/// Opens the store named by the configuration: PostgreSQL when `server.database_url` is set,
+/// otherwise the SQLite file under `server.data_dir`.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+    if let Some(url) = &config.server.database_url {
+        let store = PgStore::connect(url, config.server.database_max_connections).await?;
+        return Ok(Arc::new(store));
+    }
     let store = SqliteStore::open(&config.server.data_dir, config.storage.durability).await?;
     Ok(Arc::new(store))
 }
@@ -101,8 +110,14 @@ pub async fn run(
             .map_err(|e| ServerError::Config(e.to_string()))?,
     );
     // One data directory belongs to one process: whatever an earlier process left leased was
-    // interrupted (crash or kill), so it is due again now.
-    let released = store.release_leases(None, i64::MAX).await?;
+    // interrupted (crash or kill), so it is due again now. A PostgreSQL database is shared by
+    // several nodes whose leases are live: only expired leases are taken back.
+    let lapsed_before = if config.server.database_url.is_some() {
+        now_millis()
+    } else {
+        i64::MAX
+    };
+    let released = store.release_leases(None, lapsed_before).await?;
     if released > 0 {
         tracing::warn!(
             released,
@@ -112,14 +127,29 @@ pub async fn run(
     let _ = metrics::handle();
 
     let wake = Arc::new(Notify::new());
-    let (committer, committer_task) =
-        Committer::spawn(store.clone(), config.storage.max_batch, wake.clone());
-    let (completer, completer_task) = delivery::completer::spawn(store.clone(), wake.clone());
+    let due = Arc::new(delivery::due::DueBook::new());
+    let health = Arc::new(delivery::health::HealthBook::new(
+        config.delivery.circuit.clone(),
+    ));
+    health.load(store.list_health().await?);
+    let (committer, committer_task) = Committer::spawn(
+        store.clone(),
+        config.storage.max_batch,
+        wake.clone(),
+        due.clone(),
+    );
+    let (completer, completer_task) =
+        delivery::completer::spawn(store.clone(), wake.clone(), due.clone());
+    let operations = operations::Operations::new(committer.clone(), registry.clone());
     let worker = Arc::new(Worker {
         store: store.clone(),
         registry: registry.clone(),
+        due: due.clone(),
+        health: health.clone(),
+        operations: operations.clone(),
+        disable_after: config.delivery.disable_after,
         sender: delivery::sender::Sender::new(
-            config.security.allow_private_networks,
+            delivery::ssrf::Policy::from_config(&config.security).map_err(ServerError::Config)?,
             config.delivery.response_excerpt_bytes,
         )?,
         completer,
@@ -138,10 +168,28 @@ pub async fn run(
             .run(worker_shutdown.clone(), config.server.shutdown_grace),
     );
 
+    // Several nodes share a PostgreSQL database: pick up resources another node changed.
+    let refresh_task = config.server.database_url.is_some().then(|| {
+        tokio::spawn(refresh_resources(
+            registry.clone(),
+            due.clone(),
+            worker_shutdown.clone(),
+        ))
+    });
+    let pruner_task = config.retention.payloads.map(|keep| {
+        tokio::spawn(retention::run(
+            store.clone(),
+            keep,
+            config.retention.interval,
+            worker_shutdown.clone(),
+        ))
+    });
     let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
     let state = Arc::new(AppState {
         registry,
         committer,
+        due,
+        health,
         rejections,
         store: store.clone(),
         wake: wake.clone(),
@@ -165,15 +213,43 @@ pub async fn run(
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await?;
     tracing::info!("listener closed; finishing in-flight work");
-    // Ingest handlers are done: the committer drains its queue and stops.
-    let _ = committer_task.await;
     let _ = rejections_task.await;
     worker_shutdown.cancel();
     let _ = worker_task.await;
+    for task in [pruner_task, refresh_task].into_iter().flatten() {
+        let _ = task.await;
+    }
+    // The worker (and its operational events) are done, as are the ingest handlers: the
+    // committer drains its queue and stops once the last handle is gone.
     drop(worker);
+    drop(operations);
+    let _ = committer_task.await;
     let _ = completer_task.await;
     tracing::info!(at = now_millis(), "shutdown complete");
     Ok(())
+}
+
+/// How often a node sharing the database looks for resources changed by another node.
+const RESOURCE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn refresh_resources(
+    registry: Arc<runtime::Registry>,
+    due: Arc<delivery::due::DueBook>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RESOURCE_REFRESH) => {}
+        }
+        match registry.refresh().await {
+            Ok(true) => due.all_unknown(),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!(%error, "could not load resources changed by another node")
+            }
+        }
+    }
 }
 
 fn router(state: Arc<AppState>, config: &Config) -> Router {

@@ -7,12 +7,13 @@
 //! request or an attempt always sees one consistent snapshot, and a rejected change leaves the
 //! running one untouched.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use switchboard_core::Config;
 use switchboard_core::config::{DestinationConfig, RouteConfig, SourceConfig};
+use switchboard_core::outbound::{EndpointSpec, EventTypeSpec, TenantSpec};
 use switchboard_core::time::now_millis;
 use switchboard_store::vault::Vault;
 use switchboard_store::{ResourceRecord, Store, StoreError};
@@ -30,6 +31,12 @@ pub enum Kind {
     Destination,
     /// A route.
     Route,
+    /// A tenant (our user's customer).
+    Tenant,
+    /// A tenant's endpoint.
+    Endpoint,
+    /// An event type of the catalog.
+    EventType,
 }
 
 impl Kind {
@@ -39,8 +46,54 @@ impl Kind {
             Self::Source => "source",
             Self::Destination => "destination",
             Self::Route => "route",
+            Self::Tenant => "tenant",
+            Self::Endpoint => "endpoint",
+            Self::EventType => "event type",
         }
     }
+
+    /// The `kind` column value in the store.
+    fn stored(self) -> &'static str {
+        match self {
+            Self::EventType => "event_type",
+            other => other.as_str(),
+        }
+    }
+}
+
+/// A catalog event type with its compiled schema.
+pub struct EventType {
+    /// The spec as stored.
+    pub spec: EventTypeSpec,
+    /// Compiled JSON Schema validator.
+    pub validator: Option<jsonschema::Validator>,
+}
+
+impl EventType {
+    /// Validates a payload; returns `(instance path, message)` for each violation (at most 20).
+    pub fn violations(&self, payload: &serde_json::Value) -> Vec<(String, String)> {
+        let Some(validator) = &self.validator else {
+            return Vec::new();
+        };
+        validator
+            .iter_errors(payload)
+            .take(20)
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
+            .collect()
+    }
+}
+
+/// Compiles an event type's schema (rejecting invalid schemas with the reason).
+pub fn compile_event_type(spec: EventTypeSpec) -> Result<EventType, String> {
+    let validator = spec
+        .schema
+        .as_ref()
+        .map(|schema| {
+            jsonschema::validator_for(schema)
+                .map_err(|e| format!("event type `{}`: invalid JSON Schema: {e}", spec.name))
+        })
+        .transpose()?;
+    Ok(EventType { spec, validator })
 }
 
 /// Who owns a resource.
@@ -83,6 +136,34 @@ pub struct Runtime {
     pub from_file: HashMap<Kind, BTreeSet<String>>,
     /// Timestamps of API resources.
     pub stamps: HashMap<(Kind, String), Stamps>,
+    /// Tenants by id.
+    pub tenants: BTreeMap<String, TenantSpec>,
+    /// Endpoints by id.
+    pub endpoints: BTreeMap<String, EndpointSpec>,
+    /// Endpoint ids per tenant, in id order.
+    pub by_tenant: HashMap<String, Vec<String>>,
+    /// Event types by name.
+    pub event_types: BTreeMap<String, Arc<EventType>>,
+}
+
+impl Runtime {
+    /// The endpoints of a tenant, by id.
+    pub fn tenant_endpoints<'a>(
+        &'a self,
+        tenant: &'a str,
+    ) -> impl Iterator<Item = &'a EndpointSpec> {
+        self.endpoints.values().filter(move |e| e.tenant == tenant)
+    }
+
+    /// Routes whose source is `source`, as `(route id, destination id)`.
+    pub fn routes_from(&self, source: &str) -> Vec<(String, String)> {
+        self.config
+            .routes
+            .iter()
+            .filter(|r| r.source == source)
+            .map(|r| (r.effective_id(), r.destination.clone()))
+            .collect()
+    }
 }
 
 impl Runtime {
@@ -156,8 +237,52 @@ pub enum Change {
     PutDestination(DestinationConfig, bool),
     /// Create or replace a route.
     PutRoute(RouteConfig, bool),
-    /// Delete a resource.
+    /// Create or replace a tenant.
+    PutTenant(TenantSpec, bool),
+    /// Create or replace an endpoint.
+    PutEndpoint(EndpointSpec, bool),
+    /// Create or replace an event type.
+    PutEventType(EventTypeSpec, bool),
+    /// Delete a resource (a tenant takes its endpoints with it).
     Delete(Kind, String),
+}
+
+/// The resource a change is about, its spec as JSON (for puts) and whether it must be new.
+type Target = (Kind, String, Option<Vec<u8>>, bool);
+
+impl Change {
+    /// The resource it changes, its spec as JSON (for puts) and whether it must be new.
+    fn target(&self) -> Result<Target, serde_json::Error> {
+        Ok(match self {
+            Self::PutSource(s, c) => (Kind::Source, s.id.clone(), Some(serde_json::to_vec(s)?), *c),
+            Self::PutDestination(d, c) => (
+                Kind::Destination,
+                d.id().to_owned(),
+                Some(serde_json::to_vec(d)?),
+                *c,
+            ),
+            Self::PutRoute(r, c) => (
+                Kind::Route,
+                r.effective_id(),
+                Some(serde_json::to_vec(r)?),
+                *c,
+            ),
+            Self::PutTenant(t, c) => (Kind::Tenant, t.id.clone(), Some(serde_json::to_vec(t)?), *c),
+            Self::PutEndpoint(e, c) => (
+                Kind::Endpoint,
+                e.id.clone(),
+                Some(serde_json::to_vec(e)?),
+                *c,
+            ),
+            Self::PutEventType(t, c) => (
+                Kind::EventType,
+                t.name.clone(),
+                Some(serde_json::to_vec(t)?),
+                *c,
+            ),
+            Self::Delete(kind, id) => (*kind, id.clone(), None, false),
+        })
+    }
 }
 
 /// Holds the current [`Runtime`] and applies changes.
@@ -167,6 +292,20 @@ pub struct Registry {
     store: Arc<dyn Store>,
     vault: Vault,
     writes: Mutex<()>,
+    /// Fingerprint of the stored resources the current snapshot was built from.
+    seen: std::sync::atomic::AtomicU64,
+}
+
+/// A cheap identity of a set of stored resources: changes whenever one is added, removed or
+/// updated (without opening any sealed spec).
+fn fingerprint(records: &[ResourceRecord]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Order-independent: a sum of per-record hashes, plus the count.
+    records.iter().fold(records.len() as u64, |sum, r| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&r.kind, &r.id, r.updated_at, &r.sealed).hash(&mut hasher);
+        sum.wrapping_add(hasher.finish())
+    })
 }
 
 impl Registry {
@@ -178,12 +317,14 @@ impl Registry {
     ) -> Result<Self, ChangeError> {
         let records = store.list_resources().await?;
         let runtime = build(&file, &records, &vault)?;
+        let seen = std::sync::atomic::AtomicU64::new(fingerprint(&records));
         Ok(Self {
             current: ArcSwap::from_pointee(runtime),
             file,
             store,
             vault,
             writes: Mutex::new(()),
+            seen,
         })
     }
 
@@ -192,18 +333,32 @@ impl Registry {
         self.current.load_full()
     }
 
+    /// Picks up resources changed by another node sharing the database. Returns whether the
+    /// snapshot changed. A stored state this build cannot use is logged and left aside (the
+    /// current snapshot stays).
+    pub async fn refresh(&self) -> Result<bool, ChangeError> {
+        let _guard = self.writes.lock().await;
+        let records = self.store.list_resources().await?;
+        let print = fingerprint(&records);
+        if print == self.seen.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(false);
+        }
+        let runtime = build(&self.file, &records, &self.vault)?;
+        self.current.store(Arc::new(runtime));
+        self.seen.store(print, std::sync::atomic::Ordering::Release);
+        tracing::info!("picked up resources changed by another node");
+        Ok(true)
+    }
+
     /// Validates and applies a change: persist, then swap. Changes are serialized.
     pub async fn apply(&self, change: Change) -> Result<(), ChangeError> {
         let _guard = self.writes.lock().await;
         let now = now_millis();
         let current = self.current();
         let mut records = self.store.list_resources().await?;
-        let (kind, id) = match &change {
-            Change::PutSource(s, _) => (Kind::Source, s.id.clone()),
-            Change::PutDestination(d, _) => (Kind::Destination, d.id().to_owned()),
-            Change::PutRoute(r, _) => (Kind::Route, r.effective_id()),
-            Change::Delete(kind, id) => (*kind, id.clone()),
-        };
+        let (kind, id, spec, create_only) = change
+            .target()
+            .map_err(|e| ChangeError::Invalid(e.to_string()))?;
         if current.managed_by(kind, &id) == ManagedBy::Config {
             return Err(ChangeError::ConfigManaged {
                 kind: kind.as_str(),
@@ -212,17 +367,9 @@ impl Registry {
         }
         let existing = records
             .iter()
-            .position(|r| r.kind == kind.as_str() && r.id == id);
-        let change_spec = match &change {
-            Change::PutSource(s, _) => Some(serde_json::to_vec(s)),
-            Change::PutDestination(d, _) => Some(serde_json::to_vec(d)),
-            Change::PutRoute(r, _) => Some(serde_json::to_vec(r)),
-            Change::Delete(..) => None,
-        }
-        .transpose()
-        .map_err(|e| ChangeError::Invalid(e.to_string()))?;
-        match change {
-            Change::Delete(..) => {
+            .position(|r| r.kind == kind.stored() && r.id == id);
+        match spec {
+            None => {
                 let Some(index) = existing else {
                     return Err(ChangeError::NotFound {
                         kind: kind.as_str(),
@@ -230,20 +377,31 @@ impl Registry {
                     });
                 };
                 records.remove(index);
+                // A tenant's endpoints go with it.
+                let cascade: Vec<String> = if kind == Kind::Tenant {
+                    current
+                        .tenant_endpoints(&id)
+                        .map(|e| e.id.clone())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                records.retain(|r| !(r.kind == Kind::Endpoint.stored() && cascade.contains(&r.id)));
                 let candidate = build(&self.file, &records, &self.vault).map_err(|e| match e {
                     ChangeError::Invalid(_) => in_use(&current.config, kind, &id),
                     other => other,
                 })?;
-                self.store.delete_resource(kind.as_str(), &id).await?;
+                for endpoint in &cascade {
+                    self.store
+                        .delete_resource(Kind::Endpoint.stored(), endpoint)
+                        .await?;
+                }
+                self.store.delete_resource(kind.stored(), &id).await?;
                 self.current.store(Arc::new(candidate));
+                self.seen
+                    .store(fingerprint(&records), std::sync::atomic::Ordering::Release);
             }
-            Change::PutSource(_, create_only)
-            | Change::PutDestination(_, create_only)
-            | Change::PutRoute(_, create_only) => {
-                let spec = match &change_spec {
-                    Some(spec) => spec.clone(),
-                    None => return Err(ChangeError::Invalid("nothing to store".into())),
-                };
+            Some(spec) => {
                 if create_only && existing.is_some() {
                     return Err(ChangeError::Exists {
                         kind: kind.as_str(),
@@ -257,7 +415,7 @@ impl Registry {
                     });
                 }
                 let record = ResourceRecord {
-                    kind: kind.as_str().to_owned(),
+                    kind: kind.stored().to_owned(),
                     id: id.clone(),
                     sealed: self.vault.seal(&spec)?,
                     created_at: existing.map_or(now, |i| records[i].created_at),
@@ -279,6 +437,8 @@ impl Registry {
                         other => other.into(),
                     })?;
                 self.current.store(Arc::new(candidate));
+                self.seen
+                    .store(fingerprint(&records), std::sync::atomic::Ordering::Release);
             }
         }
         tracing::info!(kind = kind.as_str(), %id, "configuration changed through the API");
@@ -293,7 +453,7 @@ fn in_use(config: &Config, kind: Kind, id: &str) -> ChangeError {
         .filter(|r| match kind {
             Kind::Source => r.source == id,
             Kind::Destination => r.destination == id,
-            Kind::Route => false,
+            _ => false,
         })
         .map(RouteConfig::effective_id)
         .collect();
@@ -331,6 +491,9 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
         file.routes.iter().map(RouteConfig::effective_id).collect(),
     );
     let mut stamps = HashMap::new();
+    let mut tenants = BTreeMap::new();
+    let mut endpoints: BTreeMap<String, EndpointSpec> = BTreeMap::new();
+    let mut event_types = BTreeMap::new();
     for record in records {
         let spec = vault.open_sealed(&record.sealed)?;
         let invalid = |e: serde_json::Error| {
@@ -358,6 +521,22 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
                     .push(serde_json::from_slice(&spec).map_err(invalid)?);
                 Kind::Route
             }
+            "tenant" => {
+                let tenant: TenantSpec = serde_json::from_slice(&spec).map_err(invalid)?;
+                tenants.insert(tenant.id.clone(), tenant);
+                Kind::Tenant
+            }
+            "endpoint" => {
+                let endpoint: EndpointSpec = serde_json::from_slice(&spec).map_err(invalid)?;
+                endpoints.insert(endpoint.id.clone(), endpoint);
+                Kind::Endpoint
+            }
+            "event_type" => {
+                let spec: EventTypeSpec = serde_json::from_slice(&spec).map_err(invalid)?;
+                let compiled = compile_event_type(spec).map_err(ChangeError::Invalid)?;
+                event_types.insert(compiled.spec.name.clone(), Arc::new(compiled));
+                Kind::EventType
+            }
             other => {
                 tracing::warn!(kind = other, id = %record.id, "ignoring a stored resource of unknown kind");
                 continue;
@@ -374,13 +553,34 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
     config
         .validate()
         .map_err(|e| ChangeError::Invalid(e.to_string()))?;
+    for endpoint in endpoints.values() {
+        if !tenants.contains_key(&endpoint.tenant) {
+            return Err(ChangeError::Invalid(format!(
+                "endpoint `{}`: unknown tenant `{}`",
+                endpoint.id, endpoint.tenant
+            )));
+        }
+    }
+    let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
+    for endpoint in endpoints.values() {
+        by_tenant
+            .entry(endpoint.tenant.clone())
+            .or_default()
+            .push(endpoint.id.clone());
+    }
     let sources = state::build_sources(&config).map_err(ChangeError::Invalid)?;
-    let destinations = destinations::build(&config).map_err(ChangeError::Invalid)?;
+    let endpoint_list: Vec<EndpointSpec> = endpoints.values().cloned().collect();
+    let destinations =
+        destinations::build(&config, &endpoint_list).map_err(ChangeError::Invalid)?;
     Ok(Runtime {
         config,
         sources,
         destinations,
         from_file,
         stamps,
+        tenants,
+        endpoints,
+        by_tenant,
+        event_types,
     })
 }

@@ -41,6 +41,10 @@ pub struct AppState {
     pub registry: Arc<crate::runtime::Registry>,
     /// The group committer.
     pub committer: Committer,
+    /// Due-time hints of the delivery worker (replays and resends add to them).
+    pub due: Arc<crate::delivery::due::DueBook>,
+    /// Circuit breakers and failure bookkeeping per destination.
+    pub health: Arc<crate::delivery::health::HealthBook>,
     /// Recently rejected requests.
     pub rejections: RejectionLog,
     /// The store.

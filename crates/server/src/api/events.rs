@@ -47,6 +47,10 @@ pub struct EventSummary {
     pub content_type: Option<String>,
     /// Body size in bytes.
     pub body_bytes: u64,
+    /// Tenant, for events published to one.
+    pub tenant: Option<String>,
+    /// When retention removed the body (RFC 3339); the event and its deliveries stay.
+    pub payload_pruned_at: Option<String>,
 }
 
 /// A delivery as listed with its event.
@@ -121,12 +125,15 @@ pub fn parse_status(value: Option<&str>) -> Result<Option<DeliveryStatus>, Probl
         .transpose()
 }
 
-fn summary(e: &EventRecord) -> EventSummary {
+/// The listing view of a stored event (also used by the offline CLI).
+pub fn summary(e: &EventRecord) -> EventSummary {
     EventSummary {
         id: e.id.clone(),
         source: e.source.clone(),
         event_type: e.event_type.clone(),
         dedup_key: e.dedup_key.clone(),
+        tenant: e.tenant.clone(),
+        payload_pruned_at: e.body_pruned_at.map(format_rfc3339),
         received_at: format_rfc3339(e.received_at),
         content_type: e.content_type.clone(),
         body_bytes: e.body_len,

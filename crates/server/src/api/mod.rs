@@ -7,15 +7,19 @@ pub mod auth;
 pub mod deliveries;
 pub mod destinations;
 mod document;
+pub mod endpoints;
+pub mod event_types;
 pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod pagination;
+pub mod publish;
 pub mod rejections;
 pub mod replay;
 pub mod resources;
 pub mod routes_api;
 pub mod sources;
+pub mod tenants;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -64,7 +68,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
 #[openapi(
     info(
         title = "Switchboard management API",
-        description = "Manage sources, destinations and routes; inspect events, deliveries and attempts; replay; manage tokens. Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem+json.",
+        description = "Manage sources, destinations and routes; tenants, their endpoints and the event-type catalog; publish messages to tenants; inspect events, deliveries and attempts; replay; manage tokens. Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem+json.",
         license(name = "Apache-2.0")
     ),
     components(schemas(Problem, FieldError)),
@@ -74,6 +78,9 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "sources", description = "Ingest endpoints and their verifiers"),
         (name = "destinations", description = "Delivery targets"),
         (name = "routes", description = "Source → destination"),
+        (name = "tenants", description = "Your customers, and publishing messages to them"),
+        (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
+        (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)")
     )
 )]
@@ -90,6 +97,10 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(rejections::router())
             .merge(destinations::router())
             .merge(routes_api::router())
+            .merge(tenants::router())
+            .merge(publish::router())
+            .merge(endpoints::router())
+            .merge(event_types::router())
             .merge(tokens::router()),
     )
 }

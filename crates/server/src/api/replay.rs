@@ -106,6 +106,7 @@ pub async fn replay(
         .await
         .map_err(internal)?;
     if queued > 0 {
+        state.due.all_unknown();
         state.wake.notify_one();
     }
     tracing::info!(?selector, queued, "replay requested through the API");

@@ -8,6 +8,8 @@ use std::time::Duration;
 use switchboard_store::{Completion, NextStep, Store};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::due::DueBook;
+
 /// Most completions per transaction.
 const MAX_BATCH: usize = 512;
 
@@ -49,13 +51,19 @@ impl CompleterHandle {
 pub fn spawn(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
+    due: Arc<DueBook>,
 ) -> (CompleterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(store, wake, rx));
+    let task = tokio::spawn(run(store, wake, due, rx));
     (CompleterHandle { tx }, task)
 }
 
-async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn run(
+    store: Arc<dyn Store>,
+    wake: Arc<Notify>,
+    due: Arc<DueBook>,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -71,9 +79,17 @@ async fn run(store: Arc<dyn Store>, wake: Arc<Notify>, mut rx: mpsc::UnboundedRe
         }
         if !batch.is_empty() {
             write(&*store, &batch).await;
-            if batch.iter().any(|c| matches!(c.next, NextStep::RetryAt(_))) {
-                wake.notify_one();
+            // The destination has room again, its next ordered delivery may be unblocked, and
+            // a retry has a due time: tell the dispatcher.
+            let now = switchboard_core::time::now_millis();
+            for c in &batch {
+                let at = match c.next {
+                    NextStep::RetryAt(at) => at,
+                    NextStep::Succeeded | NextStep::Failed => now,
+                };
+                due.due_at(&c.attempt.destination, at);
             }
+            wake.notify_one();
             batch.clear();
         }
         for done in flushes.drain(..) {

@@ -1,4 +1,5 @@
-//! Destinations built from configuration: parsed URL, signing key, policy and limits.
+//! Destinations built from configuration and tenant endpoints: parsed URL, signing keys, policy
+//! and limits. A tenant endpoint is a destination whose id is the endpoint id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -6,17 +7,30 @@ use std::time::Duration;
 
 use switchboard_core::RetryPolicy;
 use switchboard_core::config::{Config, DestinationConfig};
+use switchboard_core::outbound::EndpointSpec;
+use switchboard_core::time::UnixMillis;
 use switchboard_signatures::standard_webhooks::SigningKey;
+
+/// A signing key, with the instant it stops signing (rotated-out secrets).
+#[derive(Debug)]
+pub struct SignKey {
+    /// The key.
+    pub key: SigningKey,
+    /// Unix ms after which it no longer signs; `None` for the current secret.
+    pub expires_at: Option<UnixMillis>,
+}
 
 /// A ready-to-use HTTP destination.
 #[derive(Debug)]
 pub struct HttpTarget {
-    /// Destination id.
+    /// Destination id (the endpoint id for tenant endpoints).
     pub id: String,
+    /// Owning tenant, for tenant endpoints.
+    pub tenant: Option<String>,
     /// Parsed URL.
     pub url: reqwest::Url,
-    /// Standard Webhooks signing key, if a secret is configured.
-    pub key: Option<SigningKey>,
+    /// Standard Webhooks signing keys (current first); empty when unsigned.
+    pub keys: Vec<SignKey>,
     /// Per-attempt timeout.
     pub timeout: Duration,
     /// Retry policy.
@@ -25,51 +39,160 @@ pub struct HttpTarget {
     pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
     /// Attempts in flight at once.
     pub max_in_flight: usize,
+    /// Deliveries per second at most.
+    pub rate_limit: Option<f64>,
+    /// FIFO per ordering key.
+    pub ordered: bool,
+    /// jq transform applied to the body before signing.
+    pub transform: Option<switchboard_jq::Program>,
+    /// Whether deliveries are sent (a disabled endpoint keeps its pending deliveries).
+    pub enabled: bool,
+}
+
+impl HttpTarget {
+    /// The keys that sign at `now`.
+    pub fn signing_keys(&self, now: UnixMillis) -> Vec<SigningKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.expires_at.is_none_or(|at| at > now))
+            .map(|k| k.key.clone())
+            .collect()
+    }
 }
 
 /// All destinations by id.
 pub type Destinations = HashMap<String, Arc<HttpTarget>>;
 
-/// Builds the destination table, rejecting unusable URLs, secrets and headers.
-pub fn build(config: &Config) -> Result<Destinations, String> {
+/// Builds the destination table from configured destinations and tenant endpoints, rejecting
+/// unusable URLs, secrets, headers and transforms.
+pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations, String> {
     let mut out = HashMap::new();
     for destination in &config.destinations {
         let DestinationConfig::Http(http) = destination;
-        let url = reqwest::Url::parse(&http.url)
-            .map_err(|e| format!("destination `{}`: invalid url: {e}", http.id))?;
-        let key = http
+        let what = format!("destination `{}`", http.id);
+        let keys = http
             .secret
             .as_deref()
-            .map(SigningKey::from_secret)
-            .transpose()
-            .map_err(|e| format!("destination `{}`: {e}", http.id))?;
-        let mut headers = Vec::new();
-        for (name, value) in &http.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("destination `{}`: invalid header name `{name}`", http.id))?;
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
-                format!(
-                    "destination `{}`: invalid value for header `{name}`",
-                    http.id
-                )
-            })?;
-            headers.push((name, value));
-        }
+            .map(|s| signing_key(&what, s, None))
+            .transpose()?
+            .into_iter()
+            .collect();
         out.insert(
             http.id.clone(),
             Arc::new(HttpTarget {
                 id: http.id.clone(),
-                url,
-                key,
+                tenant: None,
+                url: parse_url(&what, &http.url)?,
+                keys,
                 timeout: http.timeout,
                 retry: http.retry.clone(),
-                headers,
+                headers: parse_headers(&what, &http.headers)?,
                 max_in_flight: http
                     .max_in_flight
                     .unwrap_or(config.delivery.per_destination_concurrency)
                     .max(1),
+                rate_limit: http.rate_limit,
+                ordered: http.ordered,
+                transform: None,
+                enabled: true,
+            }),
+        );
+    }
+    for endpoint in endpoints {
+        let what = format!("endpoint `{}`", endpoint.id);
+        endpoint.validate().map_err(|e| format!("{what}: {e}"))?;
+        if out.contains_key(&endpoint.id) {
+            return Err(format!(
+                "{what}: a destination with this id exists; endpoint ids must be unique"
+            ));
+        }
+        let mut keys = vec![signing_key(&what, &endpoint.secret, None)?];
+        for previous in &endpoint.previous_secrets {
+            keys.push(signing_key(
+                &what,
+                &previous.secret,
+                Some(previous.expires_at),
+            )?);
+        }
+        let transform = endpoint
+            .transform
+            .as_deref()
+            .map(|source| {
+                switchboard_jq::Program::compile(source)
+                    .map_err(|e| format!("{what}: transform: {e}"))
+            })
+            .transpose()?;
+        out.insert(
+            endpoint.id.clone(),
+            Arc::new(HttpTarget {
+                id: endpoint.id.clone(),
+                tenant: Some(endpoint.tenant.clone()),
+                url: parse_url(&what, &endpoint.url)?,
+                keys,
+                timeout: endpoint.timeout.min(config.delivery.lease / 2),
+                retry: endpoint.retry.clone(),
+                headers: parse_headers(&what, &endpoint.headers)?,
+                max_in_flight: endpoint
+                    .max_in_flight
+                    .unwrap_or(config.delivery.per_destination_concurrency)
+                    .max(1),
+                rate_limit: endpoint.rate_limit,
+                ordered: endpoint.ordered,
+                transform,
+                enabled: endpoint.enabled,
             }),
         );
     }
     Ok(out)
+}
+
+fn parse_url(what: &str, url: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(url).map_err(|e| format!("{what}: invalid url: {e}"))
+}
+
+fn signing_key(
+    what: &str,
+    secret: &str,
+    expires_at: Option<UnixMillis>,
+) -> Result<SignKey, String> {
+    Ok(SignKey {
+        key: SigningKey::from_secret(secret).map_err(|e| format!("{what}: {e}"))?,
+        expires_at,
+    })
+}
+
+/// Parses extra headers; names that would break signing or framing are refused.
+pub fn parse_headers<'a>(
+    what: &str,
+    headers: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, String> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let parsed = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("{what}: invalid header name `{name}`"))?;
+        if is_reserved_header(parsed.as_str()) {
+            return Err(format!(
+                "{what}: header `{name}` is set by Switchboard and cannot be overridden"
+            ));
+        }
+        let value = reqwest::header::HeaderValue::from_str(value)
+            .map_err(|_| format!("{what}: invalid value for header `{name}`"))?;
+        out.push((parsed, value));
+    }
+    Ok(out)
+}
+
+/// Headers Switchboard owns on a delivery request.
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "webhook-id"
+            | "webhook-timestamp"
+            | "webhook-signature"
+            | "content-length"
+            | "transfer-encoding"
+            | "host"
+            | "connection"
+    )
 }

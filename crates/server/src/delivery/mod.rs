@@ -1,34 +1,49 @@
 //! The delivery worker: claims due deliveries in batches under a lease, sends each one, and
 //! records the outcome.
 //!
-//! Fairness: deliveries are claimed per destination, never more than the destination's room
-//! (`max_in_flight` minus what it holds), so one slow receiver holds at most its own share of
-//! the worker and never delays another destination's deliveries. A destination at its cap costs
-//! nothing until one of its attempts finishes. Deliveries whose destination is no longer
-//! configured stay pending (visible) until it is configured again. The backlog stays in
-//! the store: at most `concurrency` deliveries are in memory at any time.
+//! Per pass, the dispatcher looks only at destinations that may have due work ([`due`]), and
+//! claims for each exactly what it may take now: its room (`max_in_flight` minus what it
+//! holds, within the free global slots), its throttle tokens ([`throttle`]) and what its
+//! circuit breaker allows ([`health`]). A slow, throttled or broken destination therefore holds
+//! at most its own share of the worker: its backlog stays pending in the store and never delays
+//! another destination's deliveries. Ordered destinations claim only the head of each ordering
+//! key. At most `concurrency` deliveries are in memory at any time.
 
 pub mod completer;
 pub mod destinations;
+pub mod due;
+pub mod health;
 pub mod sender;
 pub mod ssrf;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use serde_json::json;
 use switchboard_core::AttemptOutcome;
-use switchboard_core::time::now_millis;
+use switchboard_core::outbound::OPERATIONS_SOURCE;
+use switchboard_core::time::{UnixMillis, now_millis};
 use switchboard_store::{Claim, ClaimedDelivery, Completion, NewAttempt, NextStep, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::completer::CompleterHandle;
-use self::sender::Sender;
+use self::destinations::HttpTarget;
+use self::due::{DueBook, Hint};
+use self::health::{Gate, HealthBook, Transition};
+use self::sender::{Prepared, Sender};
+use self::throttle::Throttle;
+use crate::operations::Operations;
 
 /// Largest number of deliveries claimed in one statement.
 const CLAIM_BATCH: usize = 256;
+
+/// How often every destination's due time is looked up again (work created by another node,
+/// or a hint that was missed).
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// Shared pieces the dispatcher and its attempt tasks use.
 pub struct Worker {
@@ -42,6 +57,12 @@ pub struct Worker {
     pub completer: CompleterHandle,
     /// Woken when new work may be due (ingest commit, scheduled retry, replay).
     pub wake: Arc<Notify>,
+    /// Which destinations may have due work.
+    pub due: Arc<DueBook>,
+    /// Circuit breakers.
+    pub health: Arc<HealthBook>,
+    /// Publishes operational events.
+    pub operations: Operations,
     /// Lease owner identity.
     pub owner: String,
     /// Lease length.
@@ -50,10 +71,27 @@ pub struct Worker {
     pub poll_interval: Duration,
     /// Global attempt concurrency.
     pub concurrency: usize,
+    /// Failing this long without a success disables a tenant endpoint.
+    pub disable_after: Duration,
 }
 
 /// Per-destination count of claimed-but-unfinished deliveries.
 type InFlight = Arc<Mutex<HashMap<String, usize>>>;
+
+/// What one dispatcher pass found.
+#[derive(Default)]
+struct Pass {
+    /// Some destination could take more right now.
+    more_due: bool,
+    /// Earliest instant something not claimable now may become claimable.
+    wake_at: Option<UnixMillis>,
+}
+
+impl Pass {
+    fn wake_at(&mut self, at: UnixMillis) {
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+    }
+}
 
 impl Worker {
     /// Runs until `shutdown` is cancelled, then waits up to `grace` for in-flight attempts,
@@ -62,7 +100,9 @@ impl Worker {
         let permits = Arc::new(Semaphore::new(self.concurrency));
         let in_flight: InFlight = Arc::default();
         let mut tasks = JoinSet::new();
+        let mut throttle = Throttle::default();
         let mut last_sweep = now_millis();
+        let mut last_refresh = Instant::now();
         let mut rotation = 0usize;
         loop {
             while tasks.try_join_next().is_some() {}
@@ -72,96 +112,32 @@ impl Worker {
             let now = now_millis();
             if now - last_sweep > (self.lease.as_millis() as i64 / 2).max(1000) {
                 last_sweep = now;
-                match self.store.release_leases(None, now).await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::warn!(released = n, "re-queued deliveries whose lease expired")
-                    }
-                    Err(error) => tracing::error!(%error, "could not release expired leases"),
-                }
+                self.sweep_expired_leases(now).await;
+                self.persist_health().await;
             }
-            // Claim per destination, exactly the room each one has (its in-flight cap minus what
-            // it holds, within the free global slots), starting at a rotating destination so
-            // that no destination is always served last.
-            let runtime = self.registry.current();
-            let mut ids: Vec<&String> = runtime.destinations.keys().collect();
-            ids.sort_unstable();
-            if !ids.is_empty() {
-                let start = rotation % ids.len();
-                ids.rotate_left(start);
+            if last_refresh.elapsed() >= REFRESH_EVERY {
+                last_refresh = Instant::now();
+                self.due.all_unknown();
             }
-            rotation = rotation.wrapping_add(1);
-            let mut free = permits.available_permits();
-            let mut more_due = false;
-            let mut saturated = false;
-            for id in ids {
-                if free == 0 {
-                    more_due = true;
-                    break;
-                }
-                let Some(target) = runtime.destinations.get(id) else {
-                    continue;
-                };
-                let held = lock(&in_flight).get(id).copied().unwrap_or(0);
-                let room = target
-                    .max_in_flight
-                    .saturating_sub(held)
-                    .min(free)
-                    .min(CLAIM_BATCH);
-                if room == 0 {
-                    saturated = true;
-                    continue;
-                }
-                let claim = Claim {
+            let pass = self
+                .dispatch(
                     now,
-                    limit: room,
-                    owner: &self.owner,
-                    lease_until: now + self.lease.as_millis() as i64,
-                    exclude: &[],
-                    destination: Some(id),
-                };
-                let claimed = match self.store.claim_due(&claim).await {
-                    Ok(claimed) => claimed,
-                    Err(error) => {
-                        tracing::error!(%error, destination = %id, "claiming deliveries failed; retrying shortly");
-                        Vec::new()
-                    }
-                };
-                more_due |= claimed.len() == room;
-                free -= claimed.len().min(free);
-                for delivery in claimed {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        // Cannot happen: no more than the free permits were claimed. The lease
-                        // expires and the delivery is claimed again.
-                        tracing::error!(delivery = %delivery.id, "no permit for a claimed delivery");
-                        continue;
-                    };
-                    *lock(&in_flight)
-                        .entry(delivery.destination.clone())
-                        .or_default() += 1;
-                    let worker = self.clone();
-                    let in_flight = in_flight.clone();
-                    tasks.spawn(async move {
-                        let destination = delivery.destination.clone();
-                        worker.attempt(delivery).await;
-                        if let Some(n) = lock(&in_flight).get_mut(&destination) {
-                            *n = n.saturating_sub(1);
-                        }
-                        drop(permit);
-                        worker.wake.notify_one();
-                    });
-                }
-            }
-            if more_due {
+                    &mut rotation,
+                    &permits,
+                    &in_flight,
+                    &mut throttle,
+                    &mut tasks,
+                )
+                .await;
+            if pass.more_due {
+                tokio::task::yield_now().await;
                 continue;
             }
-            // A saturated destination may have due work we did not claim: its next chance comes
-            // when one of its attempts finishes (which wakes us), not from polling the clock.
-            let sleep = if saturated {
-                self.poll_interval
-            } else {
-                self.idle_sleep().await
-            };
+            let mut sleep = self.poll_interval;
+            if let Some(at) = pass.wake_at {
+                let until = Duration::from_millis((at - now_millis()).max(1) as u64);
+                sleep = sleep.min(until);
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 _ = self.wake.notified() => {}
@@ -169,18 +145,194 @@ impl Worker {
             }
         }
         self.drain(tasks, grace).await;
+        self.persist_health().await;
     }
 
-    /// How long to sleep when there is no immediately due work.
-    async fn idle_sleep(&self) -> Duration {
-        match self.store.next_due_at().await {
-            // Everything claimable that was due has just been claimed; a due time in the past
-            // belongs to a delivery nobody can take now (its destination is not configured), so
-            // it must not make the loop spin.
-            Ok(Some(due)) if due > now_millis() => {
-                Duration::from_millis((due - now_millis()) as u64).min(self.poll_interval)
+    /// One pass over the destinations that may have due work.
+    async fn dispatch(
+        self: &Arc<Self>,
+        now: UnixMillis,
+        rotation: &mut usize,
+        permits: &Arc<Semaphore>,
+        in_flight: &InFlight,
+        throttle: &mut Throttle,
+        tasks: &mut JoinSet<()>,
+    ) -> Pass {
+        let mut pass = Pass::default();
+        let runtime = self.registry.current();
+        let mut ids: Vec<&String> = runtime.destinations.keys().collect();
+        ids.sort_unstable();
+        if !ids.is_empty() {
+            let start = *rotation % ids.len();
+            ids.rotate_left(start);
+        }
+        *rotation = rotation.wrapping_add(1);
+        let mut free = permits.available_permits();
+        for (id, hint) in self.due.snapshot(ids.into_iter()) {
+            if free == 0 {
+                pass.more_due = true;
+                break;
             }
-            _ => self.poll_interval,
+            let Some(target) = runtime.destinations.get(id) else {
+                continue;
+            };
+            if !target.enabled {
+                continue;
+            }
+            let due_at = match hint {
+                Hint::At(at) => at,
+                Hint::Unknown => match self.store.next_due_for(id).await {
+                    Ok(next) => {
+                        self.due.set(id, next);
+                        match next {
+                            Some(at) => at,
+                            None => continue,
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, destination = %id, "looking up due deliveries failed");
+                        pass.wake_at(now + 1000);
+                        continue;
+                    }
+                },
+            };
+            if due_at > now {
+                pass.wake_at(due_at);
+                continue;
+            }
+            let held = lock(in_flight).get(id).copied().unwrap_or(0);
+            let probe = match self.health.gate(id, now) {
+                Gate::Open => false,
+                Gate::Probe if held == 0 => true,
+                // Attempts from before the circuit opened are still out: wait for them.
+                Gate::Probe => continue,
+                Gate::WaitUntil(at) => {
+                    pass.wake_at(at);
+                    continue;
+                }
+            };
+            let mut room = target
+                .max_in_flight
+                .saturating_sub(held)
+                .min(free)
+                .min(CLAIM_BATCH);
+            if probe {
+                room = room.min(1);
+            }
+            if room == 0 {
+                // Full: one of its attempts finishing wakes us.
+                continue;
+            }
+            let tokens = throttle.available(id, target.rate_limit, Instant::now());
+            if tokens == 0 {
+                if let Some(wait) = throttle.next_token_in(id) {
+                    pass.wake_at(now_millis() + wait.as_millis() as i64);
+                }
+                continue;
+            }
+            room = room.min(tokens);
+            let claim = Claim {
+                now,
+                limit: room,
+                owner: &self.owner,
+                lease_until: now + self.lease.as_millis() as i64,
+                exclude: &[],
+                destination: Some(id),
+                ordered: target.ordered,
+            };
+            let claimed = match self.store.claim_due(&claim).await {
+                Ok(claimed) => claimed,
+                Err(error) => {
+                    tracing::error!(%error, destination = %id, "claiming deliveries failed; retrying shortly");
+                    pass.wake_at(now + 1000);
+                    continue;
+                }
+            };
+            throttle.spend(id, claimed.len());
+            if probe && !claimed.is_empty() {
+                self.health.probe_started(id, now);
+            }
+            if claimed.len() < room {
+                // Nothing more is claimable now: learn when something will be.
+                match self.store.next_due_for(id).await {
+                    // Due but not claimable: held behind its ordering key. A completion of
+                    // this destination marks it due again; poll meanwhile.
+                    Ok(Some(at)) if at <= now => {
+                        let retry = now + self.poll_interval.as_millis() as i64;
+                        self.due.set(id, Some(retry));
+                        pass.wake_at(retry);
+                    }
+                    Ok(next) => {
+                        self.due.set(id, next);
+                        if let Some(at) = next {
+                            pass.wake_at(at);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, destination = %id, "looking up due deliveries failed")
+                    }
+                }
+            } else {
+                pass.more_due = true;
+            }
+            free -= claimed.len().min(free);
+            for delivery in claimed {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    // Cannot happen: no more than the free permits were claimed. The lease
+                    // expires and the delivery is claimed again.
+                    tracing::error!(delivery = %delivery.id, "no permit for a claimed delivery");
+                    continue;
+                };
+                *lock(in_flight)
+                    .entry(delivery.destination.clone())
+                    .or_default() += 1;
+                let worker = self.clone();
+                let in_flight = in_flight.clone();
+                tasks.spawn(async move {
+                    let destination = delivery.destination.clone();
+                    worker.attempt(delivery).await;
+                    if let Some(n) = lock(&in_flight).get_mut(&destination) {
+                        *n = n.saturating_sub(1);
+                    }
+                    drop(permit);
+                    worker.wake.notify_one();
+                });
+            }
+        }
+        pass
+    }
+
+    async fn sweep_expired_leases(&self, now: UnixMillis) {
+        match self.store.release_leases(None, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(released = n, "re-queued deliveries whose lease expired");
+                self.due.all_unknown();
+            }
+            Err(error) => tracing::error!(%error, "could not release expired leases"),
+        }
+    }
+
+    /// Writes changed circuit states to the store (so they survive restarts and show in the
+    /// API of every node).
+    pub async fn persist_health(&self) {
+        let dirty = self.health.take_dirty();
+        if dirty.is_empty() {
+            return;
+        }
+        for (state, count) in self.health.state_counts() {
+            metrics::gauge!("switchboard_destination_circuits", "state" => state.as_str())
+                .set(count as f64);
+        }
+        for record in &dirty {
+            let destination = record.destination.clone();
+            metrics::gauge!("switchboard_destination_consecutive_failures", "destination" => destination.clone())
+                .set(f64::from(record.consecutive_failures));
+            metrics::gauge!("switchboard_destination_circuit_open", "destination" => destination)
+                .set(if record.state == "closed" { 0.0 } else { 1.0 });
+        }
+        if let Err(error) = self.store.put_health(&dirty).await {
+            tracing::error!(%error, "could not record destination health");
         }
     }
 
@@ -224,34 +376,64 @@ impl Worker {
             .destinations
             .get(&delivery.destination)
             .cloned();
-        let Some(target) = target else {
-            let error = format!("destination `{}` is not configured", delivery.destination);
+        let refusal = match &target {
+            None => Some(format!(
+                "destination `{}` is not configured",
+                delivery.destination
+            )),
+            Some(_) if delivery.body_pruned => Some(
+                "the event's payload was removed by retention; there is nothing to send".into(),
+            ),
+            Some(_) => None,
+        };
+        let (Some(target), None) = (target, refusal.as_ref()) else {
+            let error = refusal.unwrap_or_default();
             tracing::warn!(delivery = %delivery.id, %error, "delivery failed");
             self.finish(
                 &delivery,
-                attempt_no,
-                run_attempt,
-                started_at,
-                "permanent",
-                NextStep::Failed,
-                None,
-                Some(error),
-                String::new(),
-                Vec::new(),
-                Vec::new(),
-                0,
+                Record {
+                    attempt: attempt_no,
+                    run_attempt,
+                    started_at,
+                    outcome: "permanent",
+                    next: NextStep::Failed,
+                    status_code: None,
+                    error: Some(error),
+                    request_url: String::new(),
+                    response_headers: Vec::new(),
+                    response_body: Vec::new(),
+                    latency_ms: 0,
+                },
             );
             return;
         };
-        let report = self
-            .sender
-            .send(
-                &target,
-                &delivery.id,
-                &delivery.body,
-                delivery.content_type.as_deref(),
-            )
-            .await;
+        let prepared = match prepare(&target, &delivery).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                tracing::warn!(delivery = %delivery.id, destination = %target.id, %error, "transform failed; delivery failed");
+                metrics::counter!("switchboard_attempts_total", "destination" => target.id.clone(), "outcome" => "permanent")
+                    .increment(1);
+                self.finish(
+                    &delivery,
+                    Record {
+                        attempt: attempt_no,
+                        run_attempt,
+                        started_at,
+                        outcome: "permanent",
+                        next: NextStep::Failed,
+                        status_code: None,
+                        error: Some(error),
+                        request_url: target.url.to_string(),
+                        response_headers: Vec::new(),
+                        response_body: Vec::new(),
+                        latency_ms: 0,
+                    },
+                );
+                self.after_exhausted(&target, &delivery, attempt_no, "transform failed");
+                return;
+            }
+        };
+        let report = self.sender.send(&target, &delivery.id, &prepared).await;
         let latency_ms = report.latency.as_millis() as u64;
         metrics::histogram!("switchboard_attempt_duration_seconds", "destination" => target.id.clone())
             .record(report.latency.as_secs_f64());
@@ -273,50 +455,129 @@ impl Worker {
         };
         metrics::counter!("switchboard_attempts_total", "destination" => target.id.clone(), "outcome" => label)
             .increment(1);
+        let error_text = report.error.clone().unwrap_or_default();
+        self.observe_health(&target, &delivery, next == NextStep::Succeeded, &error_text);
         match next {
             NextStep::Succeeded => {
-                tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, latency_ms, "delivered")
+                tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, latency_ms, "delivered");
+                if delivery.exhausted_before && delivery.source != OPERATIONS_SOURCE {
+                    self.operations.emit(
+                        "delivery.recovered",
+                        delivery.tenant.as_deref(),
+                        json!({
+                            "delivery_id": delivery.id,
+                            "event_id": delivery.event_id,
+                            "destination": target.id,
+                            "tenant": target.tenant,
+                            "attempts": attempt_no,
+                        }),
+                    );
+                }
             }
             NextStep::RetryAt(at) => {
-                tracing::info!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, error = report.error.as_deref().unwrap_or(""), retry_in_ms = at - now_millis(), "attempt failed; retry scheduled")
+                tracing::info!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, error = %error_text, retry_in_ms = at - now_millis(), "attempt failed; retry scheduled")
             }
             NextStep::Failed => {
-                tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, error = report.error.as_deref().unwrap_or(""), "delivery failed; dead-lettered")
+                tracing::warn!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, error = %error_text, "delivery failed; dead-lettered");
+                self.after_exhausted(&target, &delivery, attempt_no, &error_text);
             }
         }
         self.finish(
             &delivery,
-            attempt_no,
-            run_attempt,
-            started_at,
-            label,
-            next,
-            report.status,
-            report.error,
-            target.url.to_string(),
-            report.headers,
-            report.body_excerpt,
-            latency_ms,
+            Record {
+                attempt: attempt_no,
+                run_attempt,
+                started_at,
+                outcome: label,
+                next,
+                status_code: report.status,
+                error: report.error,
+                request_url: target.url.to_string(),
+                response_headers: report.headers,
+                response_body: report.body_excerpt,
+                latency_ms,
+            },
         );
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
+    /// Publishes `delivery.exhausted` for a dead-lettered delivery.
+    fn after_exhausted(
         &self,
+        target: &HttpTarget,
         delivery: &ClaimedDelivery,
-        attempt: u32,
-        run_attempt: u32,
-        started_at: i64,
-        outcome: &'static str,
-        next: NextStep,
-        status_code: Option<u16>,
-        error: Option<String>,
-        request_url: String,
-        response_headers: Vec<(String, String)>,
-        response_body: Vec<u8>,
-        latency_ms: u64,
+        attempts: u32,
+        error: &str,
     ) {
-        let status = match next {
+        if delivery.source == OPERATIONS_SOURCE {
+            // Never report on the delivery of a report: no loops.
+            return;
+        }
+        self.operations.emit(
+            "delivery.exhausted",
+            delivery.tenant.as_deref(),
+            json!({
+                "delivery_id": delivery.id,
+                "event_id": delivery.event_id,
+                "destination": target.id,
+                "tenant": target.tenant,
+                "attempts": attempts,
+                "last_error": error,
+            }),
+        );
+    }
+
+    /// Feeds the circuit breaker; opens, closes and auto-disables as needed.
+    fn observe_health(
+        &self,
+        target: &HttpTarget,
+        delivery: &ClaimedDelivery,
+        success: bool,
+        error: &str,
+    ) {
+        let now = now_millis();
+        let transition = self
+            .health
+            .record(&target.id, success, (!success).then_some(error), now);
+        let loop_guard = delivery.source == OPERATIONS_SOURCE;
+        match transition {
+            Some(Transition::Opened {
+                consecutive_failures,
+                last_error,
+            }) => {
+                tracing::warn!(destination = %target.id, consecutive_failures, "circuit opened; deliveries wait for the cooldown");
+                metrics::counter!("switchboard_circuit_opened_total").increment(1);
+                if !loop_guard {
+                    self.operations.emit(
+                        "endpoint.circuit_opened",
+                        target.tenant.as_deref(),
+                        json!({
+                            "destination": target.id,
+                            "tenant": target.tenant,
+                            "consecutive_failures": consecutive_failures,
+                            "last_error": last_error,
+                        }),
+                    );
+                }
+            }
+            Some(Transition::Closed) => {
+                tracing::info!(destination = %target.id, "circuit closed; deliveries resume");
+            }
+            None => {}
+        }
+        if success || target.tenant.is_none() {
+            return;
+        }
+        let Some(since) = self.health.failing_since(&target.id) else {
+            return;
+        };
+        if now - since >= self.disable_after.as_millis() as i64 {
+            self.operations
+                .disable_endpoint(&target.id, since, self.disable_after, error);
+        }
+    }
+
+    fn finish(&self, delivery: &ClaimedDelivery, record: Record) {
+        let status = match record.next {
             NextStep::Succeeded => Some("succeeded"),
             NextStep::Failed => Some("failed"),
             NextStep::RetryAt(_) => None,
@@ -327,24 +588,70 @@ impl Worker {
         }
         self.completer.submit(Completion {
             lease_owner: self.owner.clone(),
-            next,
+            next: record.next,
             attempt: NewAttempt {
                 delivery_id: delivery.id.clone(),
                 event_id: delivery.event_id.clone(),
                 destination: delivery.destination.clone(),
-                attempt,
-                run_attempt,
-                started_at,
-                latency_ms,
-                outcome,
-                status_code,
-                error,
-                request_url,
-                response_headers,
-                response_body,
+                attempt: record.attempt,
+                run_attempt: record.run_attempt,
+                started_at: record.started_at,
+                latency_ms: record.latency_ms,
+                outcome: record.outcome,
+                status_code: record.status_code,
+                error: record.error,
+                request_url: record.request_url,
+                response_headers: record.response_headers,
+                response_body: record.response_body,
             },
         });
     }
+}
+
+/// One attempt's result, as recorded.
+struct Record {
+    attempt: u32,
+    run_attempt: u32,
+    started_at: UnixMillis,
+    outcome: &'static str,
+    next: NextStep,
+    status_code: Option<u16>,
+    error: Option<String>,
+    request_url: String,
+    response_headers: Vec<(String, String)>,
+    response_body: Vec<u8>,
+    latency_ms: u64,
+}
+
+/// Builds the request body and headers: the event's bytes as stored, or the destination's jq
+/// transform of them (evaluated on the blocking pool, bounded in time and size).
+async fn prepare(target: &Arc<HttpTarget>, delivery: &ClaimedDelivery) -> Result<Prepared, String> {
+    let Some(program) = target.transform.clone() else {
+        return Ok(Prepared {
+            body: delivery.body.clone(),
+            content_type: delivery.content_type.clone(),
+            headers: delivery.forward_headers.clone(),
+        });
+    };
+    let input = crate::transform::event_input(
+        &delivery.body,
+        delivery.content_type.as_deref(),
+        &delivery.forward_headers,
+        delivery.event_type.as_deref(),
+        &delivery.source,
+        delivery.received_at,
+    );
+    let output =
+        tokio::task::spawn_blocking(move || program.run_one(&input, &crate::transform::limits()))
+            .await
+            .map_err(|e| format!("transform did not run: {e}"))?
+            .map_err(|e| format!("transform failed: {e}"))?;
+    let body = serde_json::to_vec(&output).map_err(|e| format!("transform output: {e}"))?;
+    Ok(Prepared {
+        body,
+        content_type: Some("application/json".into()),
+        headers: delivery.forward_headers.clone(),
+    })
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

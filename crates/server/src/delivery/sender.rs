@@ -9,7 +9,7 @@ use switchboard_core::outcome::parse_retry_after;
 use switchboard_signatures::standard_webhooks;
 
 use super::destinations::HttpTarget;
-use super::ssrf::{BlockedAddress, PublicOnlyResolver, is_public};
+use super::ssrf::{BlockedAddress, GuardedResolver, Policy};
 
 /// The `user-agent` of every delivery.
 pub const USER_AGENT_VALUE: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
@@ -31,52 +31,61 @@ pub struct AttemptReport {
     pub latency: std::time::Duration,
 }
 
+/// The request an attempt sends: body, content type and per-message headers.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Body bytes (the event's, or the transform's output).
+    pub body: Vec<u8>,
+    /// `content-type`.
+    pub content_type: Option<String>,
+    /// Headers the publisher asked to send with the message.
+    pub headers: Vec<(String, String)>,
+}
+
 /// Sends deliveries over a shared connection pool.
 #[derive(Debug, Clone)]
 pub struct Sender {
     client: reqwest::Client,
-    allow_private: bool,
+    policy: std::sync::Arc<Policy>,
     excerpt_limit: usize,
 }
 
 impl Sender {
     /// Builds the HTTP client. Redirects are not followed (a 3xx is a permanent failure: the
-    /// receiver should be reconfigured) and environment proxies are ignored.
-    pub fn new(allow_private: bool, excerpt_limit: usize) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
+    /// receiver should be reconfigured) and environment proxies are ignored. Every resolved
+    /// address, and every IP-literal URL, is checked against the SSRF `policy`.
+    pub fn new(policy: Policy, excerpt_limit: usize) -> Result<Self, reqwest::Error> {
+        let policy = std::sync::Arc::new(policy);
+        let builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .user_agent(USER_AGENT_VALUE);
-        if !allow_private {
-            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
-        }
+            .user_agent(USER_AGENT_VALUE)
+            // Always installed: even `allow_private_networks` leaves cloud metadata refused.
+            .dns_resolver(std::sync::Arc::new(GuardedResolver::new(policy.clone())));
         Ok(Self {
             client: builder.build()?,
-            allow_private,
+            policy,
             excerpt_limit,
         })
     }
 
-    /// Makes one attempt of `delivery_id` with `body`.
+    /// Makes one attempt of `delivery_id` with the prepared request.
     pub async fn send(
         &self,
         target: &HttpTarget,
         delivery_id: &str,
-        body: &[u8],
-        content_type: Option<&str>,
+        prepared: &Prepared,
     ) -> AttemptReport {
+        let body = prepared.body.as_slice();
+        let content_type = prepared.content_type.as_deref();
         let started = Instant::now();
-        if !self.allow_private
-            && let Some(ip) = literal_ip(&target.url)
-            && !is_public(ip)
+        // IP literals never reach the resolver: check them here.
+        if let Some(ip) = literal_ip(&target.url)
+            && let Err(blocked) = self.policy.check(ip)
         {
-            return failure(
-                AttemptOutcome::Permanent,
-                BlockedAddress(ip).to_string(),
-                started,
-            );
+            return failure(AttemptOutcome::Permanent, blocked.to_string(), started);
         }
         let timestamp = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -89,19 +98,29 @@ impl Sender {
             .header(USER_AGENT, USER_AGENT_VALUE)
             .header("webhook-id", delivery_id)
             .header("webhook-timestamp", timestamp.to_string());
-        if let Some(key) = &target.key {
+        // During a rotation's grace period every active secret signs: receivers holding
+        // either secret verify (space-separated signatures, Standard Webhooks).
+        let keys = target.signing_keys(timestamp.saturating_mul(1000));
+        if !keys.is_empty() {
             request = request.header(
                 "webhook-signature",
-                standard_webhooks::sign_header(
-                    std::slice::from_ref(key),
-                    delivery_id,
-                    timestamp,
-                    body,
-                ),
+                standard_webhooks::sign_header(&keys, delivery_id, timestamp, body),
             );
         }
         if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
             request = request.header(CONTENT_TYPE, ct);
+        }
+        // Per-message headers first, then the destination's own (which win on a clash).
+        for (name, value) in &prepared.headers {
+            if super::destinations::is_reserved_header(name) {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                request = request.header(name, value);
+            }
         }
         for (name, value) in &target.headers {
             request = request.header(name.clone(), value.clone());

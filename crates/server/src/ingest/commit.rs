@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use switchboard_store::{InsertOutcome, NewEvent, Store, StoreError};
+
+use crate::delivery::due::DueBook;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<InsertOutcome, Arc<StoreError>>>;
@@ -40,9 +42,10 @@ impl Committer {
         store: Arc<dyn Store>,
         max_batch: usize,
         wake: Arc<Notify>,
+        due: Arc<DueBook>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, max_batch.max(1), wake, rx));
+        let task = tokio::spawn(run(store, max_batch.max(1), wake, due, rx));
         (Self { tx }, task)
     }
 
@@ -65,6 +68,7 @@ async fn run(
     store: Arc<dyn Store>,
     max_batch: usize,
     wake: Arc<Notify>,
+    due: Arc<DueBook>,
     mut rx: mpsc::Receiver<(NewEvent, Reply)>,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
@@ -81,7 +85,12 @@ async fn run(
             Ok(outcomes) => {
                 for (event, outcome) in events.iter().zip(&outcomes) {
                     let counter = match outcome {
-                        InsertOutcome::Inserted => "switchboard_events_received_total",
+                        InsertOutcome::Inserted => {
+                            for delivery in &event.deliveries {
+                                due.due_at(&delivery.destination, event.received_at);
+                            }
+                            "switchboard_events_received_total"
+                        }
                         InsertOutcome::Duplicate { .. } => "switchboard_events_duplicate_total",
                     };
                     metrics::counter!(counter, "source" => event.source.clone()).increment(1);

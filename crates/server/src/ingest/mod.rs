@@ -87,6 +87,7 @@ pub async fn ingest(
             .map(str::to_owned),
         body: body.to_vec(),
         received_at,
+        forward_headers: Vec::new(),
         deliveries: source
             .routes
             .iter()
@@ -94,6 +95,11 @@ pub async fn ingest(
                 id: new_delivery_id(),
                 route_id: route.id.clone(),
                 destination: route.destination.clone(),
+                ordering_key: runtime
+                    .destinations
+                    .get(&route.destination)
+                    .filter(|t| t.ordered)
+                    .map(|_| String::new()),
             })
             .collect(),
     };

@@ -194,15 +194,7 @@ fn headers(pairs: Vec<(String, String)>) -> Vec<Header> {
 }
 
 fn summary(e: &EventRecord) -> EventSummary {
-    EventSummary {
-        id: e.id.clone(),
-        source: e.source.clone(),
-        event_type: e.event_type.clone(),
-        dedup_key: e.dedup_key.clone(),
-        received_at: format_rfc3339(e.received_at),
-        content_type: e.content_type.clone(),
-        body_bytes: e.body_len,
-    }
+    switchboard_server::api::events::summary(e)
 }
 
 fn attempt(a: AttemptRecord) -> Attempt {

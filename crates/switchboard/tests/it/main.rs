@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod ingest;
+mod outbound;
 mod providers;
 mod retries;
 mod shutdown;

@@ -51,6 +51,8 @@ pub fn http_destination(id: &str, url: &str, retry: RetryPolicy) -> DestinationC
         retry,
         headers: Default::default(),
         max_in_flight: None,
+        rate_limit: None,
+        ordered: false,
     })
 }
 
@@ -323,6 +325,12 @@ impl ApiClient {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> ApiResponse {
         self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, body: &serde_json::Value) -> ApiResponse {
+        self.send(self.request(reqwest::Method::PATCH, path).json(body))
             .await
     }
 

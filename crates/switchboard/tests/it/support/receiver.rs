@@ -39,7 +39,7 @@ impl Recorded {
     }
 }
 
-type Script = Box<dyn Fn(usize) -> Reply + Send + Sync>;
+type Script = Box<dyn Fn(usize, &[u8]) -> Reply + Send + Sync>;
 
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
@@ -62,6 +62,11 @@ impl Receiver {
 
     /// Answers request `n` (0-based) with `script(n)`.
     pub async fn scripted(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Self {
+        Self::by_body(move |n, _| script(n)).await
+    }
+
+    /// Answers request `n` (0-based) with `script(n, body)`.
+    pub async fn by_body(script: impl Fn(usize, &[u8]) -> Reply + Send + Sync + 'static) -> Self {
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
             script: Box::new(script),
@@ -108,13 +113,13 @@ async fn handle(state: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response
         let mut requests = state.requests.lock().expect("lock");
         requests.push(Recorded {
             headers,
-            body,
+            body: body.clone(),
             at: Instant::now(),
         });
         requests.len() - 1
     };
     let status = |s: u16| StatusCode::from_u16(s).expect("status");
-    match (state.script)(n) {
+    match (state.script)(n, &body) {
         Reply::Status(s) => status(s).into_response(),
         Reply::WithHeaders(s, headers) => {
             let mut response = (status(s), "scripted").into_response();
