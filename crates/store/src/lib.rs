@@ -8,6 +8,7 @@
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 pub mod vault;
 
 use async_trait::async_trait;
@@ -172,6 +173,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets a started key (the request failed in a way worth retrying).
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()>;
+
+    /// Records that `node` is alive at `now` and forgets nodes silent for more than ten times
+    /// `ttl`; returns how many nodes (including this one) were seen within `ttl`.
+    async fn heartbeat(&self, node: &str, now: UnixMillis, ttl_ms: i64) -> Result<u32>;
+
+    /// Removes `node` (it is shutting down), so the others take over its share at once.
+    async fn leave(&self, node: &str) -> Result<()>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

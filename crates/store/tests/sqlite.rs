@@ -50,6 +50,7 @@ conformance_tests!(
     added_deliveries_and_due_times,
     health_records_round_trip,
     payload_pruning_spares_pending_work,
+    node_heartbeats_count_live_nodes,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

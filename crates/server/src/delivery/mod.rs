@@ -45,6 +45,10 @@ const CLAIM_BATCH: usize = 256;
 /// or a hint that was missed).
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
+/// How often the node announces itself; a node silent for three beats no longer counts when
+/// per-destination budgets are shared out.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+
 /// Shared pieces the dispatcher and its attempt tasks use.
 pub struct Worker {
     /// The store.
@@ -78,6 +82,16 @@ pub struct Worker {
 /// Per-destination count of claimed-but-unfinished deliveries.
 type InFlight = Arc<Mutex<HashMap<String, usize>>>;
 
+/// The dispatcher's own state, lent to each pass.
+struct Local {
+    rotation: usize,
+    permits: Arc<Semaphore>,
+    in_flight: InFlight,
+    throttle: Throttle,
+    nodes: u32,
+    tasks: JoinSet<()>,
+}
+
 /// What one dispatcher pass found.
 #[derive(Default)]
 struct Pass {
@@ -103,6 +117,8 @@ impl Worker {
         let mut throttle = Throttle::default();
         let mut last_sweep = now_millis();
         let mut last_refresh = Instant::now();
+        let mut last_heartbeat: Option<Instant> = None;
+        let mut nodes = 1u32;
         let mut rotation = 0usize;
         loop {
             while tasks.try_join_next().is_some() {}
@@ -119,16 +135,22 @@ impl Worker {
                 last_refresh = Instant::now();
                 self.due.all_unknown();
             }
-            let pass = self
-                .dispatch(
-                    now,
-                    &mut rotation,
-                    &permits,
-                    &in_flight,
-                    &mut throttle,
-                    &mut tasks,
-                )
-                .await;
+            if last_heartbeat.is_none_or(|at| at.elapsed() >= HEARTBEAT_EVERY) {
+                last_heartbeat = Some(Instant::now());
+                nodes = self.heartbeat(now, nodes).await;
+            }
+            let mut local = Local {
+                rotation,
+                permits: permits.clone(),
+                in_flight: in_flight.clone(),
+                throttle: std::mem::take(&mut throttle),
+                nodes,
+                tasks: std::mem::take(&mut tasks),
+            };
+            let pass = self.dispatch(now, &mut local).await;
+            rotation = local.rotation;
+            throttle = local.throttle;
+            tasks = local.tasks;
             if pass.more_due {
                 tokio::task::yield_now().await;
                 continue;
@@ -146,18 +168,43 @@ impl Worker {
         }
         self.drain(tasks, grace).await;
         self.persist_health().await;
+        if let Err(error) = self.store.leave(&self.owner).await {
+            tracing::warn!(%error, "could not sign off; other nodes notice after the heartbeat ttl");
+        }
+    }
+
+    /// Announces this node; returns how many nodes share the database now (for budgets).
+    async fn heartbeat(&self, now: UnixMillis, previous: u32) -> u32 {
+        let ttl = 3 * HEARTBEAT_EVERY.as_millis() as i64;
+        match self.store.heartbeat(&self.owner, now, ttl).await {
+            Ok(nodes) => {
+                if nodes != previous {
+                    tracing::info!(
+                        nodes,
+                        "nodes sharing the database; rate limits are split between them"
+                    );
+                }
+                metrics::gauge!("switchboard_nodes").set(f64::from(nodes));
+                nodes
+            }
+            Err(error) => {
+                tracing::warn!(%error, "heartbeat failed");
+                previous
+            }
+        }
     }
 
     /// One pass over the destinations that may have due work.
-    async fn dispatch(
-        self: &Arc<Self>,
-        now: UnixMillis,
-        rotation: &mut usize,
-        permits: &Arc<Semaphore>,
-        in_flight: &InFlight,
-        throttle: &mut Throttle,
-        tasks: &mut JoinSet<()>,
-    ) -> Pass {
+    async fn dispatch(self: &Arc<Self>, now: UnixMillis, local: &mut Local) -> Pass {
+        let Local {
+            rotation,
+            permits,
+            in_flight,
+            throttle,
+            nodes,
+            tasks,
+        } = local;
+        let nodes = *nodes;
         let mut pass = Pass::default();
         let runtime = self.registry.current();
         let mut ids: Vec<&String> = runtime.destinations.keys().collect();
@@ -223,7 +270,9 @@ impl Worker {
                 // Full: one of its attempts finishing wakes us.
                 continue;
             }
-            let tokens = throttle.available(id, target.rate_limit, Instant::now());
+            // The rate is the destination's total: each of the live nodes takes its share.
+            let rate = target.rate_limit.map(|r| r / f64::from(nodes.max(1)));
+            let tokens = throttle.available(id, rate, Instant::now());
             if tokens == 0 {
                 if let Some(wait) = throttle.next_token_in(id) {
                     pass.wake_at(now_millis() + wait.as_millis() as i64);

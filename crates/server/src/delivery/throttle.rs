@@ -5,8 +5,9 @@
 //! another destination: there is no head-of-line blocking. Buckets hold up to one second of
 //! tokens (at least one), so a burst never exceeds the configured rate over any second.
 //!
-//! The budget is per node: with several nodes sharing a database, each enforces the full rate
-//! (see ARCHITECTURE.md).
+//! With several nodes sharing a database, each node enforces `rate / live nodes` (node count
+//! from heartbeats), so the total holds while all nodes are up; for a few seconds after a node
+//! joins or leaves the total may be off by one node's share.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -39,10 +39,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbound",
         include_str!("../../migrations/postgres/0005_outbound.sql"),
     ),
+    (
+        6,
+        "nodes",
+        include_str!("../../migrations/postgres/0006_nodes.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

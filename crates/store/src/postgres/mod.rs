@@ -69,6 +69,11 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// The pool, for `crate::transfer`.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// Whether PostgreSQL aborted a transaction only because of other transactions (deadlock
@@ -302,6 +307,19 @@ impl crate::Store for PgStore {
 
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
         management::idempotency_abandon(&self.pool, scope, key).await
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        now: switchboard_core::time::UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<u32> {
+        outbound::heartbeat(&self.pool, node, now, ttl_ms).await
+    }
+
+    async fn leave(&self, node: &str) -> Result<()> {
+        outbound::leave(&self.pool, node).await
     }
 
     async fn ping(&self) -> Result<()> {

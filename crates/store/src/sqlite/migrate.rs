@@ -35,10 +35,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "outbound",
         include_str!("../../migrations/sqlite/0005_outbound.sql"),
     ),
+    (
+        6,
+        "nodes",
+        include_str!("../../migrations/sqlite/0006_nodes.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 5;
+pub const LATEST: i64 = 6;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

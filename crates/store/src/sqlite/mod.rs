@@ -74,6 +74,11 @@ impl SqliteStore {
         self.writer.close().await;
         self.reader.close().await;
     }
+
+    /// The write pool (one connection) and the read-only pool, for `crate::transfer`.
+    pub(crate) fn pools(&self) -> (&SqlitePool, &SqlitePool) {
+        (&self.writer, &self.reader)
+    }
 }
 
 #[async_trait::async_trait]
@@ -253,6 +258,19 @@ impl crate::Store for SqliteStore {
 
     async fn idempotency_abandon(&self, scope: &str, key: &str) -> Result<()> {
         management::idempotency_abandon(&self.writer, scope, key).await
+    }
+
+    async fn heartbeat(
+        &self,
+        node: &str,
+        now: switchboard_core::time::UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<u32> {
+        outbound::heartbeat(&self.writer, node, now, ttl_ms).await
+    }
+
+    async fn leave(&self, node: &str) -> Result<()> {
+        outbound::leave(&self.writer, node).await
     }
 
     async fn ping(&self) -> Result<()> {

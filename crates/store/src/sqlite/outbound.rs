@@ -162,3 +162,38 @@ pub(super) async fn prune_payloads(
     .await?;
     Ok(result.rows_affected())
 }
+
+pub(super) async fn heartbeat(
+    pool: &SqlitePool,
+    node: &str,
+    now: UnixMillis,
+    ttl_ms: i64,
+) -> Result<u32> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "INSERT INTO nodes (id, started_at, last_seen) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+    )
+    .bind(node)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM nodes WHERE last_seen < ?")
+        .bind(now - ttl_ms.saturating_mul(10))
+        .execute(&mut *tx)
+        .await?;
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM nodes WHERE last_seen >= ?")
+        .bind(now - ttl_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(live.max(1) as u32)
+}
+
+pub(super) async fn leave(pool: &SqlitePool, node: &str) -> Result<()> {
+    sqlx::query("DELETE FROM nodes WHERE id = ?")
+        .bind(node)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1709,3 +1709,29 @@ pub async fn payload_pruning_spares_pending_work(store: &dyn Store) {
         0
     );
 }
+
+/// Heartbeats count the nodes seen within the ttl; silent nodes age out; leaving is immediate.
+pub async fn node_heartbeats_count_live_nodes(store: &dyn Store) {
+    assert_eq!(store.heartbeat("a", T0, 1_000).await.expect("hb"), 1);
+    assert_eq!(store.heartbeat("b", T0 + 100, 1_000).await.expect("hb"), 2);
+    assert_eq!(store.heartbeat("a", T0 + 900, 1_000).await.expect("hb"), 2);
+    // `b` falls silent: after the ttl it no longer counts.
+    assert_eq!(
+        store.heartbeat("a", T0 + 1_500, 1_000).await.expect("hb"),
+        1
+    );
+    assert_eq!(
+        store.heartbeat("c", T0 + 1_600, 1_000).await.expect("hb"),
+        2
+    );
+    store.leave("c").await.expect("leave");
+    assert_eq!(
+        store.heartbeat("a", T0 + 1_700, 1_000).await.expect("hb"),
+        1
+    );
+    // Long-silent nodes are forgotten, and coming back is fine.
+    assert_eq!(
+        store.heartbeat("b", T0 + 60_000, 1_000).await.expect("hb"),
+        1
+    );
+}

@@ -1,0 +1,7 @@
+-- Nodes sharing the database announce themselves; per-destination budgets (throttling) are
+-- split between the live ones.
+CREATE TABLE nodes (
+    id         TEXT    PRIMARY KEY,
+    started_at INTEGER NOT NULL,
+    last_seen  INTEGER NOT NULL
+);
