@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<u64>;
 
+    /// Cancels the pending deliveries of a destination that was deleted. Returns how many.
+    async fn cancel_pending(&self, destination: &str, now: UnixMillis) -> Result<u64>;
+
     /// Earliest `next_attempt_at` of a pending delivery of one destination.
     async fn next_due_for(&self, destination: &str) -> Result<Option<UnixMillis>>;
 

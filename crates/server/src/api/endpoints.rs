@@ -497,7 +497,7 @@ pub async fn update(
     Ok(Json(view(&runtime, &spec, false)))
 }
 
-/// Deletes an endpoint (its delivery history stays; pending deliveries stay pending).
+/// Deletes an endpoint. Its pending deliveries are cancelled; the history stays.
 #[utoipa::path(delete, path = "/tenants/{tenant}/endpoints/{id}", tag = "endpoints",
     params(("tenant" = String, Path, description = "Tenant id"), ("id" = String, Path, description = "Endpoint id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
@@ -508,7 +508,14 @@ pub async fn delete(
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     lookup(&state.registry.current(), &tenant, &id)?;
-    apply(&state, Change::Delete(Kind::Endpoint, id)).await?;
+    apply(&state, Change::Delete(Kind::Endpoint, id.clone())).await?;
+    // Nothing will ever send what still waits for it: cancel it (the history stays).
+    let cancelled = state
+        .store
+        .cancel_pending(&id, now_millis())
+        .await
+        .map_err(internal)?;
+    tracing::info!(endpoint = %id, cancelled, "endpoint deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 

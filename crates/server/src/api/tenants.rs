@@ -152,7 +152,7 @@ pub async fn update(
     Ok(Json(find(&state.registry.current(), &tenant)?))
 }
 
-/// Deletes a tenant and its endpoints.
+/// Deletes a tenant and its endpoints (their pending deliveries are cancelled).
 #[utoipa::path(delete, path = "/tenants/{tenant}", tag = "tenants", params(("tenant" = String, Path, description = "Tenant id")),
     responses((status = 204, description = "Deleted"), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
     security(("bearer" = [])))]
@@ -161,7 +161,21 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
+    let endpoints: Vec<String> = state
+        .registry
+        .current()
+        .tenant_endpoints(&tenant)
+        .map(|e| e.id.clone())
+        .collect();
     apply(&state, Change::Delete(Kind::Tenant, tenant)).await?;
+    let now = switchboard_core::time::now_millis();
+    for endpoint in endpoints {
+        state
+            .store
+            .cancel_pending(&endpoint, now)
+            .await
+            .map_err(super::internal)?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -309,6 +309,14 @@ impl crate::Store for PgStore {
         management::idempotency_abandon(&self.pool, scope, key).await
     }
 
+    async fn cancel_pending(
+        &self,
+        destination: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        outbound::cancel_pending(&self.pool, destination, now).await
+    }
+
     async fn heartbeat(
         &self,
         node: &str,

@@ -260,6 +260,14 @@ impl crate::Store for SqliteStore {
         management::idempotency_abandon(&self.writer, scope, key).await
     }
 
+    async fn cancel_pending(
+        &self,
+        destination: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<u64> {
+        outbound::cancel_pending(&self.writer, destination, now).await
+    }
+
     async fn heartbeat(
         &self,
         node: &str,

@@ -197,3 +197,19 @@ pub(super) async fn leave(pool: &SqlitePool, node: &str) -> Result<()> {
         .await?;
     Ok(())
 }
+
+pub(super) async fn cancel_pending(
+    pool: &SqlitePool,
+    destination: &str,
+    now: UnixMillis,
+) -> Result<u64> {
+    let result = sqlx::query(
+        "UPDATE deliveries SET status = 'cancelled', completed_at = ?2, updated_at = ?2 \
+         WHERE destination = ?1 AND status = 'pending'",
+    )
+    .bind(destination)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
+}

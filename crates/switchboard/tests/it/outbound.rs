@@ -770,7 +770,16 @@ async fn recover_and_resend() {
 #[tokio::test]
 async fn operational_events_are_routed_like_any_event() {
     let ops = Receiver::always(200).await;
-    let dead = Receiver::always(410).await;
+    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = up.clone();
+    let dead = Receiver::scripted(move |_| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Status(410)
+        }
+    })
+    .await;
     let mut config = outbound_config();
     config
         .destinations
@@ -792,6 +801,16 @@ async fn operational_events_are_routed_like_any_event() {
     assert_eq!(report["data"]["event_id"], event["id"]);
     assert_eq!(report["data"]["tenant"], "acme");
     assert!(report["timestamp"].is_string());
+    // The dead letter is replayed and succeeds: `delivery.recovered`.
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let delivery = report["data"]["delivery_id"].as_str().expect("delivery id");
+    api.post("/v1/replay", &json!({"delivery_id": delivery}))
+        .await
+        .ok(200);
+    let got = ops.wait_for(2, Duration::from_secs(10)).await;
+    let recovered: Value = serde_json::from_slice(&got[1].body).expect("json");
+    assert_eq!(recovered["type"], "delivery.recovered");
+    assert_eq!(recovered["data"]["delivery_id"], delivery);
     server.stop().await;
 }
 
@@ -833,17 +852,38 @@ async fn endpoint_validation_and_tenant_deletion() {
     )
     .await
     .problem(404, "not_found");
-    let (id, _) = endpoint(&api, "acme", json!({"url": "https://x.test/hook"})).await;
+    let failing = Receiver::always(503).await;
+    let (id, _) = endpoint(
+        &api,
+        "acme",
+        json!({"url": failing.url, "retry": {"schedule": ["1h"]}}),
+    )
+    .await;
     api.get(&format!("/v1/tenants/acme/endpoints/{id}"))
         .await
         .ok(200);
+    let event = publish(&api, "acme", json!({"type": "t", "payload": {}})).await;
+    let event_id = event["id"].as_str().expect("id").to_owned();
+    failing.wait_for(1, Duration::from_secs(10)).await;
+    let waiting = server
+        .wait_delivery(&event_id, "retry scheduled", |d| {
+            d.status == switchboard_core::DeliveryStatus::Pending && d.attempts == 1
+        })
+        .await;
     api.get(&format!("/v1/tenants/other/endpoints/{id}"))
         .await
         .problem(404, "not_found");
-    api.delete("/v1/tenants/acme").await;
+    assert_eq!(api.delete("/v1/tenants/acme").await.status, 204);
     api.get(&format!("/v1/tenants/acme/endpoints/{id}"))
         .await
         .problem(404, "not_found");
+    let cancelled = server.deliveries_of(&event_id).await;
+    assert_eq!(cancelled[0].id, waiting.id);
+    assert_eq!(
+        cancelled[0].status,
+        switchboard_core::DeliveryStatus::Cancelled,
+        "what waited for a deleted endpoint is cancelled"
+    );
     assert!(
         server
             .store()
