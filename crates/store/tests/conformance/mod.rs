@@ -1588,6 +1588,24 @@ pub async fn added_deliveries_and_due_times(store: &dyn Store) {
         None,
         "in flight is not due"
     );
+    // Deleting a destination cancels what still waits for it, and only that.
+    store
+        .add_deliveries("e1", &[new_delivery("m3", "second")], T0 + 60)
+        .await
+        .expect("add");
+    assert_eq!(
+        store
+            .cancel_pending("second", T0 + 70)
+            .await
+            .expect("cancel"),
+        1
+    );
+    assert_eq!(
+        delivery(store, "m3").await.status,
+        DeliveryStatus::Cancelled
+    );
+    assert_eq!(delivery(store, "m2").await.status, DeliveryStatus::InFlight);
+    assert_eq!(delivery(store, "m1").await.status, DeliveryStatus::Pending);
     let stored = store.get_event("e1").await.expect("get").expect("exists");
     assert_eq!(stored.forward_headers, c.forward_headers);
 }
