@@ -968,3 +968,33 @@ async fn retention_prunes_delivered_payloads_and_keeps_history() {
     .problem(409, "payload_expired");
     server.stop().await;
 }
+
+/// An endpoint that hangs holds only its own deliveries: another endpoint of the same tenant
+/// keeps receiving promptly while every attempt to the hanging one waits for its timeout.
+#[tokio::test]
+async fn a_hanging_endpoint_does_not_delay_the_others() {
+    let hanging = Receiver::scripted(|_| Reply::Slow(Duration::from_secs(4), 200)).await;
+    let healthy = Receiver::always(200).await;
+    let mut config = outbound_config();
+    config.delivery.per_destination_concurrency = 4;
+    let server = TestServer::start(config).await;
+    let api = server.api();
+    tenant(&api, "acme").await;
+    endpoint(&api, "acme", json!({"url": hanging.url, "timeout": "3s"})).await;
+    endpoint(&api, "acme", json!({"url": healthy.url})).await;
+    let started = Instant::now();
+    for n in 0..40 {
+        publish(&api, "acme", json!({"type": "t", "payload": {"n": n}})).await;
+    }
+    healthy.wait_for(40, Duration::from_secs(5)).await;
+    let healthy_done = started.elapsed();
+    assert!(
+        healthy_done < Duration::from_secs(2),
+        "the healthy endpoint waited behind the hanging one: {healthy_done:?}"
+    );
+    assert!(
+        hanging.requests().len() <= 4,
+        "the hanging endpoint holds at most its own in-flight cap"
+    );
+    server.stop().await;
+}
