@@ -26,25 +26,37 @@ pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<Ex
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    // A server keeps running when its stdout goes away, so these lines ignore write errors
+    // (a closed pipe must not panic or stop it).
+    let say = |line: String| {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
     if let Some(token) = switchboard_server::ensure_admin_token(&config).await? {
-        println!("Created an admin API token (shown only this once; store it safely):");
-        println!("  {token}");
-        println!("  use it as `Authorization: Bearer <token>` or SWITCHBOARD_TOKEN for the CLI");
+        say("Created an admin API token (shown only this once; store it safely):".into());
+        say(format!("  {token}"));
+        say("  use it as `Authorization: Bearer <token>` or SWITCHBOARD_TOKEN for the CLI".into());
     }
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    println!(
-        "Switchboard {} listening on http://{addr} (data in {})",
+    let storage = match &config.server.database_url {
+        Some(url) => format!(
+            "PostgreSQL at {}",
+            switchboard_core::config::redact_url_password(url)
+        ),
+        None => format!("data in {}", config.server.data_dir.display()),
+    };
+    say(format!(
+        "Switchboard {} listening on http://{addr} ({storage})",
         env!("CARGO_PKG_VERSION"),
-        config.server.data_dir.display()
-    );
+    ));
     for source in &config.sources {
-        println!("  send events to http://{addr}/in/{}", source.id);
+        say(format!("  send events to http://{addr}/in/{}", source.id));
     }
     if config.sources.is_empty() {
-        println!("  no sources configured yet: add [[sources]] to the configuration file");
+        say("  no sources configured yet: add [[sources]] to the configuration file".into());
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));

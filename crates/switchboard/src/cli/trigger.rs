@@ -54,7 +54,7 @@ struct Request {
 /// Runs `trigger`.
 pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     if args.list {
-        print!("{}", listing());
+        crate::cli::output::write_out(format_args!("{}", listing()));
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(provider), Some(event), Some(to)) = (args.provider, &args.event, &args.to) else {
@@ -74,7 +74,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<ExitCode> {
     let mut fresh = Fresh::new();
     let request = build(sample, &args, to, &mut fresh)?;
     if args.dry_run {
-        print!("{}", render(&request));
+        crate::cli::output::write_out(format_args!("{}", render(&request)));
         return Ok(ExitCode::SUCCESS);
     }
     send(request, args.timeout).await
@@ -329,10 +329,10 @@ async fn send(request: Request, timeout: Duration) -> anyhow::Result<ExitCode> {
         .bytes()
         .await
         .context("cannot read the response body")?;
-    println!("{status}");
+    crate::cli::output::outln!("{status}");
     if !body.is_empty() {
         let text = String::from_utf8_lossy(&body);
-        println!("{}", text.trim_end());
+        crate::cli::output::outln!("{}", text.trim_end());
     }
     Ok(if status.is_success() {
         ExitCode::SUCCESS
