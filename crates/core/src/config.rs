@@ -664,6 +664,13 @@ pub struct RouteConfig {
     pub source: String,
     /// Destination id.
     pub destination: String,
+    /// jq filter that must yield `true` for an event to be delivered (all events when absent).
+    /// Its input is `{"body", "headers", "type", "source", "received_at"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// jq transform whose output is the delivered JSON body (the raw body when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
 }
 
 impl RouteConfig {

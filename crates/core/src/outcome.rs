@@ -16,18 +16,21 @@ pub enum DeliveryStatus {
     Succeeded,
     /// Retries exhausted or a permanent error: the dead-letter state. Replay re-queues it.
     Failed,
-    /// Cancelled by an operator.
+    /// Cancelled (its destination was deleted).
     Cancelled,
+    /// Not sent: the route's filter did not match the event.
+    Filtered,
 }
 
 impl DeliveryStatus {
     /// All states, in lifecycle order.
-    pub const ALL: [DeliveryStatus; 5] = [
+    pub const ALL: [DeliveryStatus; 6] = [
         Self::Pending,
         Self::InFlight,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
+        Self::Filtered,
     ];
 
     /// The stored and displayed name.
@@ -38,6 +41,7 @@ impl DeliveryStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Filtered => "filtered",
         }
     }
 

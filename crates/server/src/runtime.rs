@@ -144,6 +144,8 @@ pub struct Runtime {
     pub by_tenant: HashMap<String, Vec<String>>,
     /// Event types by name.
     pub event_types: BTreeMap<String, Arc<EventType>>,
+    /// Compiled filters and transforms of the routes that have them, by route id.
+    pub route_programs: HashMap<String, Arc<crate::transform::RouteProgram>>,
 }
 
 impl Runtime {
@@ -568,6 +570,14 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
             .or_default()
             .push(endpoint.id.clone());
     }
+    let mut route_programs = HashMap::new();
+    for route in &config.routes {
+        let program =
+            crate::transform::RouteProgram::compile(route).map_err(ChangeError::Invalid)?;
+        if !program.is_empty() {
+            route_programs.insert(route.effective_id(), Arc::new(program));
+        }
+    }
     let sources = state::build_sources(&config).map_err(ChangeError::Invalid)?;
     let endpoint_list: Vec<EndpointSpec> = endpoints.values().cloned().collect();
     let destinations =
@@ -582,5 +592,6 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
         endpoints,
         by_tenant,
         event_types,
+        route_programs,
     })
 }

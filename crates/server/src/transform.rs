@@ -6,6 +6,67 @@
 use serde_json::{Map, Value, json};
 use switchboard_core::time::UnixMillis;
 
+/// A route's compiled jq programs.
+#[derive(Debug, Default)]
+pub struct RouteProgram {
+    /// Must yield `true` for the event to be delivered.
+    pub filter: Option<switchboard_jq::Program>,
+    /// Its single output is the delivered body.
+    pub transform: Option<switchboard_jq::Program>,
+}
+
+/// What a route makes of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// The filter did not match: nothing is sent.
+    Filtered,
+    /// Send this body (`None`: the event's own bytes).
+    Send(Option<Value>),
+}
+
+impl RouteProgram {
+    /// Compiles a route's filter and transform; the error names the route and the program.
+    pub fn compile(route: &switchboard_core::config::RouteConfig) -> Result<Self, String> {
+        let id = route.effective_id();
+        let compile = |what: &str, source: &Option<String>| {
+            source
+                .as_deref()
+                .map(|s| {
+                    switchboard_jq::Program::compile(s)
+                        .map_err(|e| format!("route `{id}`: {what}: {e}"))
+                })
+                .transpose()
+        };
+        Ok(Self {
+            filter: compile("filter", &route.filter)?,
+            transform: compile("transform", &route.transform)?,
+        })
+    }
+
+    /// Whether the route does anything to events.
+    pub fn is_empty(&self) -> bool {
+        self.filter.is_none() && self.transform.is_none()
+    }
+
+    /// Runs the filter, then the transform, on `input` (blocking; bounded by [`limits`]).
+    pub fn apply(&self, input: &Value) -> Result<Routed, String> {
+        if let Some(filter) = &self.filter {
+            match filter.run_bool(input, &limits()) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Routed::Filtered),
+                Err(e) => return Err(format!("route filter failed: {e}")),
+            }
+        }
+        match &self.transform {
+            None => Ok(Routed::Send(None)),
+            Some(transform) => transform
+                .run_one(input, &limits())
+                .map(|body| Routed::Send(Some(body)))
+                .map_err(|e| format!("route transform failed: {e}")),
+        }
+    }
+}
+
 /// Bounds of one evaluation on the delivery path.
 pub fn limits() -> switchboard_jq::Limits {
     switchboard_jq::Limits {

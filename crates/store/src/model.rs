@@ -141,6 +141,8 @@ pub enum NextStep {
     RetryAt(UnixMillis),
     /// Give up: dead letter.
     Failed,
+    /// Not sent: the route's filter did not match (the attempt row records the evaluation).
+    Filtered,
 }
 
 /// One finished attempt and its consequence.
@@ -171,7 +173,7 @@ pub struct NewAttempt {
     pub started_at: UnixMillis,
     /// Time to the response (or the error).
     pub latency_ms: u64,
-    /// `delivered`, `retryable` or `permanent`.
+    /// `delivered`, `retryable`, `permanent` or `filtered`.
     pub outcome: &'static str,
     /// HTTP status, when a response arrived.
     pub status_code: Option<u16>,
@@ -241,6 +243,9 @@ pub struct EventFilter {
     pub event_type: Option<String>,
     /// Only events with at least one delivery in this status.
     pub delivery_status: Option<DeliveryStatus>,
+    /// `Some(false)`: only events no route delivers (no delivery, or all filtered out);
+    /// `Some(true)`: only events with at least one delivery that was not filtered out.
+    pub routed: Option<bool>,
     /// Only events received at or after.
     pub since: Option<UnixMillis>,
     /// Only events received before.

@@ -150,6 +150,7 @@ conformance_tests!(
     health_records_round_trip,
     payload_pruning_spares_pending_work,
     node_heartbeats_count_live_nodes,
+    unrouted_events_are_listed_apart,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

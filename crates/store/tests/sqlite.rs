@@ -51,6 +51,7 @@ conformance_tests!(
     health_records_round_trip,
     payload_pruning_spares_pending_work,
     node_heartbeats_count_live_nodes,
+    unrouted_events_are_listed_apart,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -95,8 +95,11 @@ pub struct EventQuery {
     #[param(rename = "type")]
     pub event_type: Option<String>,
     /// Only events with a delivery in this status (`pending`, `in_flight`, `succeeded`,
-    /// `failed`, `cancelled`).
+    /// `failed`, `cancelled`, `filtered`).
     pub status: Option<String>,
+    /// `false`: only events no route delivers (no route, or every route's filter said no);
+    /// `true`: only events at least one route delivers.
+    pub routed: Option<bool>,
     /// Received at or after (RFC 3339).
     pub since: Option<String>,
     /// Received before (RFC 3339).
@@ -117,7 +120,9 @@ pub fn parse_status(value: Option<&str>) -> Result<Option<DeliveryStatus>, Probl
                     format!("unknown status `{s}`"),
                     vec![crate::problem::FieldError {
                         field: "status".into(),
-                        message: "one of pending, in_flight, succeeded, failed, cancelled".into(),
+                        message:
+                            "one of pending, in_flight, succeeded, failed, cancelled, filtered"
+                                .into(),
                     }],
                 )
             })
@@ -165,6 +170,7 @@ pub async fn list(
         source: q.source,
         event_type: q.event_type,
         delivery_status: parse_status(q.status.as_deref())?,
+        routed: q.routed,
         since: q
             .since
             .as_deref()

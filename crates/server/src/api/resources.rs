@@ -59,6 +59,10 @@ fn invalid_field(message: &str) -> Option<&'static str> {
             "retry"
         } else if starts("max_body_bytes") {
             "max_body_bytes"
+        } else if starts("filter") {
+            "filter"
+        } else if starts("transform") {
+            "transform"
         } else if starts("rate_limit") {
             "rate_limit"
         } else if starts("invalid header name") || starts("invalid value for header") {

@@ -1,11 +1,13 @@
 //! `/v1/routes`: which sources feed which destinations.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use switchboard_core::config::RouteConfig;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +32,10 @@ pub struct Route {
     pub source: String,
     /// Destination id.
     pub destination: String,
+    /// jq filter (must yield `true` for an event to be delivered).
+    pub filter: Option<String>,
+    /// jq transform (its output is the delivered body).
+    pub transform: Option<String>,
     /// Created (API resources).
     pub created_at: Option<String>,
     /// Last change (API resources).
@@ -49,6 +55,11 @@ pub struct RouteInput {
     /// Destination id.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub destination: String,
+    /// jq filter over `{"body", "headers", "type", "source", "received_at"}` that must yield
+    /// `true` for an event to be delivered; checked when the route is saved.
+    pub filter: Option<String>,
+    /// jq transform over the same input; its single output is the delivered JSON body.
+    pub transform: Option<String>,
 }
 
 fn view(runtime: &Runtime, route: &RouteConfig) -> Route {
@@ -59,6 +70,8 @@ fn view(runtime: &Runtime, route: &RouteConfig) -> Route {
         id,
         source: route.source.clone(),
         destination: route.destination.clone(),
+        filter: route.filter.clone(),
+        transform: route.transform.clone(),
         created_at,
         updated_at,
     }
@@ -83,6 +96,8 @@ fn to_config(input: RouteInput) -> RouteConfig {
         id: Some(id),
         source: input.source,
         destination: input.destination,
+        filter: input.filter,
+        transform: input.transform,
     }
 }
 
@@ -155,9 +170,147 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `{"event_id": …}`: the stored event to try the route on.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTestInput {
+    /// A stored event.
+    pub event_id: String,
+}
+
+/// The request a route would send for an event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteTestRequest {
+    /// Always `POST`.
+    pub method: &'static str,
+    /// Destination URL.
+    pub url: String,
+    /// Headers (the signature headers are computed per attempt and shown as placeholders).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A dry run of a route on a stored event: nothing is sent or stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RouteTest {
+    /// Route id.
+    pub route: String,
+    /// Event id.
+    pub event_id: String,
+    /// Whether the filter matched (true without a filter).
+    pub matched: bool,
+    /// The filter's or transform's error, which would fail the delivery without retries.
+    pub error: Option<String>,
+    /// The body that would be sent: the transform's output, or the event's body (JSON when it
+    /// parses, text otherwise).
+    #[schema(value_type = Option<Object>)]
+    pub body: Option<Value>,
+    /// The request that would be sent, when the route matched.
+    pub request: Option<RouteTestRequest>,
+}
+
+/// Tries a route on a stored event: filter, transform, and the request it would send.
+#[utoipa::path(post, path = "/routes/{id}/test", tag = "routes", params(("id" = String, Path, description = "Route id")), request_body = RouteTestInput,
+    responses((status = 200, body = RouteTest), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn test(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RouteTestInput>,
+) -> ApiResult<Json<RouteTest>> {
+    let runtime = state.registry.current();
+    let route = runtime
+        .config
+        .routes
+        .iter()
+        .find(|r| r.effective_id() == id)
+        .ok_or_else(|| not_found(Kind::Route, &id))?
+        .clone();
+    let event = state
+        .store
+        .get_event(&input.event_id)
+        .await
+        .map_err(super::internal)?
+        .ok_or_else(|| Problem::not_found(format!("no event `{}`", input.event_id)))?;
+    if event.body_pruned_at.is_some() {
+        return Err(Problem::conflict(
+            "payload_expired",
+            "the event's payload was removed by retention",
+        ));
+    }
+    let input_value = crate::transform::event_input(
+        &event.body,
+        event.content_type.as_deref(),
+        &event.forward_headers,
+        event.event_type.as_deref(),
+        &event.source,
+        event.received_at,
+    );
+    let raw_body = input_value["body"].clone();
+    let program = runtime.route_programs.get(&id).cloned();
+    let outcome = match program {
+        None => Ok(crate::transform::Routed::Send(None)),
+        Some(program) => tokio::task::spawn_blocking(move || program.apply(&input_value))
+            .await
+            .map_err(super::internal)?,
+    };
+    let (matched, error, body) = match outcome {
+        Ok(crate::transform::Routed::Filtered) => (false, None, None),
+        Ok(crate::transform::Routed::Send(None)) => (true, None, Some(raw_body)),
+        Ok(crate::transform::Routed::Send(Some(body))) => (true, None, Some(body)),
+        Err(error) => (false, Some(error), None),
+    };
+    let request = (matched && error.is_none())
+        .then(|| runtime.destinations.get(&route.destination))
+        .flatten()
+        .map(|target| {
+            let mut headers = BTreeMap::new();
+            let content_type = if route.transform.is_some() {
+                Some("application/json".to_owned())
+            } else {
+                event.content_type.clone()
+            };
+            if let Some(ct) = content_type {
+                headers.insert("content-type".into(), ct);
+            }
+            headers.insert(
+                "user-agent".into(),
+                crate::delivery::sender::USER_AGENT_VALUE.into(),
+            );
+            headers.insert("webhook-id".into(), "<the delivery id>".into());
+            headers.insert(
+                "webhook-timestamp".into(),
+                "<unix seconds of the attempt>".into(),
+            );
+            if !target.keys.is_empty() {
+                headers.insert("webhook-signature".into(), "v1,<signature>".into());
+            }
+            for (name, value) in &target.headers {
+                headers.insert(
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                );
+            }
+            RouteTestRequest {
+                method: "POST",
+                url: target.url.to_string(),
+                headers,
+            }
+        });
+    Ok(Json(RouteTest {
+        route: id,
+        event_id: event.id,
+        matched,
+        error,
+        body,
+        request,
+    }))
+}
+
 /// Routes of this resource.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
         .routes(routes!(get, update, delete))
+        .routes(routes!(test))
 }

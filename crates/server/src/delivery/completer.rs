@@ -85,7 +85,7 @@ async fn run(
             for c in &batch {
                 let at = match c.next {
                     NextStep::RetryAt(at) => at,
-                    NextStep::Succeeded | NextStep::Failed => now,
+                    NextStep::Succeeded | NextStep::Failed | NextStep::Filtered => now,
                 };
                 due.due_at(&c.attempt.destination, at);
             }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard_core::AttemptOutcome;
 use switchboard_core::outbound::OPERATIONS_SOURCE;
 use switchboard_core::time::{UnixMillis, now_millis};
@@ -456,8 +456,37 @@ impl Worker {
             );
             return;
         };
-        let prepared = match prepare(&target, &delivery).await {
-            Ok(prepared) => prepared,
+        let route = self
+            .registry
+            .current()
+            .route_programs
+            .get(&delivery.route_id)
+            .cloned();
+        let prepared = match prepare(&target, route, &delivery).await {
+            Ok(Plan::Send(prepared)) => prepared,
+            Ok(Plan::Filtered) => {
+                tracing::debug!(delivery = %delivery.id, route = %delivery.route_id, "filtered out by the route");
+                self.finish(
+                    &delivery,
+                    Record {
+                        attempt: attempt_no,
+                        run_attempt,
+                        started_at,
+                        outcome: "filtered",
+                        next: NextStep::Filtered,
+                        status_code: None,
+                        error: Some(format!(
+                            "not sent: the filter of route `{}` did not match",
+                            delivery.route_id
+                        )),
+                        request_url: target.url.to_string(),
+                        response_headers: Vec::new(),
+                        response_body: Vec::new(),
+                        latency_ms: 0,
+                    },
+                );
+                return;
+            }
             Err(error) => {
                 tracing::warn!(delivery = %delivery.id, destination = %target.id, %error, "transform failed; delivery failed");
                 metrics::counter!("switchboard_attempts_total", "destination" => target.id.clone(), "outcome" => "permanent")
@@ -507,6 +536,7 @@ impl Worker {
         let error_text = report.error.clone().unwrap_or_default();
         self.observe_health(&target, &delivery, next == NextStep::Succeeded, &error_text);
         match next {
+            NextStep::Filtered => {}
             NextStep::Succeeded => {
                 tracing::debug!(delivery = %delivery.id, event = %delivery.event_id, destination = %target.id, attempt = attempt_no, latency_ms, "delivered");
                 if delivery.exhausted_before && delivery.source != OPERATIONS_SOURCE {
@@ -629,6 +659,7 @@ impl Worker {
         let status = match record.next {
             NextStep::Succeeded => Some("succeeded"),
             NextStep::Failed => Some("failed"),
+            NextStep::Filtered => Some("filtered"),
             NextStep::RetryAt(_) => None,
         };
         if let Some(status) = status {
@@ -672,16 +703,31 @@ struct Record {
     latency_ms: u64,
 }
 
-/// Builds the request body and headers: the event's bytes as stored, or the destination's jq
-/// transform of them (evaluated on the blocking pool, bounded in time and size).
-async fn prepare(target: &Arc<HttpTarget>, delivery: &ClaimedDelivery) -> Result<Prepared, String> {
-    let Some(program) = target.transform.clone() else {
-        return Ok(Prepared {
-            body: delivery.body.clone(),
-            content_type: delivery.content_type.clone(),
-            headers: delivery.forward_headers.clone(),
-        });
+/// What an attempt will do.
+enum Plan {
+    /// Send this request.
+    Send(Prepared),
+    /// The route's filter did not match: record it, send nothing.
+    Filtered,
+}
+
+/// Builds the request: the event's bytes as stored, or the output of the route's transform and
+/// then the destination's (endpoint) transform, after the route's filter. jq runs on the
+/// blocking pool, bounded in time and size; a jq error is the attempt's (permanent) error.
+async fn prepare(
+    target: &Arc<HttpTarget>,
+    route: Option<Arc<crate::transform::RouteProgram>>,
+    delivery: &ClaimedDelivery,
+) -> Result<Plan, String> {
+    let passthrough = Prepared {
+        body: delivery.body.clone(),
+        content_type: delivery.content_type.clone(),
+        headers: delivery.forward_headers.clone(),
     };
+    let endpoint_transform = target.transform.clone();
+    if route.is_none() && endpoint_transform.is_none() {
+        return Ok(Plan::Send(passthrough));
+    }
     let input = crate::transform::event_input(
         &delivery.body,
         delivery.content_type.as_deref(),
@@ -690,17 +736,37 @@ async fn prepare(target: &Arc<HttpTarget>, delivery: &ClaimedDelivery) -> Result
         &delivery.source,
         delivery.received_at,
     );
-    let output =
-        tokio::task::spawn_blocking(move || program.run_one(&input, &crate::transform::limits()))
-            .await
-            .map_err(|e| format!("transform did not run: {e}"))?
-            .map_err(|e| format!("transform failed: {e}"))?;
-    let body = serde_json::to_vec(&output).map_err(|e| format!("transform output: {e}"))?;
-    Ok(Prepared {
-        body,
-        content_type: Some("application/json".into()),
-        headers: delivery.forward_headers.clone(),
+    let body = tokio::task::spawn_blocking(move || -> Result<Option<Option<Value>>, String> {
+        let mut input = input;
+        let mut body = None;
+        if let Some(route) = route {
+            match route.apply(&input)? {
+                crate::transform::Routed::Filtered => return Ok(None),
+                crate::transform::Routed::Send(out) => body = out,
+            }
+        }
+        if let Some(transform) = endpoint_transform {
+            if let Some(routed) = body.take() {
+                input["body"] = routed;
+            }
+            let out = transform
+                .run_one(&input, &crate::transform::limits())
+                .map_err(|e| format!("transform failed: {e}"))?;
+            body = Some(out);
+        }
+        Ok(Some(body))
     })
+    .await
+    .map_err(|e| format!("transform did not run: {e}"))??;
+    match body {
+        None => Ok(Plan::Filtered),
+        Some(None) => Ok(Plan::Send(passthrough)),
+        Some(Some(value)) => Ok(Plan::Send(Prepared {
+            body: serde_json::to_vec(&value).map_err(|e| format!("transform output: {e}"))?,
+            content_type: Some("application/json".into()),
+            headers: delivery.forward_headers.clone(),
+        })),
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -470,6 +470,7 @@ async fn complete_once(pool: &PgPool, completions: &[Completion]) -> Result<()> 
             .map(|c| match c.next {
                 NextStep::Succeeded => ("succeeded", now, Some(now)),
                 NextStep::Failed => ("failed", now, Some(now)),
+                NextStep::Filtered => ("filtered", now, Some(now)),
                 NextStep::RetryAt(at) => ("pending", at, None),
             })
             .collect();

@@ -56,6 +56,16 @@ pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Ve
         .push_bind(status.as_str())
         .push(")");
     }
+    if let Some(routed) = f.routed {
+        q.push(if routed {
+            " AND EXISTS"
+        } else {
+            " AND NOT EXISTS"
+        })
+        .push(
+            " (SELECT 1 FROM deliveries d WHERE d.event_id = events.id AND d.status <> 'filtered')",
+        );
+    }
     if let Some(since) = f.since {
         q.push(" AND received_at >= ").push_bind(since);
     }

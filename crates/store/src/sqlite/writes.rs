@@ -330,6 +330,7 @@ pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> R
             let (status, next_at, completed_at) = match c.next {
                 NextStep::Succeeded => ("succeeded", now, Some(now)),
                 NextStep::Failed => ("failed", now, Some(now)),
+                NextStep::Filtered => ("filtered", now, Some(now)),
                 NextStep::RetryAt(at) => ("pending", at, None),
             };
             row.push_bind(&a.delivery_id)

@@ -88,6 +88,7 @@ pub fn completion(claimed: &ClaimedDelivery, owner: &str, next: NextStep) -> Com
         NextStep::Succeeded => ("delivered", Some(200), None),
         NextStep::RetryAt(_) => ("retryable", Some(503), Some("HTTP 503".to_string())),
         NextStep::Failed => ("permanent", Some(410), Some("HTTP 410".to_string())),
+        NextStep::Filtered => ("filtered", None, Some("filtered out".to_string())),
     };
     Completion {
         lease_owner: owner.into(),
@@ -1751,5 +1752,40 @@ pub async fn node_heartbeats_count_live_nodes(store: &dyn Store) {
     assert_eq!(
         store.heartbeat("b", T0 + 60_000, 1_000).await.expect("hb"),
         1
+    );
+}
+
+/// Events no route delivers (no delivery, or every delivery filtered out) can be listed apart.
+pub async fn unrouted_events_are_listed_apart(store: &dyn Store) {
+    store
+        .insert_events(&[
+            new_event("none", "s", T0, &[]),
+            new_event("sent", "s", T0 + 1, &[("m1", "d")]),
+            new_event("filtered", "s", T0 + 2, &[("m2", "d")]),
+        ])
+        .await
+        .expect("insert");
+    let claimed = by_id(claim(store, claim_at(T0 + 10, 10, "w")).await);
+    complete(
+        store,
+        &[
+            completion(&claimed["m1"], "w", NextStep::Succeeded),
+            completion(&claimed["m2"], "w", NextStep::Filtered),
+        ],
+    )
+    .await;
+    assert_eq!(delivery(store, "m2").await.status, DeliveryStatus::Filtered);
+    let listed = |routed| EventFilter {
+        routed: Some(routed),
+        limit: ALL,
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        event_ids(&events(store, listed(false)).await),
+        vec!["filtered".to_string(), "none".to_string()]
+    );
+    assert_eq!(
+        event_ids(&events(store, listed(true)).await),
+        vec!["sent".to_string()]
     );
 }

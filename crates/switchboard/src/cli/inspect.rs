@@ -17,7 +17,14 @@ use super::output::outln;
 use super::output::{field, items, more_hint, print_fields, print_json, print_table};
 use super::{Ctx, EXIT_NOTHING_QUEUED};
 
-const STATUSES: [&str; 5] = ["pending", "in_flight", "succeeded", "failed", "cancelled"];
+const STATUSES: [&str; 6] = [
+    "pending",
+    "in_flight",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "filtered",
+];
 
 /// How much of a listing to fetch.
 #[derive(Debug, Clone, clap::Args)]
@@ -59,6 +66,9 @@ pub enum EventsCommand {
         /// Only events received before (RFC 3339 time or an age).
         #[arg(long)]
         until: Option<String>,
+        /// Only events no route delivers (no route, or every route's filter said no).
+        #[arg(long)]
+        unrouted: bool,
         #[command(flatten)]
         paging: Paging,
     },
@@ -158,6 +168,7 @@ pub async fn events(ctx: &Ctx, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
             status,
             since,
             until,
+            unrouted,
             paging,
         } => {
             let query = EventQuery {
@@ -166,6 +177,7 @@ pub async fn events(ctx: &Ctx, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                 status,
                 since: rfc3339(since.as_deref())?,
                 until: rfc3339(until.as_deref())?,
+                routed: unrouted.then_some(false),
             };
             let page = match &backend {
                 Backend::Api(client) => {
@@ -175,6 +187,7 @@ pub async fn events(ctx: &Ctx, cmd: EventsCommand) -> anyhow::Result<ExitCode> {
                     push(&mut q, "status", query.status.clone());
                     push(&mut q, "since", query.since.map(format_rfc3339));
                     push(&mut q, "until", query.until.map(format_rfc3339));
+                    push(&mut q, "routed", query.routed.map(|r| r.to_string()));
                     client
                         .list(&["events"], &q, paging.want(), paging.cursor.clone())
                         .await?

@@ -33,6 +33,8 @@ pub struct EventQuery {
     pub since: Option<i64>,
     /// Received before (unix ms).
     pub until: Option<i64>,
+    /// Only events some route delivers (`true`) or none does (`false`).
+    pub routed: Option<bool>,
 }
 
 /// Filters of a delivery listing.
@@ -82,6 +84,7 @@ impl Offline {
             source: query.source.clone(),
             event_type: query.event_type.clone(),
             delivery_status: status(query.status.as_deref())?,
+            routed: query.routed,
             since: query.since,
             until: query.until,
             before_seq: decode_cursor(cursor.as_deref())?,

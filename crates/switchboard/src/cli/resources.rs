@@ -184,6 +184,15 @@ pub enum RoutesCommand {
         /// Route id.
         id: String,
     },
+    /// Dry-run a route on a stored event: whether its filter matches, the transformed body and
+    /// the request it would send. Nothing is sent or stored.
+    Test {
+        /// Route id.
+        id: String,
+        /// A stored event's id.
+        #[arg(long)]
+        event: String,
+    },
 }
 
 /// The fields of a route.
@@ -195,6 +204,12 @@ pub struct RouteFields {
     /// Destination id.
     #[arg(long)]
     destination: Option<String>,
+    /// jq filter that must yield true for an event to be delivered (`""` removes it).
+    #[arg(long)]
+    filter: Option<String>,
+    /// jq transform whose output is the delivered body (`""` removes it).
+    #[arg(long)]
+    transform: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -291,6 +306,44 @@ pub async fn routes(ctx: &Ctx, cmd: RoutesCommand) -> anyhow::Result<ExitCode> {
             update(ctx, kind, &id, &body, |b| apply_route(b, &fields)).await
         }
         RoutesCommand::Delete { id } => delete(ctx, kind, &id).await,
+        RoutesCommand::Test { id, event } => {
+            let result = ctx
+                .client()?
+                .post(&["routes", &id, "test"], &json!({ "event_id": event }))
+                .await?;
+            if ctx.json {
+                print_json(&result);
+            } else {
+                let matched = result["matched"].as_bool().unwrap_or(false);
+                crate::cli::output::outln!("matched: {}", if matched { "yes" } else { "no" });
+                if let Some(error) = result["error"].as_str() {
+                    crate::cli::output::outln!("error:   {error}");
+                }
+                if let Some(request) = result["request"].as_object() {
+                    crate::cli::output::outln!(
+                        "request: {} {}",
+                        request
+                            .get("method")
+                            .and_then(Value::as_str)
+                            .unwrap_or("POST"),
+                        request.get("url").and_then(Value::as_str).unwrap_or("")
+                    );
+                    if let Some(headers) = request.get("headers").and_then(Value::as_object) {
+                        for (name, value) in headers {
+                            crate::cli::output::outln!(
+                                "  {name}: {}",
+                                value.as_str().unwrap_or("")
+                            );
+                        }
+                    }
+                }
+                if !result["body"].is_null() {
+                    crate::cli::output::outln!("body:");
+                    print_json(&result["body"]);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -548,6 +601,17 @@ fn apply_route(body: &mut Map<String, Value>, f: &RouteFields) -> anyhow::Result
     }
     if let Some(destination) = &f.destination {
         body.insert("destination".into(), json!(destination));
+    }
+    for (key, value) in [("filter", &f.filter), ("transform", &f.transform)] {
+        match value.as_deref() {
+            Some("") => {
+                body.remove(key);
+            }
+            Some(program) => {
+                body.insert(key.into(), json!(program));
+            }
+            None => {}
+        }
     }
     Ok(())
 }

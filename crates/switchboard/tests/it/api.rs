@@ -660,6 +660,8 @@ async fn events_filters_and_detail() {
         id: None,
         source: "other".into(),
         destination: "dst".into(),
+        filter: None,
+        transform: None,
     });
     let server = TestServer::start(config).await;
     let api = server.api();

@@ -132,6 +132,8 @@ async fn fans_out_to_every_route_with_distinct_webhook_ids() {
         id: None,
         source: "src".into(),
         destination: "second".into(),
+        filter: None,
+        transform: None,
     });
     let server = TestServer::start(config).await;
     let event = server.ingest_ok("src", "{}").await;
@@ -156,6 +158,8 @@ async fn slow_destination_does_not_delay_another() {
         id: None,
         source: "src".into(),
         destination: "fast".into(),
+        filter: None,
+        transform: None,
     });
     config.delivery.concurrency = 8;
     let server = TestServer::start(config).await;

@@ -13,5 +13,6 @@ mod outbound;
 mod providers;
 mod receivers;
 mod retries;
+mod routes;
 mod shutdown;
 mod trigger;

@@ -788,6 +788,8 @@ async fn operational_events_are_routed_like_any_event() {
         id: None,
         source: "switchboard".into(),
         destination: "ops".into(),
+        filter: None,
+        transform: None,
     });
     let server = TestServer::start(config).await;
     let api = server.api();

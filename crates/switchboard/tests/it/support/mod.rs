@@ -37,6 +37,8 @@ pub fn config_to(url: &str, retry: RetryPolicy) -> Config {
         id: None,
         source: "src".into(),
         destination: "dst".into(),
+        filter: None,
+        transform: None,
     });
     config
 }
