@@ -604,6 +604,25 @@ fn default_tolerance() -> Duration {
 pub enum DestinationConfig {
     /// An HTTP endpoint, signed with Standard Webhooks.
     Http(HttpDestination),
+    /// A Slack channel: incoming webhook, or a bot token with `chat.postMessage`.
+    Slack(SlackDestination),
+    /// A Microsoft Teams channel through an incoming webhook (Adaptive Card).
+    Teams(TeamsDestination),
+}
+
+/// The delivery policy every destination kind has.
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryPolicy<'a> {
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: &'a RetryPolicy,
+    /// In-flight cap.
+    pub max_in_flight: Option<usize>,
+    /// Deliveries per second at most.
+    pub rate_limit: Option<f64>,
+    /// FIFO delivery.
+    pub ordered: bool,
 }
 
 impl DestinationConfig {
@@ -611,8 +630,139 @@ impl DestinationConfig {
     pub fn id(&self) -> &str {
         match self {
             Self::Http(h) => &h.id,
+            Self::Slack(s) => &s.id,
+            Self::Teams(t) => &t.id,
         }
     }
+
+    /// The `kind` name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Slack(_) => "slack",
+            Self::Teams(_) => "teams",
+        }
+    }
+
+    /// Timeout, retries, limits and ordering.
+    pub fn policy(&self) -> DeliveryPolicy<'_> {
+        match self {
+            Self::Http(h) => DeliveryPolicy {
+                timeout: h.timeout,
+                retry: &h.retry,
+                max_in_flight: h.max_in_flight,
+                rate_limit: h.rate_limit,
+                ordered: h.ordered,
+            },
+            Self::Slack(s) => DeliveryPolicy {
+                timeout: s.timeout,
+                retry: &s.retry,
+                max_in_flight: s.max_in_flight,
+                rate_limit: s.rate_limit,
+                ordered: s.ordered,
+            },
+            Self::Teams(t) => DeliveryPolicy {
+                timeout: t.timeout,
+                retry: &t.retry,
+                max_in_flight: t.max_in_flight,
+                rate_limit: t.rate_limit,
+                ordered: t.ordered,
+            },
+        }
+    }
+
+    /// Checks the kind-specific settings (URLs, credentials).
+    fn validate_kind(&self) -> Result<(), String> {
+        let http_url = |what: &str, url: &str| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(())
+            } else {
+                Err(format!("{what} must start with http:// or https://"))
+            }
+        };
+        match self {
+            Self::Http(h) => http_url("url", &h.url),
+            Self::Slack(s) => match (&s.webhook_url, &s.token, &s.channel) {
+                (Some(url), None, None) => http_url("webhook_url", url),
+                (None, Some(token), Some(channel)) if !token.is_empty() && !channel.is_empty() => {
+                    http_url("api_base", s.api_base.as_deref().unwrap_or(SLACK_API))
+                }
+                _ => Err(
+                    "slack needs either webhook_url, or token and channel (chat.postMessage)"
+                        .into(),
+                ),
+            },
+            Self::Teams(t) => http_url("webhook_url", &t.webhook_url),
+        }
+    }
+}
+
+/// Slack's Web API.
+pub const SLACK_API: &str = "https://slack.com/api";
+
+/// A Slack destination. The delivered body (usually a route transform's output) is the
+/// message: `{"text": …}` or Block Kit `{"blocks": […]}`; a body that is not JSON is sent as
+/// `{"text": <body>}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackDestination {
+    /// The destination's id.
+    pub id: String,
+    /// Incoming-webhook URL (`https://hooks.slack.com/services/…`; it is a secret).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Bot token (`xoxb-…`) for `chat.postMessage`, with `channel`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Channel id or name for `chat.postMessage` (a `channel` in the body wins).
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Web API base URL (default `https://slack.com/api`).
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Per-attempt timeout.
+    #[serde(with = "duration::human", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Attempts in flight at once.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Messages per second at most (Slack allows about one per second per channel).
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Post in order.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+/// A Microsoft Teams destination (incoming webhook or Workflows URL). A delivered body that is
+/// already a Teams message (`{"type": "message", …}`) or an Adaptive Card
+/// (`{"type": "AdaptiveCard", …}`) is sent as such; `{"text": …}` or any other body becomes a
+/// card with that text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsDestination {
+    /// The destination's id.
+    pub id: String,
+    /// The webhook URL (it is a secret).
+    pub webhook_url: String,
+    /// Per-attempt timeout.
+    #[serde(with = "duration::human", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Attempts in flight at once.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Messages per second at most.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Post in order.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// An HTTP destination.
@@ -796,34 +946,31 @@ impl Config {
                     destination.id()
                 ));
             }
-            let DestinationConfig::Http(http) = destination;
-            if !(http.url.starts_with("http://") || http.url.starts_with("https://")) {
-                return invalid(format!(
-                    "destination `{}`: url must start with http:// or https://",
-                    http.id
-                ));
+            let id = destination.id();
+            destination
+                .validate_kind()
+                .map_err(|e| ConfigError::Invalid(format!("destination `{id}`: {e}")))?;
+            let policy = destination.policy();
+            if policy.timeout.is_zero() {
+                return invalid(format!("destination `{id}`: timeout must be > 0"));
             }
-            if http.timeout.is_zero() {
-                return invalid(format!("destination `{}`: timeout must be > 0", http.id));
-            }
-            if http.timeout >= self.delivery.lease {
+            if policy.timeout >= self.delivery.lease {
                 return invalid(format!(
-                    "destination `{}`: timeout ({}) must be shorter than delivery.lease ({}), \
+                    "destination `{id}`: timeout ({}) must be shorter than delivery.lease ({}), \
                      or a slow attempt would be claimed twice",
-                    http.id,
-                    humantime::format_duration(http.timeout),
+                    humantime::format_duration(policy.timeout),
                     humantime::format_duration(self.delivery.lease)
                 ));
             }
-            http.retry
+            policy
+                .retry
                 .validate()
-                .map_err(|e| ConfigError::Invalid(format!("destination `{}`: {e}", http.id)))?;
-            if let Some(rate) = http.rate_limit
+                .map_err(|e| ConfigError::Invalid(format!("destination `{id}`: {e}")))?;
+            if let Some(rate) = policy.rate_limit
                 && !(rate.is_finite() && rate > 0.0)
             {
                 return invalid(format!(
-                    "destination `{}`: rate_limit must be a positive number of deliveries per second",
-                    http.id
+                    "destination `{id}`: rate_limit must be a positive number of deliveries per second"
                 ));
             }
         }
@@ -901,7 +1048,9 @@ destination = "billing"
         let config = Config::from_toml(EXAMPLE).expect("parses");
         config.validate().expect("valid");
         assert_eq!(config.sources[0].verifier, VerifierConfig::None);
-        let DestinationConfig::Http(http) = &config.destinations[0];
+        let DestinationConfig::Http(http) = &config.destinations[0] else {
+            panic!("an http destination")
+        };
         assert_eq!(http.timeout, Duration::from_secs(15));
         assert_eq!(http.retry.max_attempts(), 3);
         assert_eq!(config.routes[0].effective_id(), "orders-billing");

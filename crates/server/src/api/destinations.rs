@@ -30,9 +30,9 @@ pub struct Destination {
     pub id: String,
     /// `config` (read-only here) or `api`.
     pub managed_by: &'static str,
-    /// `http`.
+    /// `http`, `slack` or `teams`.
     pub kind: String,
-    /// Target URL.
+    /// Target URL (for other kinds than `http`, where they send, without credentials).
     pub url: String,
     /// `********` when a signing secret is set.
     pub secret: Option<String>,
@@ -128,18 +128,36 @@ fn to_config(
 }
 
 fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
-    let DestinationConfig::Http(http) = destination;
-    let (created_at, updated_at) = stamps(runtime, Kind::Destination, &http.id);
+    let id = destination.id();
+    let (created_at, updated_at) = stamps(runtime, Kind::Destination, id);
+    let policy = destination.policy();
+    let (url, secret, headers) = match destination {
+        DestinationConfig::Http(http) => (
+            http.url.clone(),
+            http.secret.as_ref().map(|_| REDACTED.to_owned()),
+            http.headers.clone(),
+        ),
+        // Other kinds carry credentials in their URL or token: show where they send, not how.
+        _ => (
+            runtime
+                .destinations
+                .get(id)
+                .map(|t| t.describe())
+                .unwrap_or_default(),
+            Some(REDACTED.to_owned()),
+            BTreeMap::new(),
+        ),
+    };
     Destination {
-        id: http.id.clone(),
-        managed_by: runtime.managed_by(Kind::Destination, &http.id).as_str(),
-        kind: "http".into(),
-        url: http.url.clone(),
-        secret: http.secret.as_ref().map(|_| REDACTED.to_owned()),
-        timeout: humantime::format_duration(http.timeout).to_string(),
-        retry: serde_json::to_value(&http.retry).unwrap_or(Value::Null),
-        headers: http.headers.clone(),
-        max_in_flight: http.max_in_flight.map(|n| n as u64),
+        id: id.to_owned(),
+        managed_by: runtime.managed_by(Kind::Destination, id).as_str(),
+        kind: destination.kind().into(),
+        url,
+        secret,
+        timeout: humantime::format_duration(policy.timeout).to_string(),
+        retry: serde_json::to_value(policy.retry).unwrap_or(Value::Null),
+        headers,
+        max_in_flight: policy.max_in_flight.map(|n| n as u64),
         created_at,
         updated_at,
     }
@@ -192,11 +210,12 @@ pub async fn secret(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DestinationSecret>> {
     let runtime = state.registry.current();
-    let DestinationConfig::Http(http) =
-        lookup(&runtime, &id).ok_or_else(|| not_found(Kind::Destination, &id))?;
-    Ok(Json(DestinationSecret {
-        secret: http.secret.clone(),
-    }))
+    let secret = match lookup(&runtime, &id).ok_or_else(|| not_found(Kind::Destination, &id))? {
+        DestinationConfig::Http(http) => http.secret.clone(),
+        // Credentials of other kinds live in the configuration file only.
+        _ => None,
+    };
+    Ok(Json(DestinationSecret { secret }))
 }
 
 /// Creates a destination.
@@ -228,9 +247,9 @@ pub async fn update(
     check_path_id(&id, &input.id)?;
     let current_secret = {
         let runtime = state.registry.current();
-        lookup(&runtime, &id).and_then(|d| {
-            let DestinationConfig::Http(http) = d;
-            http.secret.clone()
+        lookup(&runtime, &id).and_then(|d| match d {
+            DestinationConfig::Http(http) => http.secret.clone(),
+            _ => None,
         })
     };
     let secret = input.secret.clone().or(current_secret);

@@ -293,7 +293,7 @@ pub async fn test(
             }
             RouteTestRequest {
                 method: "POST",
-                url: target.url.to_string(),
+                url: target.describe(),
                 headers,
             }
         });

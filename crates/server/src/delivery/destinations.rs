@@ -47,9 +47,19 @@ pub struct HttpTarget {
     pub transform: Option<switchboard_jq::Program>,
     /// Whether deliveries are sent (a disabled endpoint keeps its pending deliveries).
     pub enabled: bool,
+    /// For kinds other than `http`: what sends the message.
+    pub connector: Option<Arc<dyn super::connectors::Connector>>,
 }
 
 impl HttpTarget {
+    /// Where attempts go, for attempt records (credentials never included).
+    pub fn describe(&self) -> String {
+        match &self.connector {
+            Some(connector) => connector.describe(),
+            None => self.url.to_string(),
+        }
+    }
+
     /// The keys that sign at `now`.
     pub fn signing_keys(&self, now: UnixMillis) -> Vec<SigningKey> {
         self.keys
@@ -68,35 +78,58 @@ pub type Destinations = HashMap<String, Arc<HttpTarget>>;
 pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations, String> {
     let mut out = HashMap::new();
     for destination in &config.destinations {
-        let DestinationConfig::Http(http) = destination;
-        let what = format!("destination `{}`", http.id);
-        let keys = http
-            .secret
-            .as_deref()
-            .map(|s| signing_key(&what, s, None))
-            .transpose()?
-            .into_iter()
-            .collect();
-        out.insert(
-            http.id.clone(),
-            Arc::new(HttpTarget {
-                id: http.id.clone(),
+        let policy = destination.policy();
+        let id = destination.id().to_owned();
+        let what = format!("destination `{id}`");
+        let max_in_flight = policy
+            .max_in_flight
+            .unwrap_or(config.delivery.per_destination_concurrency)
+            .max(1);
+        let target = match destination {
+            DestinationConfig::Http(http) => HttpTarget {
+                id: id.clone(),
                 tenant: None,
                 url: parse_url(&what, &http.url)?,
-                keys,
-                timeout: http.timeout,
-                retry: http.retry.clone(),
+                keys: http
+                    .secret
+                    .as_deref()
+                    .map(|s| signing_key(&what, s, None))
+                    .transpose()?
+                    .into_iter()
+                    .collect(),
+                timeout: policy.timeout,
+                retry: policy.retry.clone(),
                 headers: parse_headers(&what, &http.headers)?,
-                max_in_flight: http
-                    .max_in_flight
-                    .unwrap_or(config.delivery.per_destination_concurrency)
-                    .max(1),
-                rate_limit: http.rate_limit,
-                ordered: http.ordered,
+                max_in_flight,
+                rate_limit: policy.rate_limit,
+                ordered: policy.ordered,
                 transform: None,
                 enabled: true,
-            }),
-        );
+                connector: None,
+            },
+            other => {
+                let connector = super::connectors::build(other)
+                    .map_err(|e| format!("{what}: {e}"))?
+                    .ok_or_else(|| format!("{what}: no connector for kind `{}`", other.kind()))?;
+                HttpTarget {
+                    id: id.clone(),
+                    tenant: None,
+                    // Connectors describe themselves; the URL field is not used to send.
+                    url: parse_url(&what, &format!("{}:", other.kind()))?,
+                    keys: Vec::new(),
+                    timeout: policy.timeout,
+                    retry: policy.retry.clone(),
+                    headers: Vec::new(),
+                    max_in_flight,
+                    rate_limit: policy.rate_limit,
+                    ordered: policy.ordered,
+                    transform: None,
+                    enabled: true,
+                    connector: Some(connector),
+                }
+            }
+        };
+        out.insert(id, Arc::new(target));
     }
     for endpoint in endpoints {
         let what = format!("endpoint `{}`", endpoint.id);
@@ -140,6 +173,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                 ordered: endpoint.ordered,
                 transform,
                 enabled: endpoint.enabled,
+                connector: None,
             }),
         );
     }

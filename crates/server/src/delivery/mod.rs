@@ -10,6 +10,7 @@
 //! key. At most `concurrency` deliveries are in memory at any time.
 
 pub mod completer;
+pub mod connectors;
 pub mod destinations;
 pub mod due;
 pub mod health;
@@ -479,7 +480,7 @@ impl Worker {
                             "not sent: the filter of route `{}` did not match",
                             delivery.route_id
                         )),
-                        request_url: target.url.to_string(),
+                        request_url: target.describe(),
                         response_headers: Vec::new(),
                         response_body: Vec::new(),
                         latency_ms: 0,
@@ -501,7 +502,7 @@ impl Worker {
                         next: NextStep::Failed,
                         status_code: None,
                         error: Some(error),
-                        request_url: target.url.to_string(),
+                        request_url: target.describe(),
                         response_headers: Vec::new(),
                         response_body: Vec::new(),
                         latency_ms: 0,
@@ -511,7 +512,19 @@ impl Worker {
                 return;
             }
         };
-        let report = self.sender.send(&target, &delivery.id, &prepared).await;
+        let report = match &target.connector {
+            None => self.sender.send(&target, &delivery.id, &prepared).await,
+            Some(connector) => {
+                connector
+                    .deliver(connectors::Attempt {
+                        delivery_id: &delivery.id,
+                        client: self.sender.client(),
+                        timeout: target.timeout,
+                        message: &prepared,
+                    })
+                    .await
+            }
+        };
         let latency_ms = report.latency.as_millis() as u64;
         metrics::histogram!("switchboard_attempt_duration_seconds", "destination" => target.id.clone())
             .record(report.latency.as_secs_f64());
@@ -571,7 +584,7 @@ impl Worker {
                 next,
                 status_code: report.status,
                 error: report.error,
-                request_url: target.url.to_string(),
+                request_url: target.describe(),
                 response_headers: report.headers,
                 response_body: report.body_excerpt,
                 latency_ms,

@@ -127,39 +127,55 @@ impl Sender {
         }
         let response = match request.body(body.to_vec()).send().await {
             Ok(response) => response,
-            Err(error) => return transport_failure(&error, target, started),
+            Err(error) => return report_error(&error, target.timeout, started),
         };
-        let status = response.status().as_u16();
-        let headers: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body_excerpt = read_excerpt(response, self.excerpt_limit).await;
-        let outcome = AttemptOutcome::from_status(status, retry_after);
-        let error = match outcome {
-            AttemptOutcome::Delivered => None,
-            _ => Some(format!("HTTP {status}")),
-        };
-        AttemptReport {
-            outcome,
-            status: Some(status),
-            error,
-            headers,
-            body_excerpt,
-            latency: started.elapsed(),
-        }
+        read_report(response, started, self.excerpt_limit).await.0
     }
+
+    /// The shared HTTP client (SSRF-guarded, no redirects), for connectors.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+/// Classifies a response: status (with `Retry-After`), headers and a bounded body excerpt,
+/// which is also returned for callers that read the answer.
+pub async fn read_report(
+    response: reqwest::Response,
+    started: Instant,
+    excerpt_limit: usize,
+) -> (AttemptReport, Vec<u8>) {
+    let status = response.status().as_u16();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let body_excerpt = read_excerpt(response, excerpt_limit).await;
+    let outcome = AttemptOutcome::from_status(status, retry_after);
+    let error = match outcome {
+        AttemptOutcome::Delivered => None,
+        _ => Some(format!("HTTP {status}")),
+    };
+    let report = AttemptReport {
+        outcome,
+        status: Some(status),
+        error,
+        headers,
+        body_excerpt: body_excerpt.clone(),
+        latency: started.elapsed(),
+    };
+    (report, body_excerpt)
 }
 
 fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
@@ -196,16 +212,17 @@ fn failure(outcome: AttemptOutcome, error: String, started: Instant) -> AttemptR
     }
 }
 
-fn transport_failure(
+/// Classifies a request that got no response (refused address, timeout, connection error).
+pub fn report_error(
     error: &reqwest::Error,
-    target: &HttpTarget,
+    timeout: std::time::Duration,
     started: Instant,
 ) -> AttemptReport {
     if let Some(blocked) = find_source::<BlockedAddress>(error) {
         return failure(AttemptOutcome::Permanent, blocked.to_string(), started);
     }
     let message = if error.is_timeout() {
-        format!("timed out after {}", humantime_secs(target.timeout))
+        format!("timed out after {}", humantime_secs(timeout))
     } else if error.is_connect() {
         format!("connection failed: {}", root_cause(error))
     } else if error.is_builder() {

@@ -149,7 +149,9 @@ async fn slow_destination_does_not_delay_another() {
     let slow = Receiver::scripted(|_| Reply::Slow(Duration::from_secs(3), 200)).await;
     let fast = Receiver::always(200).await;
     let mut config = config_to(&slow.url, RetryPolicy::default());
-    let DestinationConfig::Http(http) = &mut config.destinations[0];
+    let DestinationConfig::Http(http) = &mut config.destinations[0] else {
+        panic!("an http destination")
+    };
     http.max_in_flight = Some(2);
     config
         .destinations

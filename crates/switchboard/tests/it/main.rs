@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod ingest;
 mod multinode;
+mod notify;
 mod outbound;
 mod providers;
 mod receivers;

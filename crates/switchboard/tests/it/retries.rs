@@ -159,7 +159,9 @@ async fn timeouts_are_retried() {
     })
     .await;
     let mut config = config_to(&receiver.url, schedule_ms(&[100]));
-    let DestinationConfig::Http(http) = &mut config.destinations[0];
+    let DestinationConfig::Http(http) = &mut config.destinations[0] else {
+        panic!("an http destination")
+    };
     http.timeout = Duration::from_millis(500);
     let server = TestServer::start(config).await;
     let event = server.ingest_ok("src", "{}").await;
