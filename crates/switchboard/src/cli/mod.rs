@@ -6,9 +6,12 @@
 //! destination's URL, the server's is spelled `--server`.
 
 mod client;
+mod data;
+mod endpoints;
 mod input;
 mod inspect;
 mod offline;
+mod outbound;
 mod output;
 mod resources;
 mod samples;
@@ -40,7 +43,16 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const SERVER_URL: &str = "server_url";
 
 /// Commands that never talk to the API (they get no `--url`).
-const LOCAL_COMMANDS: [&str; 5] = ["serve", "trigger", "sign", "verify", "completions"];
+const LOCAL_COMMANDS: [&str; 8] = [
+    "serve",
+    "migrate",
+    "export",
+    "import",
+    "trigger",
+    "sign",
+    "verify",
+    "completions",
+];
 
 /// Switchboard: receive, route and deliver webhooks, durably.
 #[derive(Debug, Parser)]
@@ -68,6 +80,12 @@ pub struct Cli {
 enum Command {
     /// Run the server: ingest, delivery workers, management API, health and metrics.
     Serve(serve::ServeArgs),
+    /// Apply pending database migrations and print the schema version.
+    Migrate(data::MigrateArgs),
+    /// Write all stored data to a portable JSON Lines file (for moving to another database).
+    Export(data::ExportArgs),
+    /// Load an export into the configured, empty store (same master key needed).
+    Import(data::ImportArgs),
     /// Manage sources (where events come in).
     #[command(subcommand)]
     Sources(resources::SourcesCommand),
@@ -80,6 +98,17 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Manage tenants (outbound webhooks: your customers, who own endpoints).
+    #[command(subcommand)]
+    Tenants(outbound::TenantsCommand),
+    /// Manage a tenant's webhook endpoints (outbound); the endpoint's URL is `--endpoint-url`.
+    #[command(subcommand)]
+    Endpoints(endpoints::EndpointsCommand),
+    /// Manage the event type catalog (with optional JSON Schemas for payloads).
+    #[command(subcommand)]
+    EventTypes(outbound::EventTypesCommand),
+    /// Publish a message to a tenant's endpoints and print its event id.
+    Publish(outbound::PublishArgs),
     /// Inspect stored events.
     #[command(subcommand)]
     Events(inspect::EventsCommand),
@@ -239,10 +268,17 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Serve(args) => serve::run(&ctx.config, args).await,
+        Command::Migrate(args) => data::migrate(&ctx, args).await,
+        Command::Export(args) => data::export(&ctx, args).await,
+        Command::Import(args) => data::import(&ctx, args).await,
         Command::Sources(cmd) => resources::sources(&ctx, cmd).await,
         Command::Destinations(cmd) => resources::destinations(&ctx, cmd).await,
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
+        Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,
+        Command::Endpoints(cmd) => endpoints::run(&ctx, cmd).await,
+        Command::EventTypes(cmd) => outbound::event_types(&ctx, cmd).await,
+        Command::Publish(args) => outbound::publish(&ctx, args).await,
         Command::Events(cmd) => inspect::events(&ctx, cmd).await,
         Command::Deliveries(cmd) => inspect::deliveries(&ctx, cmd).await,
         Command::Attempts(args) => inspect::attempts(&ctx, args).await,

@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod cli;
+mod cli_outbound;
 mod crash;
 mod delivery;
 mod ingest;
@@ -16,4 +17,5 @@ mod receivers;
 mod retries;
 mod routes;
 mod shutdown;
+mod transfer;
 mod trigger;

@@ -19,6 +19,12 @@ impl Process {
     /// Writes `config_toml` into `dir/switchboard.toml` and starts `switchboard serve` on an
     /// ephemeral port with `dir` as the data directory.
     pub fn spawn(dir: &Path, config_toml: &str) -> Self {
+        Self::spawn_with(dir, config_toml, "127.0.0.1:0", &[])
+    }
+
+    /// [`Process::spawn`] listening on `listen` (e.g. the address of a killed node, to restart
+    /// it on the same port), with extra environment variables (e.g. `SWITCHBOARD_MASTER_KEY`).
+    pub fn spawn_with(dir: &Path, config_toml: &str, listen: &str, env: &[(&str, &str)]) -> Self {
         let config = dir.join("switchboard.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -28,9 +34,10 @@ impl Process {
             .arg("--data-dir")
             .arg(dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .env("SWITCHBOARD_LOG", "warn")
             .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
