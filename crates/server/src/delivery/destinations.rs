@@ -134,6 +134,13 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
     for endpoint in endpoints {
         let what = format!("endpoint `{}`", endpoint.id);
         endpoint.validate().map_err(|e| format!("{what}: {e}"))?;
+        if endpoint.timeout >= config.delivery.lease {
+            return Err(format!(
+                "{what}: timeout ({}) must be shorter than delivery.lease ({}), or a slow attempt would be claimed twice",
+                humantime::format_duration(endpoint.timeout),
+                humantime::format_duration(config.delivery.lease)
+            ));
+        }
         if out.contains_key(&endpoint.id) {
             return Err(format!(
                 "{what}: a destination with this id exists; endpoint ids must be unique"
@@ -162,7 +169,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                 tenant: Some(endpoint.tenant.clone()),
                 url: parse_url(&what, &endpoint.url)?,
                 keys,
-                timeout: endpoint.timeout.min(config.delivery.lease / 2),
+                timeout: endpoint.timeout,
                 retry: endpoint.retry.clone(),
                 headers: parse_headers(&what, &endpoint.headers)?,
                 max_in_flight: endpoint

@@ -838,6 +838,7 @@ async fn endpoint_validation_and_tenant_deletion() {
             json!({"url": "https://x.test", "rate_limit": 0}),
             "rate_limit",
         ),
+        (json!({"url": "https://x.test", "timeout": "2m"}), "timeout"),
     ];
     for (body, field) in cases {
         let response = api.post("/v1/tenants/acme/endpoints", &body).await;
