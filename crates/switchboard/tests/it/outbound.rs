@@ -371,7 +371,10 @@ async fn circuit_breaker_opens_probes_and_closes() {
         }
     })
     .await;
-    let server = TestServer::start(outbound_config()).await;
+    let mut config = outbound_config();
+    // Long enough that the quiet period below is well inside it even on a busy machine.
+    config.delivery.circuit.cooldown = Duration::from_secs(3);
+    let server = TestServer::start(config).await;
     let api = server.api();
     tenant(&api, "acme").await;
     let (bad, _) = endpoint(
@@ -516,17 +519,18 @@ async fn throttling_is_enforced_per_endpoint_without_blocking_others() {
     tenant(&api, "acme").await;
     endpoint(&api, "acme", json!({"url": slow.url, "rate_limit": 5})).await;
     endpoint(&api, "acme", json!({"url": fast.url})).await;
-    let started = Instant::now();
-    for n in 0..15 {
-        publish(&api, "acme", json!({"type": "t", "payload": {"n": n}})).await;
-    }
-    fast.wait_for(15, Duration::from_secs(5)).await;
-    let fast_done = started.elapsed();
+    // Published together, so that the throttle (not the publishing) sets the pace.
+    futures::future::join_all(
+        (0..15).map(|n| publish(&api, "acme", json!({"type": "t", "payload": {"n": n}}))),
+    )
+    .await;
+    let unthrottled = fast.wait_for(15, Duration::from_secs(5)).await;
     let throttled = slow.wait_for(15, Duration::from_secs(10)).await;
     let spread = throttled[14].at.duration_since(throttled[0].at);
+    let fast_last = unthrottled.iter().map(|r| r.at).max().expect("requests");
     assert!(
-        fast_done < Duration::from_millis(1500),
-        "the unthrottled endpoint was delayed: {fast_done:?}"
+        fast_last + Duration::from_millis(500) < throttled[14].at,
+        "the unthrottled endpoint waited for the throttled one"
     );
     // 5 per second with a burst of 5: 15 messages need at least 2 seconds.
     assert!(spread >= Duration::from_millis(1800), "spread {spread:?}");
@@ -985,15 +989,21 @@ async fn a_hanging_endpoint_does_not_delay_the_others() {
     tenant(&api, "acme").await;
     endpoint(&api, "acme", json!({"url": hanging.url, "timeout": "3s"})).await;
     endpoint(&api, "acme", json!({"url": healthy.url})).await;
-    let started = Instant::now();
-    for n in 0..40 {
-        publish(&api, "acme", json!({"type": "t", "payload": {"n": n}})).await;
-    }
-    healthy.wait_for(40, Duration::from_secs(5)).await;
-    let healthy_done = started.elapsed();
+    futures::future::join_all(
+        (0..40).map(|n| publish(&api, "acme", json!({"type": "t", "payload": {"n": n}}))),
+    )
+    .await;
+    let healthy_got = healthy.wait_for(40, Duration::from_secs(10)).await;
+    let healthy_last = healthy_got.iter().map(|r| r.at).max().expect("requests");
+    let hanging_first = hanging
+        .requests()
+        .iter()
+        .map(|r| r.at)
+        .min()
+        .expect("requests");
     assert!(
-        healthy_done < Duration::from_secs(2),
-        "the healthy endpoint waited behind the hanging one: {healthy_done:?}"
+        healthy_last < hanging_first + Duration::from_secs(3),
+        "the healthy endpoint waited for the hanging one's 3 s timeout"
     );
     assert!(
         hanging.requests().len() <= 4,
