@@ -53,6 +53,8 @@ pub struct Settings {
     pub max_batch: Option<usize>,
     /// `delivery.per_destination_concurrency` override.
     pub per_destination_concurrency: Option<usize>,
+    /// `delivery.concurrency` override.
+    pub concurrency: Option<usize>,
     /// Where temporary data directories are created.
     pub data_parent: PathBuf,
 }
@@ -73,6 +75,9 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
     if let Some(n) = settings.per_destination_concurrency {
         config.delivery.per_destination_concurrency = n;
         config.delivery.concurrency = config.delivery.concurrency.max(n);
+    }
+    if let Some(n) = settings.concurrency {
+        config.delivery.concurrency = n;
     }
     // Attempts may legitimately wait at a gated receiver for as long as the pre-load takes; a
     // short lease would re-queue them meanwhile and the receiver would see duplicates. (It must
@@ -95,6 +100,8 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
             id: None,
             source: SOURCE.into(),
             destination: DESTINATION.into(),
+            filter: None,
+            transform: None,
         }];
     }
     config
@@ -114,13 +121,23 @@ impl Server {
     /// Starts Switchboard on `127.0.0.1:0` with a fresh data directory and waits until
     /// `/readyz` answers.
     pub async fn start(settings: &Settings, route: Option<&Route>) -> anyhow::Result<Self> {
+        Self::start_with(settings, route, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with `tweak` applied to the configuration first.
+    pub async fn start_with(
+        settings: &Settings,
+        route: Option<&Route>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let data_dir = tempfile::Builder::new()
             .prefix("switchboard-bench-")
             .tempdir_in(&settings.data_parent)
             .with_context(|| {
                 format!("creating a data dir in {}", settings.data_parent.display())
             })?;
-        let config = config(settings, data_dir.path(), route);
+        let mut config = config(settings, data_dir.path(), route);
+        tweak(&mut config);
         let listener = TcpListener::bind(config.server.listen).await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
@@ -160,13 +177,7 @@ impl Server {
     /// on every scrape). Going through the server rather than opening a second store handle keeps
     /// extra SQLite connections and page caches out of the memory figures.
     pub async fn delivery_counts(&self) -> anyhow::Result<DeliveryCounts> {
-        let uri: hyper::Uri = format!("http://{}/metrics", self.addr).parse()?;
-        let response = crate::load::client().get(uri).await?;
-        if response.status() != StatusCode::OK {
-            bail!("/metrics answered {}", response.status());
-        }
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok(DeliveryCounts::parse(&String::from_utf8_lossy(&body)))
+        delivery_counts_at(self.addr).await
     }
 
     /// Shuts the server down the way SIGTERM does and waits for it.
@@ -178,6 +189,17 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// [`Server::delivery_counts`] of the server at `addr`, usable from other tasks.
+pub async fn delivery_counts_at(addr: SocketAddr) -> anyhow::Result<DeliveryCounts> {
+    let uri: hyper::Uri = format!("http://{addr}/metrics").parse()?;
+    let response = crate::load::client().get(uri).await?;
+    if response.status() != StatusCode::OK {
+        bail!("/metrics answered {}", response.status());
+    }
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(DeliveryCounts::parse(&String::from_utf8_lossy(&body)))
 }
 
 /// Deliveries per status.
@@ -218,7 +240,7 @@ impl DeliveryCounts {
                 DeliveryStatus::InFlight => counts.in_flight = n,
                 DeliveryStatus::Succeeded => counts.succeeded = n,
                 DeliveryStatus::Failed => counts.failed = n,
-                DeliveryStatus::Cancelled => {}
+                DeliveryStatus::Cancelled | DeliveryStatus::Filtered => {}
             }
         }
         counts

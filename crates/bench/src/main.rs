@@ -4,6 +4,14 @@
 //!   levels, each against a fresh server and data directory.
 //! - `--mode deliver`: delivery throughput of a pre-loaded backlog to a loopback receiver.
 //! - `--mode backlog`: process memory while a large undeliverable backlog sits in the store.
+//! - `--mode fanout`: outbound webhooks through the API: one tenant with `--endpoints` endpoints
+//!   (100) on a loopback receiver, `--events` events (1,000) published by `--publishers` clients
+//!   (16); reports publish latency and rate, deliveries/s from the first publish to the last
+//!   delivery, and each delivery's lag behind its publish's `202`.
+//! - `--mode hang`: `--endpoints` endpoints (1,000), `--hanging` of them (10) on a receiver that
+//!   answers only after `--hang-for` (10 s); events published at `--rate` per second (20) for
+//!   `--duration` (30 s), each to the endpoints of one of `--event-types` types (10); reports the
+//!   healthy endpoints' delivery lag against the 1 s p99 target and what the hanging ones got.
 //!
 //! Server, receiver and clients share one Tokio runtime (and the machine's cores), so the figures
 //! are a lower bound for a server with the machine to itself. Build with `--release`.
@@ -11,6 +19,7 @@
 mod harness;
 mod load;
 mod modes;
+mod outbound;
 mod report;
 
 use std::io::IsTerminal;
@@ -27,7 +36,14 @@ use crate::report::Output;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Measures Switchboard's ingest and delivery throughput in-process."
+    about = "Measures Switchboard's ingest and delivery throughput in-process.",
+    long_about = "Measures Switchboard's ingest and delivery throughput in-process.\n\n\
+        Modes: ingest (durable ingest rate and latency), deliver (delivery rate of a pre-loaded \
+        backlog), backlog (memory with a large backlog), fanout (publish API: 1 tenant, \
+        --endpoints endpoints, --events events; publish latency, deliveries/s, delivery lag), \
+        hang (--endpoints endpoints of which --hanging answer after --hang-for; events at \
+        --rate/s for --duration; healthy endpoints' lag against the 1 s p99 target).\n\n\
+        Logs: SWITCHBOARD_LOG (or RUST_LOG), e.g. SWITCHBOARD_LOG=info; default warn."
 )]
 pub struct Args {
     /// What to measure.
@@ -36,9 +52,9 @@ pub struct Args {
     /// Concurrent clients (one keep-alive connection each) per ingest level, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     pub concurrency: Vec<usize>,
-    /// Measured time per ingest level.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-    pub duration: Duration,
+    /// Measured time per ingest level (default 10s); hang mode: how long to publish (30s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
     /// Warm-up per ingest level, excluded from the figures.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     pub warmup: Duration,
@@ -49,9 +65,32 @@ pub struct Args {
     /// ingest for the store and the CPU.
     #[arg(long)]
     pub with_routes: bool,
-    /// Events to pre-load (deliver: 50000, backlog: 1000000).
+    /// Events to pre-load (deliver: 50000, backlog: 1000000) or to publish (fanout: 1000).
     #[arg(long)]
     pub events: Option<u64>,
+    /// Fanout and hang modes: endpoints of the tenant (fanout: 100, hang: 1000).
+    #[arg(long)]
+    pub endpoints: Option<usize>,
+    /// Fanout mode: concurrent publishing clients (closed loop, one connection each).
+    #[arg(long, default_value_t = 16)]
+    pub publishers: usize,
+    /// Hang mode: how many endpoints point at the receiver that hangs.
+    #[arg(long, default_value_t = 10)]
+    pub hanging: usize,
+    /// Hang mode: how long the hanging receiver waits before answering 200.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub hang_for: Duration,
+    /// Hang mode: every endpoint's attempt timeout (must exceed --hang-for for the hanging
+    /// attempts to succeed).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub hang_timeout: Duration,
+    /// Hang mode: events published per second (open loop).
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Hang mode: endpoint i subscribes to event type i mod K, event n has type n mod K, so each
+    /// event fans out to endpoints/K endpoints (1: every event to every endpoint).
+    #[arg(long, default_value_t = 10)]
+    pub event_types: usize,
     /// Concurrent clients used to pre-load events (deliver and backlog modes).
     #[arg(long, default_value_t = 64)]
     pub preload_concurrency: usize,
@@ -70,6 +109,9 @@ pub struct Args {
     /// Override `delivery.per_destination_concurrency` (the single destination's in-flight cap).
     #[arg(long)]
     pub per_destination_concurrency: Option<usize>,
+    /// Override `delivery.concurrency` (the worker's global in-flight cap, default 512).
+    #[arg(long)]
+    pub delivery_concurrency: Option<usize>,
     /// Directory in which temporary data directories are created (default: the system
     /// temporary directory). Must be on the disk you want to measure: on tmpfs, fsync is free.
     #[arg(long)]
@@ -88,6 +130,10 @@ pub enum Mode {
     Deliver,
     /// Memory with a large backlog.
     Backlog,
+    /// Outbound fan-out through the publish API.
+    Fanout,
+    /// Outbound delivery lag of healthy endpoints while some endpoints hang.
+    Hang,
 }
 
 /// `--durability`.
@@ -130,7 +176,8 @@ pub enum BacklogTarget {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -145,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
         durability: args.durability.config(),
         max_batch: args.max_batch,
         per_destination_concurrency: args.per_destination_concurrency,
+        concurrency: args.delivery_concurrency,
         data_parent,
     };
     header(&args, &settings, out);
@@ -152,14 +200,22 @@ async fn main() -> anyhow::Result<()> {
         Mode::Ingest => modes::ingest(&args, &settings, out).await,
         Mode::Deliver => modes::deliver(&args, &settings, out).await,
         Mode::Backlog => modes::backlog(&args, &settings, out).await,
+        Mode::Fanout => outbound::fanout(&args, &settings, out).await,
+        Mode::Hang => outbound::hang(&args, &settings, out).await,
     }
 }
 
 fn header(args: &Args, settings: &Settings, out: Output) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let fs = harness::filesystem_of(&settings.data_parent).unwrap_or_else(|| "unknown".into());
+    // Other work on the machine competes for the same cores: say how much there was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
     out.line(&format!(
-        "switchboard-bench: mode {}, durability {}, body {} B, {cores} cores, data under {} ({fs}){}",
+        "switchboard-bench: mode {}, durability {}, body {} B, {cores} cores (load average \
+         {load}), data under {} ({fs}){}",
         format!("{:?}", args.mode).to_lowercase(),
         args.durability.name(),
         args.body_bytes,

@@ -43,6 +43,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
         "max ms",
         "deliv/s"
     ));
+    let duration = args.duration.unwrap_or(Duration::from_secs(10));
     for &concurrency in &args.concurrency {
         let receiver = match args.with_routes {
             true => Some(Receiver::start(true).await?),
@@ -53,7 +54,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
         // Deliveries made during the measured window, counted alongside the load.
         let delivered = receiver.as_ref().map(|receiver| {
             let counter = receiver.counter();
-            let (warmup, duration) = (args.warmup, args.duration);
+            let warmup = args.warmup;
             tokio::spawn(async move {
                 tokio::time::sleep(warmup).await;
                 let before = counter.load(Ordering::Relaxed);
@@ -67,7 +68,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             body: body.clone(),
             stop: Stop::Timed {
                 warmup: args.warmup,
-                duration: args.duration,
+                duration,
             },
             record_latencies: true,
             progress_every: None,
@@ -77,7 +78,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             Some(task) => Some(task.await?),
             None => None,
         };
-        let delivery_rate = delivered.map(|n| per_second(n, args.duration));
+        let delivery_rate = delivered.map(|n| per_second(n, duration));
         server.stop().await?;
         if let Some(receiver) = receiver {
             receiver.stop().await;
@@ -106,7 +107,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             "durability": args.durability.name(),
             "routes": usize::from(args.with_routes),
             "body_bytes": args.body_bytes,
-            "duration_s": args.duration.as_secs_f64(),
+            "duration_s": duration.as_secs_f64(),
             "accepted": outcome.accepted,
             "rejected": outcome.rejected,
             "transport_errors": outcome.transport_errors,
