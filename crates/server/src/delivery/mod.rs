@@ -208,17 +208,37 @@ impl Worker {
         let nodes = *nodes;
         let mut pass = Pass::default();
         let runtime = self.registry.current();
-        let mut ids: Vec<&String> = runtime.destinations.keys().collect();
-        ids.sort_unstable();
+        let mut sorted: Vec<&String> = runtime.destinations.keys().collect();
+        sorted.sort_unstable();
+        let mut ids = sorted.clone();
         if !ids.is_empty() {
             let start = *rotation % ids.len();
             ids.rotate_left(start);
         }
+        // Round robin that resumes where the last pass ran out of slots, so that with more
+        // destinations than slots every one of them is reached in turn.
         *rotation = rotation.wrapping_add(1);
+        let hints = self.due.snapshot(ids.into_iter());
+        // Fair share of the global slots among destinations with work due now. A destination
+        // beyond its share may still claim, but only from the upper half of the free slots:
+        // slow or hanging destinations can never take the slots the others need.
+        let active = hints
+            .iter()
+            .filter(|(_, hint)| match hint {
+                Hint::At(at) => *at <= now,
+                Hint::Unknown => true,
+            })
+            .count()
+            .max(1);
+        let fair_share = (self.concurrency / active).max(1);
+        let reserve = self.concurrency / 2;
         let mut free = permits.available_permits();
-        for (id, hint) in self.due.snapshot(ids.into_iter()) {
+        for (id, hint) in hints {
             if free == 0 {
                 pass.more_due = true;
+                if let Ok(position) = sorted.binary_search(&id) {
+                    *rotation = position;
+                }
                 break;
             }
             let Some(target) = runtime.destinations.get(id) else {
@@ -266,6 +286,9 @@ impl Worker {
                 .min(CLAIM_BATCH);
             if probe {
                 room = room.min(1);
+            }
+            if held >= fair_share {
+                room = room.min(free.saturating_sub(reserve));
             }
             if room == 0 {
                 // Full: one of its attempts finishing wakes us.

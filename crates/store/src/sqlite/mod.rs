@@ -32,6 +32,7 @@ pub const DB_FILE: &str = "switchboard.db";
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    durability: Durability,
 }
 
 impl SqliteStore {
@@ -66,7 +67,11 @@ impl SqliteStore {
             // keeps the resident size flat however large the backlog grows.
             .connect_with(base.read_only(true).pragma("cache_size", "-8192"))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            durability,
+        })
     }
 
     /// Closes both pools, waiting for running statements.
@@ -100,7 +105,7 @@ impl crate::Store for SqliteStore {
     }
 
     async fn claim_due(&self, claim: &crate::Claim<'_>) -> Result<Vec<crate::ClaimedDelivery>> {
-        writes::claim_due(&self.writer, &self.reader, claim).await
+        writes::claim_due(&self.writer, &self.reader, claim, self.durability).await
     }
 
     async fn complete(&self, completions: &[crate::Completion]) -> Result<()> {
