@@ -51,6 +51,16 @@ pub trait Store: Send + Sync + 'static {
     /// first, skipping the `exclude` destinations (those already at their concurrency limit).
     async fn claim_due(&self, claim: &Claim<'_>) -> Result<Vec<ClaimedDelivery>>;
 
+    /// [`Store::claim_due`] for several claims (normally one per destination), in one
+    /// transaction where the backend allows; results are in the order of `claims`.
+    async fn claim_many(&self, claims: &[Claim<'_>]) -> Result<Vec<Vec<ClaimedDelivery>>> {
+        let mut out = Vec::with_capacity(claims.len());
+        for claim in claims {
+            out.push(self.claim_due(claim).await?);
+        }
+        Ok(out)
+    }
+
     /// Records attempts and moves their deliveries on, in one transaction. A completion whose
     /// lease is no longer held by `lease_owner` still records its attempt but leaves the
     /// delivery alone (another worker owns it now).

@@ -151,6 +151,7 @@ conformance_tests!(
     payload_pruning_spares_pending_work,
     node_heartbeats_count_live_nodes,
     unrouted_events_are_listed_apart,
+    claim_many_claims_per_destination,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

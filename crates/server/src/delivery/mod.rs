@@ -93,6 +93,14 @@ struct Local {
     tasks: JoinSet<()>,
 }
 
+/// A claim a pass is about to make.
+struct Planned<'a> {
+    id: &'a String,
+    room: usize,
+    probe: bool,
+    ordered: bool,
+}
+
 /// What one dispatcher pass found.
 #[derive(Default)]
 struct Pass {
@@ -233,6 +241,7 @@ impl Worker {
         let fair_share = (self.concurrency / active).max(1);
         let reserve = self.concurrency / 2;
         let mut free = permits.available_permits();
+        let mut planned: Vec<Planned<'_>> = Vec::new();
         for (id, hint) in hints {
             if free == 0 {
                 pass.more_due = true;
@@ -304,28 +313,46 @@ impl Worker {
                 continue;
             }
             room = room.min(tokens);
-            let claim = Claim {
-                now,
-                limit: room,
-                owner: &self.owner,
-                lease_until: now + self.lease.as_millis() as i64,
-                exclude: &[],
-                destination: Some(id),
+            free -= room;
+            planned.push(Planned {
+                id,
+                room,
+                probe,
                 ordered: target.ordered,
-            };
-            let claimed = match self.store.claim_due(&claim).await {
-                Ok(claimed) => claimed,
-                Err(error) => {
-                    tracing::error!(%error, destination = %id, "claiming deliveries failed; retrying shortly");
-                    pass.wake_at(now + 1000);
-                    continue;
-                }
-            };
+            });
+        }
+        if planned.is_empty() {
+            return pass;
+        }
+        // One store call (one transaction on SQLite) claims for every planned destination.
+        let lease_until = now + self.lease.as_millis() as i64;
+        let claims: Vec<Claim<'_>> = planned
+            .iter()
+            .map(|p| Claim {
+                now,
+                limit: p.room,
+                owner: &self.owner,
+                lease_until,
+                exclude: &[],
+                destination: Some(p.id.as_str()),
+                ordered: p.ordered,
+            })
+            .collect();
+        let batches = match self.store.claim_many(&claims).await {
+            Ok(batches) => batches,
+            Err(error) => {
+                tracing::error!(%error, "claiming deliveries failed; retrying shortly");
+                pass.wake_at(now + 1000);
+                return pass;
+            }
+        };
+        for (plan, claimed) in planned.iter().zip(batches) {
+            let id = plan.id;
             throttle.spend(id, claimed.len());
-            if probe && !claimed.is_empty() {
+            if plan.probe && !claimed.is_empty() {
                 self.health.probe_started(id, now);
             }
-            if claimed.len() < room {
+            if claimed.len() < plan.room {
                 // Nothing more is claimable now: learn when something will be.
                 match self.store.next_due_for(id).await {
                     // Due but not claimable: held behind its ordering key. A completion of
@@ -348,7 +375,6 @@ impl Worker {
             } else {
                 pass.more_due = true;
             }
-            free -= claimed.len().min(free);
             for delivery in claimed {
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     // Cannot happen: no more than the free permits were claimed. The lease

@@ -108,6 +108,13 @@ impl crate::Store for SqliteStore {
         writes::claim_due(&self.writer, &self.reader, claim, self.durability).await
     }
 
+    async fn claim_many(
+        &self,
+        claims: &[crate::Claim<'_>],
+    ) -> Result<Vec<Vec<crate::ClaimedDelivery>>> {
+        writes::claim_many(&self.writer, &self.reader, claims, self.durability).await
+    }
+
     async fn complete(&self, completions: &[crate::Completion]) -> Result<()> {
         writes::complete(&self.writer, completions).await
     }

@@ -157,15 +157,8 @@ pub(super) async fn record_rejections(
     Ok(())
 }
 
-pub(super) async fn claim_due(
-    writer: &SqlitePool,
-    reader: &SqlitePool,
-    claim: &Claim<'_>,
-    durability: switchboard_core::config::Durability,
-) -> Result<Vec<ClaimedDelivery>> {
-    if claim.limit == 0 {
-        return Ok(Vec::new());
-    }
+/// Builds the claim statement of one destination (or all).
+fn claim_query(claim: &Claim<'_>) -> QueryBuilder<Sqlite> {
     let mut q =
         QueryBuilder::<Sqlite>::new("UPDATE deliveries SET status = 'in_flight', lease_owner = ");
     q.push_bind(claim.owner)
@@ -207,35 +200,13 @@ pub(super) async fn claim_due(
     .push(
         ") RETURNING id, event_id, route_id, destination, attempts, run_attempts, ordering_key, exhausted",
     );
-    // A claim need not survive a power loss: a lost lease only means the delivery is pending
-    // again, which at-least-once allows. So it commits without an fsync (WAL, synchronous
-    // NORMAL); the next durable commit syncs the log, claims included, in order. With
-    // thousands of endpoints this is the difference between one fsync per destination per pass
-    // and none.
-    let mut conn = writer.acquire().await?;
-    let relaxed = durability == switchboard_core::config::Durability::Full;
-    if relaxed {
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-    }
-    let rows = q.build().fetch_all(&mut *conn).await;
-    if relaxed
-        && let Err(error) = sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await
-    {
-        // Never hand a relaxed connection back: the pool opens a fresh (FULL) one.
-        conn.close_on_drop();
-        return Err(error.into());
-    }
-    drop(conn);
-    let rows = rows?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
+    q
+}
+
+/// Turns `RETURNING` rows into claimed deliveries (event fields still empty).
+fn claimed_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<ClaimedDelivery>> {
     let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         claimed.push(ClaimedDelivery {
             id: row.try_get("id")?,
             event_id: row.try_get("event_id")?,
@@ -255,7 +226,81 @@ pub(super) async fn claim_due(
             body_pruned: false,
         });
     }
-    let mut event_ids: Vec<&str> = claimed.iter().map(|c| c.event_id.as_str()).collect();
+    Ok(claimed)
+}
+
+pub(super) async fn claim_due(
+    writer: &SqlitePool,
+    reader: &SqlitePool,
+    claim: &Claim<'_>,
+    durability: switchboard_core::config::Durability,
+) -> Result<Vec<ClaimedDelivery>> {
+    let mut all = claim_many(writer, reader, std::slice::from_ref(claim), durability).await?;
+    Ok(all.pop().unwrap_or_default())
+}
+
+/// Claims for several destinations in one transaction, then reads their events in one go.
+pub(super) async fn claim_many(
+    writer: &SqlitePool,
+    reader: &SqlitePool,
+    claims: &[Claim<'_>],
+    durability: switchboard_core::config::Durability,
+) -> Result<Vec<Vec<ClaimedDelivery>>> {
+    if claims.iter().all(|c| c.limit == 0) {
+        return Ok(claims.iter().map(|_| Vec::new()).collect());
+    }
+    // Claims need not survive a power loss: a lost lease only means the delivery is pending
+    // again, which at-least-once allows. So they commit without an fsync (WAL, synchronous
+    // NORMAL); the next durable commit syncs the log, claims included, in order.
+    let mut conn = writer.acquire().await?;
+    let relax = durability == switchboard_core::config::Durability::Full;
+    if relax {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = claim_in_transaction(&mut conn, claims).await;
+    if relax
+        && let Err(error) = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await
+    {
+        // Never hand a relaxed connection back: the pool opens a fresh (FULL) one.
+        conn.close_on_drop();
+        return Err(error.into());
+    }
+    drop(conn);
+    let mut batches = result?;
+    let mut claimed: Vec<&mut ClaimedDelivery> = batches.iter_mut().flatten().collect();
+    fill_events(reader, &mut claimed).await?;
+    Ok(batches)
+}
+
+async fn claim_in_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    claims: &[Claim<'_>],
+) -> Result<Vec<Vec<ClaimedDelivery>>> {
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut batches = Vec::with_capacity(claims.len());
+    for claim in claims {
+        if claim.limit == 0 {
+            batches.push(Vec::new());
+            continue;
+        }
+        let mut query = claim_query(claim);
+        let rows = query.build().fetch_all(&mut *tx).await?;
+        batches.push(claimed_from_rows(&rows)?);
+    }
+    tx.commit().await?;
+    Ok(batches)
+}
+
+/// Fills the event fields (body, source, type, …) of claimed deliveries.
+async fn fill_events(reader: &SqlitePool, claimed: &mut [&mut ClaimedDelivery]) -> Result<()> {
+    if claimed.is_empty() {
+        return Ok(());
+    }
+    let mut event_ids: Vec<String> = claimed.iter().map(|c| c.event_id.clone()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
     let mut bodies = std::collections::HashMap::with_capacity(event_ids.len());
@@ -265,7 +310,7 @@ pub(super) async fn claim_due(
         );
         let mut list = q.separated(", ");
         for id in chunk {
-            list.push_bind(*id);
+            list.push_bind(id.as_str());
         }
         list.push_unseparated(")");
         for row in q.build().fetch_all(reader).await? {
@@ -284,7 +329,7 @@ pub(super) async fn claim_due(
             bodies.insert(id, event);
         }
     }
-    for delivery in &mut claimed {
+    for delivery in claimed.iter_mut() {
         let event = bodies.get(&delivery.event_id).ok_or_else(|| {
             StoreError::Corrupt(format!(
                 "delivery {} refers to missing event {}",
@@ -300,7 +345,7 @@ pub(super) async fn claim_due(
         delivery.content_type.clone_from(&event.content_type);
         delivery.body.clone_from(&event.body);
     }
-    Ok(claimed)
+    Ok(())
 }
 
 /// The event fields a claimed delivery carries.

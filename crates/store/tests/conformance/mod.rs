@@ -1789,3 +1789,36 @@ pub async fn unrouted_events_are_listed_apart(store: &dyn Store) {
         vec!["sent".to_string()]
     );
 }
+
+/// Several claims at once: each gets its own destination's due work, in the order given.
+pub async fn claim_many_claims_per_destination(store: &dyn Store) {
+    store
+        .insert_events(&[
+            new_event("e1", "s", T0, &[("a1", "a"), ("b1", "b")]),
+            new_event("e2", "s", T0 + 1, &[("a2", "a"), ("c1", "c")]),
+        ])
+        .await
+        .expect("insert");
+    let claims = [
+        Claim {
+            destination: Some("b"),
+            ..claim_at(T0 + 10, 5, "w")
+        },
+        Claim {
+            destination: Some("a"),
+            ..claim_at(T0 + 10, 1, "w")
+        },
+        Claim {
+            destination: Some("none"),
+            ..claim_at(T0 + 10, 5, "w")
+        },
+    ];
+    let batches = store.claim_many(&claims).await.expect("claim_many");
+    assert_eq!(batches.len(), 3);
+    assert_eq!(claimed_ids(&batches[0]), set(&["b1"]));
+    assert_eq!(claimed_ids(&batches[1]), set(&["a1"]), "limit respected, oldest first");
+    assert!(batches[2].is_empty());
+    assert_eq!(batches[1][0].body, br#"{"event":"e1"}"#, "event fields are filled");
+    assert_eq!(status(store, "a2").await, DeliveryStatus::Pending);
+    assert_eq!(status(store, "c1").await, DeliveryStatus::Pending);
+}
