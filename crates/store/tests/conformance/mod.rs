@@ -1816,9 +1816,16 @@ pub async fn claim_many_claims_per_destination(store: &dyn Store) {
     let batches = store.claim_many(&claims).await.expect("claim_many");
     assert_eq!(batches.len(), 3);
     assert_eq!(claimed_ids(&batches[0]), set(&["b1"]));
-    assert_eq!(claimed_ids(&batches[1]), set(&["a1"]), "limit respected, oldest first");
+    assert_eq!(
+        claimed_ids(&batches[1]),
+        set(&["a1"]),
+        "limit respected, oldest first"
+    );
     assert!(batches[2].is_empty());
-    assert_eq!(batches[1][0].body, br#"{"event":"e1"}"#, "event fields are filled");
+    assert_eq!(
+        batches[1][0].body, br#"{"event":"e1"}"#,
+        "event fields are filled"
+    );
     assert_eq!(status(store, "a2").await, DeliveryStatus::Pending);
     assert_eq!(status(store, "c1").await, DeliveryStatus::Pending);
 }
