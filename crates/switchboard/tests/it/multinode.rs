@@ -605,9 +605,13 @@ async fn a_resource_created_on_one_node_is_used_by_another() {
     a.post("/v1/tenants", &json!({"id": "acme", "name": "Acme"}))
         .await
         .ok(201);
-    a.post("/v1/tenants/acme/endpoints", &json!({"url": sink.url}))
-        .await
-        .ok(201);
+    // The nodes run with a 5 s lease; an endpoint's timeout must be shorter.
+    a.post(
+        "/v1/tenants/acme/endpoints",
+        &json!({"url": sink.url, "timeout": "2s"}),
+    )
+    .await
+    .ok(201);
     // Until B has refreshed it answers 404 (unknown tenant), or 202 with no endpoint when it
     // saw the tenant but not yet the endpoint.
     let mut tries = 0u64;
