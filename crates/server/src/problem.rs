@@ -62,6 +62,18 @@ impl Problem {
         problem
     }
 
+    /// `422 validation_failed` about one field, the message doubling as the detail.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self::validation(
+            message.clone(),
+            vec![FieldError {
+                field: field.into(),
+                message,
+            }],
+        )
+    }
+
     /// `400 bad_request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(

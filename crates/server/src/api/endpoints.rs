@@ -26,7 +26,7 @@ use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
 use super::resources::{apply, from_value, not_found, stamps};
 use super::{ApiResult, internal, parse_time};
-use crate::problem::{FieldError, Problem};
+use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
 
@@ -288,17 +288,6 @@ pub fn generate_secret() -> String {
     SigningKey::from_bytes(key.to_vec()).to_secret()
 }
 
-fn field_problem(field: &str, message: impl Into<String>) -> Problem {
-    let message = message.into();
-    Problem::validation(
-        message.clone(),
-        vec![FieldError {
-            field: field.into(),
-            message,
-        }],
-    )
-}
-
 /// Parses the policy fields through the endpoint spec (same rules as in configuration).
 fn spec_from(value: Value) -> Result<EndpointSpec, Problem> {
     let spec: EndpointSpec = from_value(value)?;
@@ -314,14 +303,14 @@ fn spec_from(value: Value) -> Result<EndpointSpec, Problem> {
         .into_iter()
         .find(|f| message.starts_with(f))
         .unwrap_or("event_types");
-        field_problem(field, message)
+        Problem::field(field, message)
     })?;
     if let Some(transform) = &spec.transform {
         switchboard_jq::Program::compile(transform)
-            .map_err(|e| field_problem("transform", e.to_string()))?;
+            .map_err(|e| Problem::field("transform", e.to_string()))?;
     }
     crate::delivery::destinations::parse_headers("endpoint", &spec.headers)
-        .map_err(|e| field_problem("headers", e))?;
+        .map_err(|e| Problem::field("headers", e))?;
     Ok(spec)
 }
 
@@ -398,7 +387,7 @@ pub async fn create(
     let id = match input.id {
         Some(id) if switchboard_core::ids::is_valid_resource_id(&id) => id,
         Some(_) => {
-            return Err(field_problem(
+            return Err(Problem::field(
                 "id",
                 "endpoint id must be 1-64 characters of letters, digits, `-` or `_`",
             ));
@@ -566,10 +555,10 @@ pub async fn rotate_secret(
     let grace = match input.grace.as_deref() {
         None => DEFAULT_ROTATION_GRACE,
         Some(text) => humantime::parse_duration(text)
-            .map_err(|e| field_problem("grace", format!("grace `{text}`: {e}")))?,
+            .map_err(|e| Problem::field("grace", format!("grace `{text}`: {e}")))?,
     };
     if grace > Duration::from_secs(30 * 24 * 3600) {
-        return Err(field_problem("grace", "grace must be at most 30 days"));
+        return Err(Problem::field("grace", "grace must be at most 30 days"));
     }
     let now = now_millis();
     let new_secret = input.secret.unwrap_or_else(generate_secret);
@@ -586,7 +575,7 @@ pub async fn rotate_secret(
         );
     }
     spec.validate()
-        .map_err(|message| field_problem("secret", message))?;
+        .map_err(|message| Problem::field("secret", message))?;
     apply(&state, Change::PutEndpoint(spec, false)).await?;
     Ok(Json(Rotated {
         secret: new_secret,

@@ -17,7 +17,7 @@ use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
 use super::resources::{apply, not_found, stamps};
-use crate::problem::{FieldError, Problem};
+use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime, compile_event_type};
 use crate::state::AppState;
 
@@ -53,17 +53,8 @@ pub struct EventTypeInput {
 }
 
 fn spec(input: EventTypeInput) -> Result<EventTypeSpec, Problem> {
-    let field = |name: &str, message: String| {
-        Problem::validation(
-            message.clone(),
-            vec![FieldError {
-                field: name.into(),
-                message,
-            }],
-        )
-    };
     if !is_valid_event_type(&input.name) {
-        return Err(field(
+        return Err(Problem::field(
             "name",
             format!(
                 "event type `{}` must be 1-128 characters of letters, digits, `.`, `_`, `-` or `:`",
@@ -77,7 +68,7 @@ fn spec(input: EventTypeInput) -> Result<EventTypeSpec, Problem> {
         schema: input.schema,
     };
     // Refuse an unusable schema now rather than at the first publish.
-    compile_event_type(spec.clone()).map_err(|e| field("schema", e))?;
+    compile_event_type(spec.clone()).map_err(|e| Problem::field("schema", e))?;
     Ok(spec)
 }
 

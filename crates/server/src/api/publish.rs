@@ -63,17 +63,6 @@ pub struct Published {
     pub duplicate: bool,
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> Problem {
-    let message = message.into();
-    Problem::validation(
-        message.clone(),
-        vec![FieldError {
-            field: field.into(),
-            message,
-        }],
-    )
-}
-
 /// Publishes a message to a tenant's endpoints.
 #[utoipa::path(post, path = "/tenants/{tenant}/events", tag = "tenants", params(("tenant" = String, Path, description = "Tenant id")), request_body = PublishInput,
     responses((status = 202, body = Published), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)),
@@ -89,7 +78,7 @@ pub async fn publish(
         return Err(not_found(Kind::Tenant, &tenant));
     }
     if !is_valid_event_type(&input.event_type) {
-        return Err(invalid(
+        return Err(Problem::field(
             "type",
             "type must be 1-128 characters of letters, digits, `.`, `_`, `-` or `:`",
         ));
@@ -116,7 +105,7 @@ pub async fn publish(
     if let Some(key) = &input.idempotency_key
         && (key.is_empty() || key.len() > 256)
     {
-        return Err(invalid(
+        return Err(Problem::field(
             "idempotency_key",
             "idempotency_key must be 1-256 characters",
         ));
@@ -126,7 +115,7 @@ pub async fn publish(
         let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
             && reqwest::header::HeaderValue::from_str(value).is_ok();
         if !valid || is_reserved_header(name) {
-            return Err(invalid(
+            return Err(Problem::field(
                 &format!("headers.{name}"),
                 format!("header `{name}` is not a valid extra header (or is set by Switchboard)"),
             ));

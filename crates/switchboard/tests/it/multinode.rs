@@ -10,15 +10,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
-use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::pg::{Schema, master_key};
 use crate::support::process::{ADMIN_TOKEN, Process};
 use crate::support::{ApiClient, eventually};
 
@@ -38,79 +38,6 @@ fn pg_base(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// Runs SQL statements in one `psql` session.
-fn psql(url: &str, statements: &[&str]) -> Result<(), String> {
-    let mut command = std::process::Command::new("psql");
-    command.arg(url).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
-    for statement in statements {
-        command.arg("-c").arg(statement);
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run psql (the multi-node tests need it): {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
-
-/// A schema of its own for one test, dropped when this value is.
-struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    fn create(base: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "sb_multi_{}_{}_{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        psql(base, &[&format!("CREATE SCHEMA {name}")]).expect("create the test schema");
-        Self {
-            base: base.to_owned(),
-            name,
-        }
-    }
-
-    /// The URL the nodes use: the schema as their `search_path`.
-    fn url(&self) -> String {
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        // The nodes are gone by now (they are declared after the schema); a killed node's
-        // sessions may still be ending: wait for their locks, but not forever.
-        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-        if let Err(error) = psql(&self.base, &["SET lock_timeout = '30s'", &drop]) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "could not drop schema {}: {error}",
-                self.name
-            );
-        }
-    }
-}
-
-/// A fresh `SWITCHBOARD_MASTER_KEY` (base64 of 32 random bytes), shared by all nodes.
-fn master_key() -> String {
-    let key: [u8; 32] = rand::random();
-    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 /// The configuration every node of a test runs with. With `source`, source `src` (no
@@ -388,7 +315,7 @@ async fn three_nodes_deliver_every_acknowledged_event_through_a_kill_9() {
     const DOWN_FOR_ACKS: usize = 2_000;
     let Some(base) = pg_base(TEST) else { return };
     // Declared before the nodes, so dropped after them, also on a panic.
-    let schema = Schema::create(&base);
+    let schema = Schema::create(&base, "sb_multi");
     let sink = Sink::start().await;
     let key = master_key();
     let toml = node_config(&schema.url(), &sink.url, true);
@@ -592,7 +519,7 @@ async fn three_nodes_deliver_every_acknowledged_event_through_a_kill_9() {
 async fn a_resource_created_on_one_node_is_used_by_another() {
     const TEST: &str = "multinode::a_resource_created_on_one_node_is_used_by_another";
     let Some(base) = pg_base(TEST) else { return };
-    let schema = Schema::create(&base);
+    let schema = Schema::create(&base, "sb_multi");
     let sink = Sink::start().await;
     let key = master_key();
     let toml = node_config(&schema.url(), &sink.url, false);

@@ -361,16 +361,7 @@ async fn rotated_secrets_sign_together_during_the_grace_period() {
 #[tokio::test]
 async fn circuit_breaker_opens_probes_and_closes() {
     let healthy = Receiver::always(200).await;
-    let recovered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = recovered.clone();
-    let failing = Receiver::scripted(move |_| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let (failing, recovered) = Receiver::switchable(503).await;
     let mut config = outbound_config();
     // Long enough that the quiet period below is well inside it even on a busy machine.
     config.delivery.circuit.cooldown = Duration::from_secs(3);
@@ -415,7 +406,7 @@ async fn circuit_breaker_opens_probes_and_closes() {
         .collect();
     assert!(types.contains(&"endpoint.circuit_opened"), "{types:?}");
     // Recovery: the next probe succeeds, the circuit closes and everything arrives.
-    recovered.store(true, std::sync::atomic::Ordering::SeqCst);
+    recovered.on();
     eventually(Duration::from_secs(15), "circuit closed", || async {
         (api.get(&health_path).await.body["circuit_state"] == "closed").then_some(())
     })
@@ -437,16 +428,7 @@ async fn circuit_breaker_opens_probes_and_closes() {
 /// `endpoint.disabled` published; enabling it again resumes delivery.
 #[tokio::test]
 async fn endpoints_failing_too_long_are_disabled_and_can_be_enabled_again() {
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = up.clone();
-    let receiver = Receiver::scripted(move |_| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(500)
-        }
-    })
-    .await;
+    let (receiver, up) = Receiver::switchable(500).await;
     let mut config = outbound_config();
     config.delivery.disable_after = Duration::from_millis(600);
     config.delivery.circuit.failure_threshold = 0;
@@ -493,7 +475,7 @@ async fn endpoints_failing_too_long_are_disabled_and_can_be_enabled_again() {
         attempts,
         "a disabled endpoint gets nothing"
     );
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let enabled = api.patch(&path, &json!({"enabled": true})).await;
     assert_eq!(enabled.ok(200)["disabled_reason"], Value::Null);
     eventually(
@@ -678,16 +660,7 @@ async fn held_keys_are_visible_and_releasable() {
 /// endpoint again (or to an endpoint created after it); both keep the `webhook-id`.
 #[tokio::test]
 async fn recover_and_resend() {
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = up.clone();
-    let receiver = Receiver::scripted(move |_| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(500)
-        }
-    })
-    .await;
+    let (receiver, up) = Receiver::switchable(500).await;
     let mut config = outbound_config();
     config.delivery.circuit.failure_threshold = 0;
     let server = TestServer::start(config).await;
@@ -718,7 +691,7 @@ async fn recover_and_resend() {
         .iter()
         .map(|r| r.header("webhook-id").to_owned())
         .collect();
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let recovered = api
         .post(
             &format!("/v1/tenants/acme/endpoints/{id}/recover"),
@@ -775,16 +748,7 @@ async fn recover_and_resend() {
 #[tokio::test]
 async fn operational_events_are_routed_like_any_event() {
     let ops = Receiver::always(200).await;
-    let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = up.clone();
-    let dead = Receiver::scripted(move |_| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(410)
-        }
-    })
-    .await;
+    let (dead, up) = Receiver::switchable(410).await;
     let mut config = outbound_config();
     config
         .destinations
@@ -809,7 +773,7 @@ async fn operational_events_are_routed_like_any_event() {
     assert_eq!(report["data"]["tenant"], "acme");
     assert!(report["timestamp"].is_string());
     // The dead letter is replayed and succeeds: `delivery.recovered`.
-    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    up.on();
     let delivery = report["data"]["delivery_id"].as_str().expect("delivery id");
     api.post("/v1/replay", &json!({"delivery_id": delivery}))
         .await

@@ -10,12 +10,11 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::support::pg::{Schema, master_key};
 use crate::support::process::{ADMIN_TOKEN, Process, config_toml};
 use crate::support::{ApiClient, Receiver, SECRET, eventually};
 
@@ -34,77 +33,6 @@ fn pg_base(test: &str) -> Option<String> {
             None
         }
     }
-}
-
-/// Runs SQL statements in one `psql` session.
-fn psql(url: &str, statements: &[&str]) -> Result<(), String> {
-    let mut command = Command::new("psql");
-    command.arg(url).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]);
-    for statement in statements {
-        command.arg("-c").arg(statement);
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run psql (the export/import test needs it): {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
-
-/// A schema of its own for the test, dropped when this value is.
-struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    fn create(base: &str) -> Self {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "sb_transfer_{}_{}_{nanos}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        psql(base, &[&format!("CREATE SCHEMA {name}")]).expect("create the test schema");
-        Self {
-            base: base.to_owned(),
-            name,
-        }
-    }
-
-    /// The database URL with the schema as `search_path`.
-    fn url(&self) -> String {
-        let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!(
-            "{}{separator}options=-csearch_path%3D{}",
-            self.base, self.name
-        )
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let drop = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
-        if let Err(error) = psql(&self.base, &["SET lock_timeout = '30s'", &drop]) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "could not drop schema {}: {error}",
-                self.name
-            );
-        }
-    }
-}
-
-/// A fresh `SWITCHBOARD_MASTER_KEY`.
-fn master_key() -> String {
-    let key: [u8; 32] = rand::random();
-    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 /// Runs `switchboard <args>` with `--data-dir dir` and exactly the given store variables.
@@ -164,7 +92,7 @@ async fn ingest(base: &str, n: u64) -> String {
 async fn sqlite_data_moves_to_postgres_and_is_served_there() {
     const TEST: &str = "transfer::sqlite_data_moves_to_postgres_and_is_served_there";
     let Some(base) = pg_base(TEST) else { return };
-    let schema = Schema::create(&base);
+    let schema = Schema::create(&base, "sb_transfer");
     let database = schema.url();
     let receiver = Receiver::always(200).await;
     let key = master_key();

@@ -18,6 +18,22 @@ pub enum Reply {
     Slow(Duration, u16),
 }
 
+/// A shared on/off flag for scripted receivers.
+#[derive(Debug, Clone, Default)]
+pub struct Switch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Switch {
+    /// Turns it on.
+    pub fn on(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether it is on.
+    pub fn is_on(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -58,6 +74,22 @@ impl Receiver {
     /// Answers every request with `status`.
     pub async fn always(status: u16) -> Self {
         Self::scripted(move |_| Reply::Status(status)).await
+    }
+
+    /// Answers `status` until the returned switch is turned on, then `200`: an endpoint that
+    /// is down and comes back.
+    pub async fn switchable(status: u16) -> (Self, Switch) {
+        let up = Switch::default();
+        let flag = up.clone();
+        let receiver = Self::scripted(move |_| {
+            if flag.is_on() {
+                Reply::Status(200)
+            } else {
+                Reply::Status(status)
+            }
+        })
+        .await;
+        (receiver, up)
     }
 
     /// Answers request `n` (0-based) with `script(n)`.
