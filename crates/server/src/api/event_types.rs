@@ -29,7 +29,7 @@ pub struct EventType {
     /// What it means.
     pub description: String,
     /// JSON Schema of its payload.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<Value>,
     /// Created.
     pub created_at: Option<String>,
@@ -48,7 +48,7 @@ pub struct EventTypeInput {
     #[serde(default)]
     pub description: String,
     /// JSON Schema (draft 2020-12 unless `$schema` says otherwise) of the payload.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub schema: Option<Value>,
 }
 

@@ -38,7 +38,7 @@ pub struct PublishInput {
     #[schema(pattern = "^[A-Za-z0-9._:-]{1,128}$")]
     pub event_type: String,
     /// The JSON payload sent to endpoints (validated against the type's schema, if any).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub payload: Value,
     /// Channels; endpoints that listen on channels receive only messages on one of theirs.
     #[serde(default)]

@@ -202,7 +202,7 @@ pub struct RouteTest {
     pub error: Option<String>,
     /// The body that would be sent: the transform's output, or the event's body (JSON when it
     /// parses, text otherwise).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub body: Option<Value>,
     /// The request that would be sent, when the route matched.
     pub request: Option<RouteTestRequest>,
