@@ -1,6 +1,7 @@
 //! The load generator: `concurrency` clients, each with its own keep-alive HTTP/1.1 connection,
 //! posting the same JSON body to `/in/bench` back to back (closed loop: a client sends its next
-//! request as soon as the previous one is answered).
+//! request as soon as the previous one is answered). With several server nodes, client `i` posts
+//! to node `i mod nodes` (round robin).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,8 +61,8 @@ pub enum Stop {
 /// One load run.
 #[derive(Debug, Clone)]
 pub struct Spec {
-    /// Switchboard's address.
-    pub addr: SocketAddr,
+    /// Switchboard's addresses (one per node); clients are spread over them round robin.
+    pub addrs: Vec<SocketAddr>,
     /// Concurrent clients (= connections).
     pub concurrency: usize,
     /// Request body.
@@ -124,7 +125,8 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
 
 /// Shared between the clients of one run.
 struct Plan {
-    uri: Uri,
+    /// `/in/bench` of each node.
+    uris: Vec<Uri>,
     body: Bytes,
     record: bool,
     /// Measurement window (timed runs).
@@ -146,8 +148,16 @@ pub async fn run(spec: &Spec) -> anyhow::Result<Outcome> {
         }
         Stop::Count(n) => (None, Some(n)),
     };
+    if spec.addrs.is_empty() {
+        anyhow::bail!("no server address to send to");
+    }
+    let uris = spec
+        .addrs
+        .iter()
+        .map(|addr| format!("http://{addr}/in/{}", crate::harness::SOURCE).parse())
+        .collect::<Result<Vec<Uri>, _>>()?;
     let plan = Arc::new(Plan {
-        uri: format!("http://{}/in/{}", spec.addr, crate::harness::SOURCE).parse()?,
+        uris,
         body: spec.body.clone(),
         record: spec.record_latencies,
         window,
@@ -157,8 +167,8 @@ pub async fn run(spec: &Spec) -> anyhow::Result<Outcome> {
         started,
     });
     let mut clients = JoinSet::new();
-    for _ in 0..spec.concurrency.max(1) {
-        clients.spawn(client_loop(plan.clone()));
+    for index in 0..spec.concurrency.max(1) {
+        clients.spawn(client_loop(plan.clone(), index));
     }
     let mut outcome = Outcome::default();
     while let Some(joined) = clients.join_next().await {
@@ -171,8 +181,9 @@ pub async fn run(spec: &Spec) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-async fn client_loop(plan: Arc<Plan>) -> Outcome {
+async fn client_loop(plan: Arc<Plan>, index: usize) -> Outcome {
     let client = client();
+    let uri = plan.uris[index % plan.uris.len()].clone();
     let mut outcome = Outcome::default();
     loop {
         let started = Instant::now();
@@ -197,7 +208,7 @@ async fn client_loop(plan: Arc<Plan>) -> Outcome {
                 );
             }
         }
-        let request = Request::post(plan.uri.clone())
+        let request = Request::post(uri.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(plan.body.clone()));
         let result = match request {

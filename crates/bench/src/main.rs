@@ -13,6 +13,11 @@
 //!   `--duration` (30 s), each to the endpoints of one of `--event-types` types (10); reports the
 //!   healthy endpoints' delivery lag against the 1 s p99 target and what the hanging ones got.
 //!
+//! Ingest and deliver modes can store in PostgreSQL (`--database-url URL` or `--postgres` for
+//! `postgres://postgres@127.0.0.1:5432/test`; a fresh schema per run, dropped afterwards) with
+//! `--nodes N` in-process nodes sharing it, each on its own loopback port: ingest clients are
+//! spread over the nodes round robin, and every node's worker delivers.
+//!
 //! Server, receiver and clients share one Tokio runtime (and the machine's cores), so the figures
 //! are a lower bound for a server with the machine to itself. Build with `--release`.
 
@@ -116,9 +121,51 @@ pub struct Args {
     /// temporary directory). Must be on the disk you want to measure: on tmpfs, fsync is free.
     #[arg(long)]
     pub data_parent: Option<PathBuf>,
+    /// Ingest and deliver modes: store in the PostgreSQL database at this URL instead of SQLite
+    /// (a fresh schema per run, dropped afterwards; needs the `psql` client).
+    #[arg(long, conflicts_with = "postgres")]
+    pub database_url: Option<String>,
+    /// Ingest and deliver modes: shorthand for `--database-url` with the local default
+    /// `postgres://postgres@127.0.0.1:5432/test`.
+    #[arg(long)]
+    pub postgres: bool,
+    /// Ingest and deliver modes: in-process server nodes sharing the PostgreSQL database, each
+    /// with its own listener and delivery worker (more than 1 needs a database URL).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Print one JSON line per measurement on stdout (the table then goes to stderr).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The database of `--postgres`.
+const LOCAL_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+impl Args {
+    /// The PostgreSQL URL to store in, if any (`--database-url`, or `--postgres`).
+    pub fn database_url(&self) -> Option<&str> {
+        match (&self.database_url, self.postgres) {
+            (Some(url), _) => Some(url),
+            (None, true) => Some(LOCAL_POSTGRES),
+            (None, false) => None,
+        }
+    }
+
+    fn check_store_options(&self) -> anyhow::Result<()> {
+        let multi = self.database_url().is_some() || self.nodes != 1;
+        if multi && !matches!(self.mode, Mode::Ingest | Mode::Deliver) {
+            anyhow::bail!(
+                "--database-url, --postgres and --nodes apply to ingest and deliver only"
+            );
+        }
+        if self.nodes == 0 {
+            anyhow::bail!("--nodes must be at least 1");
+        }
+        if self.nodes > 1 && self.database_url().is_none() {
+            anyhow::bail!("--nodes above 1 needs a shared database: --database-url or --postgres");
+        }
+        Ok(())
+    }
 }
 
 /// What to measure.
@@ -186,6 +233,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let args = Args::parse();
+    args.check_store_options()?;
     let out = Output { json: args.json };
     let data_parent = args.data_parent.clone().unwrap_or_else(std::env::temp_dir);
     let settings = Settings {

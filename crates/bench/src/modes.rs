@@ -7,9 +7,9 @@ use anyhow::bail;
 use serde_json::json;
 use switchboard_core::RetryPolicy;
 
-use crate::harness::{DeliveryCounts, Receiver, Route, Server, Settings};
+use crate::harness::{Cluster, DeliveryCounts, Receiver, Route, Server, Settings};
 use crate::load::{self, Outcome, Percentiles, Spec, Stop, per_second};
-use crate::report::{Memory, Output, cpu_time, mib, ms};
+use crate::report::{Memory, Output, cpu_time, cpu_time_of, mib, ms};
 use crate::{Args, BacklogTarget};
 
 /// Attempt timeout towards a receiver that may hold requests for the whole pre-load.
@@ -24,8 +24,74 @@ fn route_to(receiver: &Receiver) -> Route {
     }
 }
 
+/// CPU used during one phase: this process (servers, receiver and load generator) and, with
+/// PostgreSQL, the backends serving the nodes' connections (found by `application_name`;
+/// PostgreSQL's shared background processes such as the WAL writer are not counted).
+struct CpuPhase {
+    wall: Instant,
+    bench: Duration,
+    postgres: Option<Vec<(u32, Duration)>>,
+}
+
+impl CpuPhase {
+    fn start(cluster: &Cluster) -> Self {
+        let postgres =
+            (cluster.store() == "postgres").then(|| cpu_time_of(&cluster.postgres_backends()));
+        Self {
+            wall: Instant::now(),
+            bench: cpu_time(),
+            postgres,
+        }
+    }
+
+    /// `(wall s, bench CPU s, postgres backends' CPU s)` since the start. Backends that
+    /// connected meanwhile count in full.
+    fn end(&self, cluster: &Cluster) -> (f64, f64, Option<f64>) {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let bench = cpu_time().saturating_sub(self.bench).as_secs_f64();
+        // Backends are matched by TCP client port: none are found over a Unix socket.
+        let backends = cpu_time_of(&cluster.postgres_backends());
+        let postgres = self
+            .postgres
+            .as_ref()
+            .filter(|_| !backends.is_empty())
+            .map(|before| {
+                backends
+                    .into_iter()
+                    .map(|(pid, now)| {
+                        let then = before
+                            .iter()
+                            .find(|(p, _)| *p == pid)
+                            .map_or(Duration::ZERO, |(_, t)| *t);
+                        now.saturating_sub(then)
+                    })
+                    .sum::<Duration>()
+                    .as_secs_f64()
+            });
+        (wall, bench, postgres)
+    }
+
+    /// A report line: CPU as a share of one core over the wall time.
+    fn line(what: &str, (wall, bench, postgres): (f64, f64, Option<f64>)) -> String {
+        let share = |cpu: f64| if wall > 0.0 { 100.0 * cpu / wall } else { 0.0 };
+        let mut line = format!(
+            "  CPU {what} ({wall:.1} s): bench process (servers + clients + receiver) {bench:.1} s \
+             = {:.0} % of a core",
+            share(bench)
+        );
+        if let Some(pg) = postgres {
+            line.push_str(&format!(
+                ", its PostgreSQL backends {pg:.1} s = {:.0} % of a core",
+                share(pg)
+            ));
+        }
+        line
+    }
+}
+
 /// Ingest throughput and latency: for each concurrency level, a fresh server (so levels do not
-/// inherit each other's database size), `warmup` unmeasured, then `duration` measured.
+/// inherit each other's database size), `warmup` unmeasured, then `duration` measured. With
+/// `--nodes N` (PostgreSQL), N fresh nodes and the clients spread over them round robin.
 pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Result<()> {
     let body = load::body(args.body_bytes);
     out.line(&format!(
@@ -50,7 +116,12 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             false => None,
         };
         let route = receiver.as_ref().map(route_to);
-        let server = Server::start(settings, route.as_ref()).await?;
+        let server =
+            Cluster::start(settings, route.as_ref(), args.database_url(), args.nodes).await?;
+        if server.store() != "sqlite" {
+            out.line(&format!("  {}", server.describe()));
+        }
+        let cpu = CpuPhase::start(&server);
         // Deliveries made during the measured window, counted alongside the load.
         let delivered = receiver.as_ref().map(|receiver| {
             let counter = receiver.counter();
@@ -63,7 +134,7 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             })
         });
         let mut outcome = load::run(&Spec {
-            addr: server.addr,
+            addrs: server.addrs(),
             concurrency,
             body: body.clone(),
             stop: Stop::Timed {
@@ -79,6 +150,9 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             None => None,
         };
         let delivery_rate = delivered.map(|n| per_second(n, duration));
+        let cpu = cpu.end(&server);
+        let store = server.store();
+        let nodes = server.nodes.len();
         server.stop().await?;
         if let Some(receiver) = receiver {
             receiver.stop().await;
@@ -101,8 +175,14 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
             delivery_rate.map_or("-".into(), |r| format!("{r:.0}")),
         ));
         report_errors(&outcome, out);
+        out.line(&CpuPhase::line("incl. warm-up", cpu));
         out.record(&json!({
             "mode": "ingest",
+            "store": store,
+            "nodes": nodes,
+            "cpu_wall_s": cpu.0,
+            "cpu_bench_s": cpu.1,
+            "cpu_postgres_s": cpu.2,
             "concurrency": concurrency,
             "durability": args.durability.name(),
             "routes": usize::from(args.with_routes),
@@ -133,16 +213,30 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
 /// in-flight cap of attempts is waiting at the gate; everything else stays `pending` in the store.
 /// The clock starts when the gate opens and stops when the receiver has answered every stored
 /// event and the store reports no `pending` or `in_flight` deliveries (all outcomes recorded).
+///
+/// With `--nodes N` (PostgreSQL), the pre-load is spread over all nodes and every node's worker
+/// delivers; the receiver counts distinct `webhook-id`s (the delivery id), so a delivery sent by
+/// two nodes shows up as a duplicate.
 pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::Result<()> {
     let events = args.events.unwrap_or(50_000);
-    let receiver = Receiver::start(false).await?;
-    let server = Server::start(settings, Some(&route_to(&receiver))).await?;
+    let receiver = Receiver::start_tracking(false, true).await?;
+    let server = Cluster::start(
+        settings,
+        Some(&route_to(&receiver)),
+        args.database_url(),
+        args.nodes,
+    )
+    .await?;
+    let postgres = server.store() == "postgres";
+    if postgres {
+        out.line(&server.describe());
+    }
     out.line(&format!(
         "pre-loading {events} events with {} clients, receiver held shut…",
         args.preload_concurrency
     ));
     let mut preload = load::run(&Spec {
-        addr: server.addr,
+        addrs: server.addrs(),
         concurrency: args.preload_concurrency,
         body: load::body(args.body_bytes),
         stop: Stop::Count(events),
@@ -154,11 +248,12 @@ pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::R
     let stored = preload.accepted;
     let at_gate = server.delivery_counts().await?;
 
+    let cpu = CpuPhase::start(&server);
     let opened = Instant::now();
     receiver.open();
     let mut stall = Stall::new("the receiver to see every delivery");
-    while receiver.received() < stored {
-        stall.check(receiver.received())?;
+    while receiver.distinct() < stored {
+        stall.check(receiver.distinct())?;
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let all_received = opened.elapsed();
@@ -173,8 +268,12 @@ pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let settled = opened.elapsed();
+    let cpu = cpu.end(&server);
     let received = receiver.received();
+    let duplicates = receiver.duplicates();
     let peak = receiver.peak_concurrency();
+    let store = server.store();
+    let nodes = server.nodes.len();
     server.stop().await?;
     receiver.stop().await;
 
@@ -193,17 +292,23 @@ pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::R
     ));
     out.line(&format!(
         "deliver: {stored} deliveries in {:.2} s = {rate:.0} deliveries/s (receiver had all after \
-         {:.2} s = {:.0}/s); succeeded {}, failed {}, receiver saw {received} ({} duplicates), \
-         at most {peak} at once",
+         {:.2} s = {:.0}/s); succeeded {}, failed {}, receiver saw {received} ({duplicates} \
+         duplicates by webhook-id), at most {peak} at once",
         settled.as_secs_f64(),
         all_received.as_secs_f64(),
         per_second(stored, all_received),
         last.succeeded,
         last.failed,
-        received.saturating_sub(stored),
     ));
+    out.line(&CpuPhase::line("while delivering", cpu));
     out.record(&json!({
         "mode": "deliver",
+        "store": store,
+        "nodes": nodes,
+        "duplicates": duplicates,
+        "cpu_wall_s": cpu.0,
+        "cpu_bench_s": cpu.1,
+        "cpu_postgres_s": cpu.2,
         "durability": args.durability.name(),
         "body_bytes": args.body_bytes,
         "events": events,
@@ -281,7 +386,7 @@ pub async fn backlog(args: &Args, settings: &Settings, out: Output) -> anyhow::R
     );
 
     let preload = load::run(&Spec {
-        addr: server.addr,
+        addrs: vec![server.addr],
         concurrency: args.preload_concurrency,
         body: load::body(args.body_bytes),
         stop: Stop::Count(events),

@@ -71,10 +71,24 @@ pub fn mib(kib: u64) -> String {
 
 /// CPU time used by this process so far (user + system, all threads).
 pub fn cpu_time() -> Duration {
-    // Fields 14 and 15 of /proc/self/stat, counted after the parenthesised command name (which
-    // may contain spaces). Clock ticks are 100 per second on every mainstream Linux build.
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU time used so far by each of the processes `pids` that is still alive.
+pub fn cpu_time_of(pids: &[u32]) -> Vec<(u32, Duration)> {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some((*pid, stat_cpu(&stat)))
+        })
+        .collect()
+}
+
+/// User + system time from the text of a `/proc/<pid>/stat`.
+fn stat_cpu(stat: &str) -> Duration {
+    // Fields 14 and 15, counted after the parenthesised command name (which may contain
+    // spaces). Clock ticks are 100 per second on every mainstream Linux build.
     const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let Some((_, rest)) = stat.rsplit_once(')') else {
         return Duration::ZERO;
     };

@@ -388,7 +388,9 @@ async fn circuit_breaker_opens_probes_and_closes() {
     assert!(health["consecutive_failures"].as_u64().expect("n") >= 3);
     assert_eq!(health["last_error"], "HTTP 503");
     assert_eq!(health["disabled"], false);
-    // While open, the endpoint is left alone.
+    // While open, the endpoint is left alone (attempts claimed just before the circuit opened
+    // may still be landing on a busy machine: let them).
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let at_open = failing.requests().len();
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
