@@ -469,12 +469,8 @@ impl Worker {
         let attempt_no = delivery.attempts + 1;
         let run_attempt = delivery.run_attempts + 1;
         let started_at = now_millis();
-        let target = self
-            .registry
-            .current()
-            .destinations
-            .get(&delivery.destination)
-            .cloned();
+        let runtime = self.registry.current();
+        let target = runtime.destinations.get(&delivery.destination).cloned();
         let refusal = match &target {
             None => Some(format!(
                 "destination `{}` is not configured",
@@ -488,75 +484,48 @@ impl Worker {
         let (Some(target), None) = (target, refusal.as_ref()) else {
             let error = refusal.unwrap_or_default();
             tracing::warn!(delivery = %delivery.id, %error, "delivery failed");
-            self.finish(
-                &delivery,
-                Record {
-                    attempt: attempt_no,
-                    run_attempt,
-                    started_at,
-                    outcome: "permanent",
-                    next: NextStep::Failed,
-                    status_code: None,
-                    error: Some(error),
-                    request_url: String::new(),
-                    response_headers: Vec::new(),
-                    response_body: Vec::new(),
-                    latency_ms: 0,
-                },
+            let record = Record::unsent(
+                started_at,
+                "permanent",
+                NextStep::Failed,
+                error,
+                String::new(),
             );
+            self.finish(&delivery, record);
             return;
         };
-        let route = self
-            .registry
-            .current()
-            .route_programs
-            .get(&delivery.route_id)
-            .cloned();
+        let route = runtime.route_programs.get(&delivery.route_id).cloned();
+        drop(runtime);
         let prepared = match prepare(&target, route, &delivery).await {
             Ok(Plan::Send(prepared)) => prepared,
             Ok(Plan::Filtered) => {
                 tracing::debug!(delivery = %delivery.id, route = %delivery.route_id, "filtered out by the route");
-                self.finish(
-                    &delivery,
-                    Record {
-                        attempt: attempt_no,
-                        run_attempt,
-                        started_at,
-                        outcome: "filtered",
-                        next: NextStep::Filtered,
-                        status_code: None,
-                        error: Some(format!(
-                            "not sent: the filter of route `{}` did not match",
-                            delivery.route_id
-                        )),
-                        request_url: target.describe(),
-                        response_headers: Vec::new(),
-                        response_body: Vec::new(),
-                        latency_ms: 0,
-                    },
+                let error = format!(
+                    "not sent: the filter of route `{}` did not match",
+                    delivery.route_id
                 );
+                let record = Record::unsent(
+                    started_at,
+                    "filtered",
+                    NextStep::Filtered,
+                    error,
+                    target.describe(),
+                );
+                self.finish(&delivery, record);
                 return;
             }
             Err(error) => {
                 tracing::warn!(delivery = %delivery.id, destination = %target.id, %error, "transform failed; delivery failed");
                 metrics::counter!("switchboard_attempts_total", "destination" => target.id.clone(), "outcome" => "permanent")
                     .increment(1);
-                self.finish(
-                    &delivery,
-                    Record {
-                        attempt: attempt_no,
-                        run_attempt,
-                        started_at,
-                        outcome: "permanent",
-                        next: NextStep::Failed,
-                        status_code: None,
-                        error: Some(error),
-                        request_url: target.describe(),
-                        response_headers: Vec::new(),
-                        response_body: Vec::new(),
-                        latency_ms: 0,
-                    },
+                let record = Record::unsent(
+                    started_at,
+                    "permanent",
+                    NextStep::Failed,
+                    error,
+                    target.describe(),
                 );
+                self.finish(&delivery, record);
                 self.after_exhausted(&target, &delivery, attempt_no, "transform failed");
                 return;
             }
@@ -626,8 +595,6 @@ impl Worker {
         self.finish(
             &delivery,
             Record {
-                attempt: attempt_no,
-                run_attempt,
                 started_at,
                 outcome: label,
                 next,
@@ -735,8 +702,8 @@ impl Worker {
                 delivery_id: delivery.id.clone(),
                 event_id: delivery.event_id.clone(),
                 destination: delivery.destination.clone(),
-                attempt: record.attempt,
-                run_attempt: record.run_attempt,
+                attempt: delivery.attempts + 1,
+                run_attempt: delivery.run_attempts + 1,
                 started_at: record.started_at,
                 latency_ms: record.latency_ms,
                 outcome: record.outcome,
@@ -750,10 +717,31 @@ impl Worker {
     }
 }
 
-/// One attempt's result, as recorded.
+impl Record {
+    /// An attempt that sent nothing (refused before sending, or filtered out).
+    fn unsent(
+        started_at: UnixMillis,
+        outcome: &'static str,
+        next: NextStep,
+        error: String,
+        request_url: String,
+    ) -> Self {
+        Self {
+            started_at,
+            outcome,
+            next,
+            status_code: None,
+            error: Some(error),
+            request_url,
+            response_headers: Vec::new(),
+            response_body: Vec::new(),
+            latency_ms: 0,
+        }
+    }
+}
+
+/// One attempt's result, as recorded (the attempt numbers follow from the delivery).
 struct Record {
-    attempt: u32,
-    run_attempt: u32,
     started_at: UnixMillis,
     outcome: &'static str,
     next: NextStep,
