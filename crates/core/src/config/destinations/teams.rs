@@ -1,0 +1,57 @@
+//! `kind = "teams"`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{DeliveryPolicy, DestinationKind, default_timeout, http_url};
+use crate::duration;
+use crate::retry::RetryPolicy;
+
+/// A Microsoft Teams destination (incoming webhook or Workflows URL). A delivered body that is
+/// already a Teams message (`{"type": "message", …}`) or an Adaptive Card
+/// (`{"type": "AdaptiveCard", …}`) is sent as such; `{"text": …}` or any other body becomes a
+/// card with that text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsDestination {
+    /// The destination's id.
+    pub id: String,
+    /// The webhook URL (it is a secret).
+    pub webhook_url: String,
+    /// Per-attempt timeout.
+    #[serde(with = "duration::human", default = "default_timeout")]
+    pub timeout: Duration,
+    /// Retry policy.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Attempts in flight at once.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Messages per second at most.
+    #[serde(default)]
+    pub rate_limit: Option<f64>,
+    /// Post in order.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+impl DestinationKind for TeamsDestination {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn policy(&self) -> DeliveryPolicy<'_> {
+        DeliveryPolicy {
+            timeout: self.timeout,
+            retry: &self.retry,
+            max_in_flight: self.max_in_flight,
+            rate_limit: self.rate_limit,
+            ordered: self.ordered,
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        http_url("webhook_url", &self.webhook_url)
+    }
+}
