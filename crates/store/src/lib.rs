@@ -194,6 +194,20 @@ pub trait Store: Send + Sync + 'static {
     /// Removes `node` (it is shutting down), so the others take over its share at once.
     async fn leave(&self, node: &str) -> Result<()>;
 
+    /// Takes or renews the lease `name` for `owner` until `now + ttl_ms`; returns whether
+    /// `owner` holds it afterwards. A lease held by another owner is taken only once expired,
+    /// so of several nodes asking at once exactly one holds it.
+    async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<bool>;
+
+    /// Gives up the lease `name` if `owner` holds it, so another node may take it at once.
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
+
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
 }

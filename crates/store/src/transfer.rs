@@ -16,7 +16,7 @@
 //! The row copying is typed per column ([`Column`]): the explicit table list says which column
 //! is an integer, text, blob or flag and which may be NULL, and both the export and the import
 //! check it against the database's actual columns before reading or writing a row. Tables that
-//! are not data (`schema_migrations`) or only describe live processes (`nodes`) are not copied.
+//! are not data (`schema_migrations`) or only describe live processes (`nodes`, `leases`) are not copied.
 //!
 //! # Rules
 //!
@@ -48,11 +48,11 @@ pub const FORMAT: u64 = 1;
 
 /// Schema versions whose tables are exactly [`TABLES`] (plus the skipped ones). A database at
 /// another version is refused rather than copied partly.
-pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 5..=6;
+pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 5..=7;
 
-/// Tables that are never copied: the migration bookkeeping (the target has its own) and the
-/// heartbeats of running nodes (which describe processes, not data).
-pub const SKIPPED_TABLES: [&str; 2] = ["schema_migrations", "nodes"];
+/// Tables that are never copied: the migration bookkeeping (the target has its own), the
+/// heartbeats of running nodes and the leases they hold (which describe processes, not data).
+pub const SKIPPED_TABLES: [&str; 3] = ["schema_migrations", "nodes", "leases"];
 
 /// Most bytes (text and blobs) one import batch holds before it is written.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;

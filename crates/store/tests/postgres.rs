@@ -152,6 +152,7 @@ conformance_tests!(
     node_heartbeats_count_live_nodes,
     unrouted_events_are_listed_apart,
     claim_many_claims_per_destination,
+    leases_have_one_holder,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

@@ -53,6 +53,7 @@ conformance_tests!(
     node_heartbeats_count_live_nodes,
     unrouted_events_are_listed_apart,
     claim_many_claims_per_destination,
+    leases_have_one_holder,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

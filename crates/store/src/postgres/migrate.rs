@@ -44,10 +44,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nodes",
         include_str!("../../migrations/postgres/0006_nodes.sql"),
     ),
+    (
+        7,
+        "leases",
+        include_str!("../../migrations/postgres/0007_leases.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 6;
+pub const LATEST: i64 = 7;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

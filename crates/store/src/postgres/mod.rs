@@ -330,6 +330,20 @@ impl crate::Store for PgStore {
         outbound::leave(&self.pool, node).await
     }
 
+    async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: switchboard_core::time::UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        outbound::try_lease(&self.pool, name, owner, now, ttl_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        outbound::release_lease(&self.pool, name, owner).await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

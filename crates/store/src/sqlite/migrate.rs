@@ -40,10 +40,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nodes",
         include_str!("../../migrations/sqlite/0006_nodes.sql"),
     ),
+    (
+        7,
+        "leases",
+        include_str!("../../migrations/sqlite/0007_leases.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 6;
+pub const LATEST: i64 = 7;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

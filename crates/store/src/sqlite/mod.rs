@@ -293,6 +293,20 @@ impl crate::Store for SqliteStore {
         outbound::leave(&self.writer, node).await
     }
 
+    async fn try_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: switchboard_core::time::UnixMillis,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        outbound::try_lease(&self.writer, name, owner, now, ttl_ms).await
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        outbound::release_lease(&self.writer, name, owner).await
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())

@@ -213,3 +213,36 @@ pub(super) async fn cancel_pending(
     .await?;
     Ok(result.rows_affected())
 }
+
+pub(super) async fn try_lease(
+    pool: &SqlitePool,
+    name: &str,
+    owner: &str,
+    now: UnixMillis,
+    ttl_ms: i64,
+) -> Result<bool> {
+    // The upsert only overwrites a row we own or one that expired; either way the row then
+    // names us. Otherwise it changes nothing and another owner holds the lease.
+    let taken = sqlx::query(
+        "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+         WHERE leases.owner = excluded.owner OR leases.expires_at <= ?4",
+    )
+    .bind(name)
+    .bind(owner)
+    .bind(now.saturating_add(ttl_ms))
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(taken == 1)
+}
+
+pub(super) async fn release_lease(pool: &SqlitePool, name: &str, owner: &str) -> Result<()> {
+    sqlx::query("DELETE FROM leases WHERE name = ?1 AND owner = ?2")
+        .bind(name)
+        .bind(owner)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

@@ -1755,6 +1755,66 @@ pub async fn node_heartbeats_count_live_nodes(store: &dyn Store) {
     );
 }
 
+/// A lease has one holder at a time; the holder renews it; others take it once it expired or
+/// was released.
+pub async fn leases_have_one_holder(store: &dyn Store) {
+    assert!(store.try_lease("job", "a", T0, 1_000).await.expect("lease"));
+    assert!(
+        !store
+            .try_lease("job", "b", T0 + 10, 1_000)
+            .await
+            .expect("lease")
+    );
+    // The holder renews it, pushing the expiry out.
+    assert!(
+        store
+            .try_lease("job", "a", T0 + 900, 1_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .try_lease("job", "b", T0 + 1_500, 1_000)
+            .await
+            .expect("lease")
+    );
+    // Expired: `b` takes it and `a` has lost it.
+    assert!(
+        store
+            .try_lease("job", "b", T0 + 1_900, 1_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .try_lease("job", "a", T0 + 1_901, 1_000)
+            .await
+            .expect("lease")
+    );
+    // Leases are independent by name.
+    assert!(
+        store
+            .try_lease("other", "a", T0 + 1_902, 1_000)
+            .await
+            .expect("lease")
+    );
+    // Releasing by a non-holder does nothing; by the holder frees it at once.
+    store.release_lease("job", "a").await.expect("release");
+    assert!(
+        !store
+            .try_lease("job", "c", T0 + 1_950, 1_000)
+            .await
+            .expect("lease")
+    );
+    store.release_lease("job", "b").await.expect("release");
+    assert!(
+        store
+            .try_lease("job", "c", T0 + 1_960, 1_000)
+            .await
+            .expect("lease")
+    );
+}
+
 /// Events no route delivers (no delivery, or every delivery filtered out) can be listed apart.
 pub async fn unrouted_events_are_listed_apart(store: &dyn Store) {
     store
