@@ -18,6 +18,7 @@ pub mod operations;
 pub mod problem;
 pub mod retention;
 pub mod runtime;
+pub mod sources;
 pub mod state;
 pub mod transform;
 pub mod verifiers;
@@ -162,6 +163,17 @@ pub async fn run(
         concurrency: config.delivery.concurrency,
     });
     let worker_shutdown = CancellationToken::new();
+    let sources_shutdown = CancellationToken::new();
+    let sources_task = tokio::spawn(
+        sources::supervisor::Supervisor {
+            registry: registry.clone(),
+            committer: committer.clone(),
+            store: store.clone(),
+            client: worker.sender.client().clone(),
+            node: worker.owner.clone(),
+        }
+        .run(sources_shutdown.clone()),
+    );
     let worker_task = tokio::spawn(
         worker
             .clone()
@@ -204,7 +216,7 @@ pub async fn run(
     let app = router(state, &config);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "Switchboard listening on http://{addr}");
-    for source in &config.sources {
+    for source in config.sources.iter().filter(|s| s.is_webhook()) {
         tracing::info!(source = %source.id, "send events to http://{addr}/in/{}", source.id);
     }
 
@@ -213,6 +225,10 @@ pub async fn run(
         .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await?;
     tracing::info!("listener closed; finishing in-flight work");
+    // Fetching sources stop first: what they already handed over is committed below, what they
+    // had not is still unacknowledged at its broker and comes back.
+    sources_shutdown.cancel();
+    let _ = sources_task.await;
     let _ = rejections_task.await;
     worker_shutdown.cancel();
     let _ = worker_task.await;

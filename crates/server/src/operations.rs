@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_core::ids::{new_delivery_id, new_event_id};
+use switchboard_core::ids::new_event_id;
 use switchboard_core::outbound::OPERATIONS_SOURCE;
 use switchboard_core::time::{UnixMillis, now_millis};
-use switchboard_store::{NewDelivery, NewEvent};
+use switchboard_store::NewEvent;
 
 use crate::ingest::commit::Committer;
 use crate::runtime::{Change, Registry};
@@ -56,20 +56,7 @@ impl Operations {
             body: body.to_string().into_bytes(),
             received_at: now,
             forward_headers: Vec::new(),
-            deliveries: runtime
-                .routes_from(OPERATIONS_SOURCE)
-                .into_iter()
-                .map(|(route_id, destination)| NewDelivery {
-                    id: new_delivery_id(),
-                    ordering_key: runtime
-                        .destinations
-                        .get(&destination)
-                        .filter(|t| t.ordered)
-                        .map(|_| String::new()),
-                    route_id,
-                    destination,
-                })
-                .collect(),
+            deliveries: runtime.new_deliveries(OPERATIONS_SOURCE),
         }
     }
 

@@ -157,6 +157,24 @@ impl Runtime {
         self.endpoints.values().filter(move |e| e.tenant == tenant)
     }
 
+    /// One new delivery per route leaving `source`. Deliveries to an ordered destination get
+    /// the empty ordering key (FIFO per destination).
+    pub fn new_deliveries(&self, source: &str) -> Vec<switchboard_store::NewDelivery> {
+        self.routes_from(source)
+            .into_iter()
+            .map(|(route_id, destination)| switchboard_store::NewDelivery {
+                id: switchboard_core::ids::new_delivery_id(),
+                ordering_key: self
+                    .destinations
+                    .get(&destination)
+                    .filter(|t| t.ordered)
+                    .map(|_| String::new()),
+                route_id,
+                destination,
+            })
+            .collect()
+    }
+
     /// Routes whose source is `source`, as `(route id, destination id)`.
     pub fn routes_from(&self, source: &str) -> Vec<(String, String)> {
         self.config

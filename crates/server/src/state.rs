@@ -33,6 +33,8 @@ pub struct SourceRuntime {
     pub limiter: Option<DefaultDirectRateLimiter>,
     /// Extra headers (beyond the usual credential headers) whose values are never stored.
     pub credential_headers: Vec<String>,
+    /// The source's kind (`webhook` sources accept `POST /in/{id}`; others fetch).
+    pub kind: &'static str,
 }
 
 /// Handler state.
@@ -92,6 +94,7 @@ pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, 
                     .max_body_bytes
                     .unwrap_or(config.server.max_body_bytes),
                 limiter,
+                kind: source.kind.name(),
             },
         );
     }

@@ -157,6 +157,39 @@ pub fn redact(value: &mut Value) {
     }
 }
 
+/// Redacts the settings of a fetching source or a connector for display: beyond [`redact`], any
+/// string under a key naming a credential (`token`, `password`, `secret`, `key`,
+/// `authorization`), every header value, and the password of any URL.
+pub fn redact_settings(value: &mut Value) {
+    fn walk(value: &mut Value, under_headers: bool) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    let lower = key.to_ascii_lowercase();
+                    let sensitive = ["token", "password", "secret", "key", "authorization"]
+                        .iter()
+                        .any(|word| lower.contains(word));
+                    match item {
+                        Value::String(_) if sensitive || under_headers => {
+                            *item = Value::from(REDACTED)
+                        }
+                        Value::Array(items) if sensitive => {
+                            items.iter_mut().for_each(|i| *i = Value::from(REDACTED))
+                        }
+                        _ => walk(item, lower == "headers"),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| walk(i, false)),
+            Value::String(text) if text.contains("://") && text.contains('@') => {
+                *text = switchboard_core::config::redact_url_password(text);
+            }
+            _ => {}
+        }
+    }
+    walk(value, false);
+}
+
 /// `404` for an unknown id.
 pub fn not_found(kind: Kind, id: &str) -> Problem {
     Problem::new(

@@ -15,7 +15,9 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{apply, check_path_id, from_value, not_found, redact, stamps};
+use super::resources::{
+    apply, check_path_id, from_value, not_found, redact, redact_settings, stamps,
+};
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
@@ -27,8 +29,14 @@ pub struct Source {
     pub id: String,
     /// `config` (read-only here) or `api`.
     pub managed_by: &'static str,
-    /// Path to send events to.
-    pub ingest_path: String,
+    /// `webhook` (events are sent to `ingest_path`) or a fetching kind (`queue`, `websocket`,
+    /// `schedule`).
+    pub kind: &'static str,
+    /// Path to send events to (webhook sources).
+    pub ingest_path: Option<String>,
+    /// The settings of a fetching kind (secrets redacted).
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
     /// Verifier: `{"kind": "github", "secrets": [...]}` etc.; secrets are redacted.
     #[schema(value_type = Object)]
     pub verifier: Value,
@@ -50,6 +58,12 @@ pub struct SourceInput {
     /// 1–64 letters, digits, `-`, `_`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
+    /// `webhook` (the default) or a fetching kind: `queue`, `websocket`, `schedule`.
+    pub kind: Option<String>,
+    /// A fetching kind's settings: the keys written beside `id` and `kind` in a `[[sources]]`
+    /// table of the configuration file.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
     /// Verifier (`{"kind": "none"}` when absent). Kinds: github, stripe, slack, shopify,
     /// twilio, sendgrid, standard-webhooks, hmac, basic, api-key, none.
     #[schema(value_type = Option<Object>)]
@@ -63,6 +77,30 @@ pub struct SourceInput {
 }
 
 fn to_config(input: SourceInput) -> Result<SourceConfig, Problem> {
+    let kind = input.kind.unwrap_or_else(|| "webhook".into());
+    if kind != "webhook" {
+        if input.verifier.is_some() || input.max_body_bytes.is_some() || input.rate_limit.is_some()
+        {
+            return Err(Problem::field(
+                "verifier",
+                "verifier, max_body_bytes and rate_limit apply to webhook sources only",
+            ));
+        }
+        let mut value = match input.settings {
+            Some(Value::Object(settings)) => Value::Object(settings),
+            None => json!({}),
+            Some(_) => return Err(Problem::field("settings", "settings must be an object")),
+        };
+        value["id"] = json!(input.id);
+        value["kind"] = json!(kind);
+        return from_value(value);
+    }
+    if input.settings.is_some() {
+        return Err(Problem::field(
+            "settings",
+            "webhook sources take verifier, max_body_bytes and rate_limit, not settings",
+        ));
+    }
     let mut value =
         json!({ "id": input.id, "verifier": input.verifier.unwrap_or(json!({"kind": "none"})) });
     if let Some(max) = input.max_body_bytes {
@@ -78,10 +116,21 @@ fn view(runtime: &Runtime, source: &SourceConfig) -> Source {
     let mut verifier = serde_json::to_value(&source.verifier).unwrap_or(Value::Null);
     redact(&mut verifier);
     let (created_at, updated_at) = stamps(runtime, Kind::Source, &source.id);
+    let settings = (!source.is_webhook()).then(|| {
+        let mut settings = serde_json::to_value(source).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut settings {
+            map.remove("id");
+            map.remove("kind");
+        }
+        redact_settings(&mut settings);
+        settings
+    });
     Source {
         id: source.id.clone(),
         managed_by: runtime.managed_by(Kind::Source, &source.id).as_str(),
-        ingest_path: format!("/in/{}", source.id),
+        kind: source.kind.name(),
+        ingest_path: source.is_webhook().then(|| format!("/in/{}", source.id)),
+        settings,
         verifier,
         max_body_bytes: source.max_body_bytes.map(|n| n as u64),
         rate_limit: source.rate_limit.and_then(|r| serde_json::to_value(r).ok()),

@@ -38,6 +38,18 @@ pub async fn ingest(
         )
         .into_response();
     };
+    if source.kind != "webhook" {
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_a_webhook_source",
+            "Not a webhook source",
+            format!(
+                "source `{source_id}` is a `{}` source: Switchboard fetches its events, it does not accept webhooks",
+                source.kind
+            ),
+        )
+        .into_response();
+    }
     if let Some(response) = rate_limited(&source_id, source) {
         return response;
     }
