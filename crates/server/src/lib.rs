@@ -20,6 +20,7 @@ pub mod retention;
 pub mod runtime;
 pub mod sources;
 pub mod state;
+pub mod template;
 pub mod transform;
 pub mod verifiers;
 

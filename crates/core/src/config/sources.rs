@@ -381,27 +381,27 @@ mod tests {
         let config = Config::from_toml(
             "[[sources]]\nid = \"gh\"\nmax_body_bytes = 10\nverifier = { kind = \"github\", secrets = [\"s\"] }\n",
         )
-        .unwrap();
+        .expect("valid");
         let source = &config.sources[0];
         assert!(source.is_webhook());
         assert_eq!(source.max_body_bytes, Some(10));
-        let json = serde_json::to_value(source).unwrap();
+        let json = serde_json::to_value(source).expect("valid");
         assert!(json.get("kind").is_none(), "webhook is the default: {json}");
-        let back: SourceConfig = serde_json::from_value(json).unwrap();
+        let back: SourceConfig = serde_json::from_value(json).expect("valid");
         assert_eq!(&back, source);
     }
 
     #[test]
     fn unknown_kinds_and_keys_are_named() {
         let error = Config::from_toml("[[sources]]\nid = \"q\"\nkind = \"carrier-pigeon\"\n")
-            .unwrap_err()
+            .expect_err("must be refused")
             .to_string();
         assert!(
             error.contains("unknown source kind `carrier-pigeon`"),
             "{error}"
         );
         let error = Config::from_toml("[[sources]]\nid = \"gh\"\nverifer = {}\n")
-            .unwrap_err()
+            .expect_err("must be refused")
             .to_string();
         assert!(
             error.contains("source `gh`") && error.contains("verifer"),

@@ -248,17 +248,32 @@ pub async fn test(
     );
     let raw_body = input_value["body"].clone();
     let program = runtime.route_programs.get(&id).cloned();
-    let outcome = match program {
-        None => Ok(crate::transform::Routed::Send(None)),
-        Some(program) => tokio::task::spawn_blocking(move || program.apply(&input_value))
-            .await
-            .map_err(super::internal)?,
-    };
-    let (matched, error, body) = match outcome {
+    let templates = runtime
+        .destinations
+        .get(&route.destination)
+        .map(|target| target.templates.clone());
+    let (outcome, rendered) = tokio::task::spawn_blocking(move || {
+        let outcome = match program {
+            None => Ok(crate::transform::Routed::Send(None)),
+            Some(program) => program.apply(&input_value),
+        };
+        let rendered = templates.map(|t| t.render(&input_value)).transpose();
+        (outcome, rendered)
+    })
+    .await
+    .map_err(super::internal)?;
+    let (matched, mut error, body) = match outcome {
         Ok(crate::transform::Routed::Filtered) => (false, None, None),
         Ok(crate::transform::Routed::Send(None)) => (true, None, Some(raw_body)),
         Ok(crate::transform::Routed::Send(Some(body))) => (true, None, Some(body)),
         Err(error) => (false, Some(error), None),
+    };
+    let rendered = match rendered {
+        Ok(rendered) => rendered.unwrap_or_default(),
+        Err(template_error) => {
+            error.get_or_insert(template_error);
+            Default::default()
+        }
     };
     let request = (matched && error.is_none())
         .then(|| runtime.destinations.get(&route.destination))
@@ -291,9 +306,14 @@ pub async fn test(
                     String::from_utf8_lossy(value.as_bytes()).into_owned(),
                 );
             }
+            for (name, value) in rendered.with_prefix("header:") {
+                headers.insert(name.to_owned(), value.to_owned());
+            }
             RouteTestRequest {
                 method: "POST",
-                url: target.describe(),
+                url: rendered
+                    .get("url")
+                    .map_or_else(|| target.describe(), str::to_owned),
                 headers,
             }
         });

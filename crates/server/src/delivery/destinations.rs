@@ -11,6 +11,8 @@ use switchboard_core::outbound::EndpointSpec;
 use switchboard_core::time::UnixMillis;
 use switchboard_signatures::standard_webhooks::SigningKey;
 
+use crate::template::TemplateSet;
+
 /// A signing key, with the instant it stops signing (rotated-out secrets).
 #[derive(Debug)]
 pub struct SignKey {
@@ -49,6 +51,8 @@ pub struct HttpTarget {
     pub enabled: bool,
     /// For kinds other than `http`: what sends the message.
     pub connector: Option<Arc<dyn super::connectors::Connector>>,
+    /// Templates rendered per delivery (a templated URL or header, a connector's subject…).
+    pub templates: Arc<TemplateSet>,
 }
 
 impl HttpTarget {
@@ -89,7 +93,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
             DestinationConfig::Http(http) => HttpTarget {
                 id: id.clone(),
                 tenant: None,
-                url: parse_url(&what, &http.url)?,
+                url: parse_url(&what, &static_or_placeholder(&http.url))?,
                 keys: http
                     .secret
                     .as_deref()
@@ -99,13 +103,16 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                     .collect(),
                 timeout: policy.timeout,
                 retry: policy.retry.clone(),
-                headers: parse_headers(&what, &http.headers)?,
+                headers: parse_headers(&what, &static_headers(&http.headers))?,
                 max_in_flight,
                 rate_limit: policy.rate_limit,
                 ordered: policy.ordered,
                 transform: None,
                 enabled: true,
                 connector: None,
+                templates: Arc::new(
+                    http_templates(&http.url, &http.headers).map_err(|e| format!("{what}: {e}"))?,
+                ),
             },
             other => {
                 let connector = super::connectors::build(other)
@@ -125,6 +132,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                     ordered: policy.ordered,
                     transform: None,
                     enabled: true,
+                    templates: Arc::new(connector.templates()),
                     connector: Some(connector),
                 }
             }
@@ -181,10 +189,65 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                 transform,
                 enabled: endpoint.enabled,
                 connector: None,
+                templates: Arc::new(TemplateSet::new()),
             }),
         );
     }
     Ok(out)
+}
+
+/// The URL to parse at build time: a templated URL is checked per delivery, so only its
+/// shape is checked here (the placeholders replaced by `x`).
+fn static_or_placeholder(url: &str) -> String {
+    match crate::template::Template::parse(url) {
+        Ok(template) if template.as_static().is_none() => {
+            let mut out = String::new();
+            let mut rest = url;
+            while let Some(open) = rest.find("{{") {
+                out.push_str(&rest[..open]);
+                match rest[open..].find("}}") {
+                    Some(close) => {
+                        out.push('x');
+                        rest = &rest[open + close + 2..];
+                    }
+                    None => {
+                        rest = "";
+                    }
+                }
+            }
+            out.push_str(rest);
+            out
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Headers without placeholders (sent as configured).
+fn static_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    headers
+        .iter()
+        .filter(|(_, v)| !v.contains("{{"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The templated parts of an HTTP destination: `url` and `header:<name>` entries.
+fn http_templates(
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<TemplateSet, String> {
+    let mut set = TemplateSet::new();
+    if url.contains("{{") {
+        set.add("url", url)?;
+    }
+    for (name, value) in headers.iter().filter(|(_, v)| v.contains("{{")) {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header name `{name}` is invalid"))?;
+        set.add(format!("header:{name}"), value)?;
+    }
+    Ok(set)
 }
 
 fn parse_url(what: &str, url: &str) -> Result<reqwest::Url, String> {

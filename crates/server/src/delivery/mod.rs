@@ -600,7 +600,10 @@ impl Worker {
                 next,
                 status_code: report.status,
                 error: report.error,
-                request_url: target.describe(),
+                request_url: prepared
+                    .rendered
+                    .get("url")
+                    .map_or_else(|| target.describe(), str::to_owned),
                 response_headers: report.headers,
                 response_body: report.body_excerpt,
                 latency_ms,
@@ -762,21 +765,26 @@ enum Plan {
 }
 
 /// Builds the request: the event's bytes as stored, or the output of the route's transform and
-/// then the destination's (endpoint) transform, after the route's filter. jq runs on the
+/// then the destination's (endpoint) transform, after the route's filter; and the destination's
+/// templates (URL, headers, connector fields) rendered against the event. jq runs on the
 /// blocking pool, bounded in time and size; a jq error is the attempt's (permanent) error.
 async fn prepare(
     target: &Arc<HttpTarget>,
     route: Option<Arc<crate::transform::RouteProgram>>,
     delivery: &ClaimedDelivery,
 ) -> Result<Plan, String> {
-    let passthrough = Prepared {
-        body: delivery.body.clone(),
-        content_type: delivery.content_type.clone(),
-        headers: delivery.forward_headers.clone(),
-    };
+    let static_rendered = target.templates.render_static();
     let endpoint_transform = target.transform.clone();
-    if route.is_none() && endpoint_transform.is_none() {
-        return Ok(Plan::Send(passthrough));
+    if route.is_none()
+        && endpoint_transform.is_none()
+        && let Some(rendered) = static_rendered.clone()
+    {
+        return Ok(Plan::Send(Prepared {
+            body: delivery.body.clone(),
+            content_type: delivery.content_type.clone(),
+            headers: delivery.forward_headers.clone(),
+            rendered,
+        }));
     }
     let input = crate::transform::event_input(
         &delivery.body,
@@ -786,7 +794,9 @@ async fn prepare(
         &delivery.source,
         delivery.received_at,
     );
-    let body = tokio::task::spawn_blocking(move || -> Result<Option<Option<Value>>, String> {
+    let templates = target.templates.clone();
+    type Output = Option<(Option<Value>, crate::template::Rendered)>;
+    let output = tokio::task::spawn_blocking(move || -> Result<Output, String> {
         let mut input = input;
         let mut body = None;
         if let Some(route) = route {
@@ -795,6 +805,10 @@ async fn prepare(
                 crate::transform::Routed::Send(out) => body = out,
             }
         }
+        let rendered = match static_rendered {
+            Some(rendered) => rendered,
+            None => templates.render(&input)?,
+        };
         if let Some(transform) = endpoint_transform {
             if let Some(routed) = body.take() {
                 input["body"] = routed;
@@ -804,19 +818,27 @@ async fn prepare(
                 .map_err(|e| format!("transform failed: {e}"))?;
             body = Some(out);
         }
-        Ok(Some(body))
+        Ok(Some((body, rendered)))
     })
     .await
     .map_err(|e| format!("transform did not run: {e}"))??;
-    match body {
-        None => Ok(Plan::Filtered),
-        Some(None) => Ok(Plan::Send(passthrough)),
-        Some(Some(value)) => Ok(Plan::Send(Prepared {
+    let Some((body, rendered)) = output else {
+        return Ok(Plan::Filtered);
+    };
+    Ok(Plan::Send(match body {
+        None => Prepared {
+            body: delivery.body.clone(),
+            content_type: delivery.content_type.clone(),
+            headers: delivery.forward_headers.clone(),
+            rendered,
+        },
+        Some(value) => Prepared {
             body: serde_json::to_vec(&value).map_err(|e| format!("transform output: {e}"))?,
             content_type: Some("application/json".into()),
             headers: delivery.forward_headers.clone(),
-        })),
-    }
+            rendered,
+        },
+    }))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

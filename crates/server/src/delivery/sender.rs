@@ -40,6 +40,8 @@ pub struct Prepared {
     pub content_type: Option<String>,
     /// Headers the publisher asked to send with the message.
     pub headers: Vec<(String, String)>,
+    /// The destination's templates rendered for this message (URL, headers, subject…).
+    pub rendered: crate::template::Rendered,
 }
 
 /// Sends deliveries over a shared connection pool.
@@ -81,8 +83,21 @@ impl Sender {
         let body = prepared.body.as_slice();
         let content_type = prepared.content_type.as_deref();
         let started = Instant::now();
+        let templated_url = match prepared.rendered.get("url").map(reqwest::Url::parse) {
+            None => None,
+            Some(Ok(url)) if matches!(url.scheme(), "http" | "https") => Some(url),
+            Some(Ok(url)) => {
+                let error = format!("the templated url `{url}` is not http(s)");
+                return failure(AttemptOutcome::Permanent, error, started);
+            }
+            Some(Err(error)) => {
+                let error = format!("the templated url is not a valid URL: {error}");
+                return failure(AttemptOutcome::Permanent, error, started);
+            }
+        };
+        let url = templated_url.as_ref().unwrap_or(&target.url);
         // IP literals never reach the resolver: check them here.
-        if let Some(ip) = literal_ip(&target.url)
+        if let Some(ip) = literal_ip(url)
             && let Err(blocked) = self.policy.check(ip)
         {
             return failure(AttemptOutcome::Permanent, blocked.to_string(), started);
@@ -93,7 +108,7 @@ impl Sender {
             .unwrap_or(0);
         let mut request = self
             .client
-            .post(target.url.clone())
+            .post(url.clone())
             .timeout(target.timeout)
             .header(USER_AGENT, USER_AGENT_VALUE)
             .header("webhook-id", delivery_id)
@@ -124,6 +139,18 @@ impl Sender {
         }
         for (name, value) in &target.headers {
             request = request.header(name.clone(), value.clone());
+        }
+        for (name, value) in prepared.rendered.with_prefix("header:") {
+            match (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(name), Ok(value)) => request = request.header(name, value),
+                _ => {
+                    let error = format!("the templated header `{name}` is not a valid header");
+                    return failure(AttemptOutcome::Permanent, error, started);
+                }
+            }
         }
         let response = match request.body(body.to_vec()).send().await {
             Ok(response) => response,

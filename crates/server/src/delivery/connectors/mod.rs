@@ -37,6 +37,12 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 
     /// Makes one attempt.
     async fn deliver(&self, attempt: Attempt<'_>) -> AttemptReport;
+
+    /// Templates rendered per message before [`Connector::deliver`] (read them from
+    /// `attempt.message.rendered`): a subject, recipients, an object key…
+    fn templates(&self) -> crate::template::TemplateSet {
+        crate::template::TemplateSet::new()
+    }
 }
 
 /// The connector of a configured destination (`None` for `http`, which the sender handles).
