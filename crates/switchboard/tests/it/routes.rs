@@ -155,3 +155,79 @@ async fn bad_programs_are_refused_with_their_position() {
     assert_eq!(good.ok(201)["filter"], ".type == null");
     server.stop().await;
 }
+
+/// A destination's URL and headers may carry `{{ jq }}` placeholders, rendered per delivery
+/// from the event; the attempt record and the dry run show the rendered request; a template
+/// that fails at run time fails the delivery without retries; a bad one is refused on save.
+#[tokio::test]
+async fn destination_urls_and_headers_are_templated_from_the_event() {
+    let receiver = Receiver::always(200).await;
+    let mut config = config_to(
+        &format!(
+            "{}/{{{{ .body.repo | @uri }}}}/{{{{ .type // \"untyped\" }}}}",
+            receiver.url
+        ),
+        schedule_ms(&[50]),
+    );
+    if let switchboard_core::config::DestinationConfig::Http(http) = &mut config.destinations[0] {
+        http.headers
+            .insert("x-repo-owner".into(), "{{ .body.owner.login }}".into());
+        http.headers.insert("x-static".into(), "kept".into());
+    }
+    let server = TestServer::start(config).await;
+    let event = server
+        .ingest_ok("src", r#"{"repo": "acme/app", "owner": {"login": "ada"}}"#)
+        .await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/hook/acme%2Fapp/untyped");
+    assert_eq!(got[0].header("x-repo-owner"), "ada");
+    assert_eq!(got[0].header("x-static"), "kept");
+    let delivered = server
+        .wait_delivery(&event, "delivered", |d| {
+            d.status == DeliveryStatus::Succeeded
+        })
+        .await;
+    let attempts = server
+        .store()
+        .list_attempts(None, Some(&delivered.id))
+        .await
+        .expect("attempts");
+    assert_eq!(
+        attempts[0].request_url,
+        format!("{}/acme%2Fapp/untyped", receiver.url)
+    );
+
+    let api = server.api();
+    let test = api
+        .post("/v1/routes/src-dst/test", &json!({"event_id": event}))
+        .await;
+    let test = test.ok(200);
+    assert_eq!(
+        test["request"]["url"],
+        format!("{}/acme%2Fapp/untyped", receiver.url)
+    );
+    assert_eq!(test["request"]["headers"]["x-repo-owner"], "ada");
+
+    // A placeholder that errors at run time fails that delivery at once.
+    let broken = server
+        .ingest_ok("src", r#"{"repo": "r", "owner": "not an object"}"#)
+        .await;
+    let failed = server
+        .wait_delivery(&broken, "failed", |d| d.status == DeliveryStatus::Failed)
+        .await;
+    assert_eq!(failed.attempts, 1, "not retried");
+    let error = failed.last_error.unwrap_or_default();
+    assert!(error.contains("template"), "{error}");
+
+    // A placeholder that does not compile is refused when the destination is saved.
+    let refused = api
+        .post(
+            "/v1/destinations",
+            &json!({"id": "bad", "url": "https://example.com/{{ .body | }}"}),
+        )
+        .await;
+    let detail = refused.body.to_string();
+    assert!(refused.status >= 400 && refused.status < 500, "{detail}");
+    assert!(detail.contains("placeholder"), "{detail}");
+    server.stop().await;
+}

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
 /// How the receiver answers one request.
@@ -37,6 +37,8 @@ impl Switch {
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// Path and query (`/hook…`).
+    pub path: String,
     /// Request headers.
     pub headers: HeaderMap,
     /// Raw body.
@@ -108,13 +110,14 @@ impl Receiver {
             .expect("bind receiver");
         let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
         let state = shared.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let state = state.clone();
-                async move { handle(state, headers, body).await }
-            }),
-        );
+        let handler = axum::routing::post(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move { handle(state, uri, headers, body).await }
+        });
+        // `/hook` and anything below it (templated URLs add to the path).
+        let app = axum::Router::new()
+            .route("/hook", handler.clone())
+            .route("/hook/{*rest}", handler);
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -140,10 +143,13 @@ impl Receiver {
     }
 }
 
-async fn handle(state: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(state: Arc<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let n = {
         let mut requests = state.requests.lock().expect("lock");
         requests.push(Recorded {
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned()),
             headers,
             body: body.clone(),
             at: Instant::now(),
