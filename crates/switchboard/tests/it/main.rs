@@ -14,6 +14,7 @@ mod notify;
 mod outbound;
 mod providers;
 mod receivers;
+mod recipes;
 mod retries;
 mod routes;
 mod shutdown;
