@@ -8,6 +8,7 @@ pub mod duration;
 pub mod ids;
 pub mod outbound;
 pub mod outcome;
+pub mod providers;
 pub mod retry;
 pub mod time;
 
