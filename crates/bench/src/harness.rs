@@ -43,6 +43,10 @@ pub struct Route {
     pub timeout: Duration,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// jq filter of the route.
+    pub filter: Option<String>,
+    /// jq transform of the route.
+    pub transform: Option<String>,
 }
 
 /// The knobs a benchmark run varies.
@@ -101,8 +105,8 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
             id: None,
             source: SOURCE.into(),
             destination: DESTINATION.into(),
-            filter: None,
-            transform: None,
+            filter: route.filter.clone(),
+            transform: route.transform.clone(),
         }];
     }
     config

@@ -108,6 +108,14 @@ pub struct Args {
     /// Size of each event's JSON body in bytes.
     #[arg(long, default_value_t = 500)]
     pub body_bytes: usize,
+    /// Deliver mode: pre-load GitHub's `pull_request.opened` sample (5.3 KB) instead of a
+    /// synthetic body of `--body-bytes`.
+    #[arg(long)]
+    pub github_payload: bool,
+    /// Deliver mode: the route filters (`.body.action == "opened"`) and transforms every event
+    /// with jq into a Slack-style message, as a GitHub → Slack route does.
+    #[arg(long)]
+    pub transform: bool,
     /// Override `storage.max_batch` (events per group commit).
     #[arg(long)]
     pub max_batch: Option<usize>,

@@ -21,8 +21,18 @@ fn route_to(receiver: &Receiver) -> Route {
         url: receiver.url.clone(),
         timeout: PATIENT,
         retry: RetryPolicy::default(),
+        filter: None,
+        transform: None,
     }
 }
+
+/// GitHub's `pull_request.opened` sample, as `switchboard trigger` sends it.
+const GITHUB_PULL_REQUEST: &[u8] =
+    include_bytes!("../../../samples/github/pull_request.opened.json");
+
+/// The route programs of `--transform`: what a GitHub → Slack route does.
+const GITHUB_FILTER: &str = r#".body.action == "opened""#;
+const GITHUB_TRANSFORM: &str = r#"{text: "PR #\(.body.number) \(.body.pull_request.title) by \(.body.sender.login)", repository: .body.repository.full_name, url: .body.pull_request.html_url}"#;
 
 /// CPU used during one phase: this process (servers, receiver and load generator) and, with
 /// PostgreSQL, the backends serving the nodes' connections (found by `application_name`;
@@ -220,13 +230,17 @@ pub async fn ingest(args: &Args, settings: &Settings, out: Output) -> anyhow::Re
 pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::Result<()> {
     let events = args.events.unwrap_or(50_000);
     let receiver = Receiver::start_tracking(false, true).await?;
-    let server = Cluster::start(
-        settings,
-        Some(&route_to(&receiver)),
-        args.database_url(),
-        args.nodes,
-    )
-    .await?;
+    let mut route = route_to(&receiver);
+    if args.transform {
+        route.filter = Some(GITHUB_FILTER.into());
+        route.transform = Some(GITHUB_TRANSFORM.into());
+    }
+    let body = if args.github_payload {
+        bytes::Bytes::from_static(GITHUB_PULL_REQUEST)
+    } else {
+        load::body(args.body_bytes)
+    };
+    let server = Cluster::start(settings, Some(&route), args.database_url(), args.nodes).await?;
     let postgres = server.store() == "postgres";
     if postgres {
         out.line(&server.describe());
@@ -238,7 +252,7 @@ pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::R
     let mut preload = load::run(&Spec {
         addrs: server.addrs(),
         concurrency: args.preload_concurrency,
-        body: load::body(args.body_bytes),
+        body: body.clone(),
         stop: Stop::Count(events),
         record_latencies: true,
         progress_every: Some((events / 10).max(1)),
@@ -310,7 +324,8 @@ pub async fn deliver(args: &Args, settings: &Settings, out: Output) -> anyhow::R
         "cpu_bench_s": cpu.1,
         "cpu_postgres_s": cpu.2,
         "durability": args.durability.name(),
-        "body_bytes": args.body_bytes,
+        "body_bytes": body.len(),
+        "transform": args.transform,
         "events": events,
         "stored": stored,
         "preload_s": preload.elapsed.as_secs_f64(),
@@ -347,6 +362,8 @@ pub async fn backlog(args: &Args, settings: &Settings, out: Output) -> anyhow::R
             url: "http://127.0.0.1:9/".into(),
             timeout: Duration::from_secs(5),
             retry: RetryPolicy::Schedule(vec![Duration::from_secs(3600)]),
+            filter: None,
+            transform: None,
         },
     };
     let server = Server::start(settings, Some(&route)).await?;
