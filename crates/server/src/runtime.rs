@@ -491,6 +491,17 @@ fn in_use(config: &Config, kind: Kind, id: &str) -> ChangeError {
     }
 }
 
+/// Builds everything `serve` builds from a configuration file — verifiers, jq programs,
+/// templates, connectors, fetching sources' settings — without opening a store or a socket:
+/// the error is the one `serve` would stop with.
+pub fn check(file: &Config) -> Result<(), String> {
+    file.validate().map_err(|e| e.to_string())?;
+    let vault = Vault::from_key(&[0; 32]).map_err(|e| e.to_string())?;
+    build(file, &[], &vault)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Builds a snapshot from the file configuration and sealed API resources.
 fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Runtime, ChangeError> {
     let mut config = file.clone();

@@ -5,6 +5,7 @@
 //! before or after the subcommand; on `destinations create|update`, where `--url` is the
 //! destination's URL, the server's is spelled `--server`.
 
+mod check;
 mod client;
 mod data;
 mod endpoints;
@@ -43,8 +44,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const SERVER_URL: &str = "server_url";
 
 /// Commands that never talk to the API (they get no `--url`).
-const LOCAL_COMMANDS: [&str; 8] = [
+const LOCAL_COMMANDS: [&str; 9] = [
     "serve",
+    "check-config",
     "migrate",
     "export",
     "import",
@@ -80,6 +82,8 @@ pub struct Cli {
 enum Command {
     /// Run the server: ingest, delivery workers, management API, health and metrics.
     Serve(serve::ServeArgs),
+    /// Check a configuration file without starting anything (exit 1 with `file:line: why`).
+    CheckConfig(check::CheckArgs),
     /// Apply pending database migrations and print the schema version.
     Migrate(data::MigrateArgs),
     /// Write all stored data to a portable JSON Lines file (for moving to another database).
@@ -268,6 +272,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Serve(args) => serve::run(&ctx.config, args).await,
+        Command::CheckConfig(args) => check::run(args).await,
         Command::Migrate(args) => data::migrate(&ctx, args).await,
         Command::Export(args) => data::export(&ctx, args).await,
         Command::Import(args) => data::import(&ctx, args).await,

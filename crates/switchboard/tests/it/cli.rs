@@ -814,3 +814,88 @@ async fn completions_are_printed_for_each_shell() {
     }
     run(&[], &["completions", "tcsh"]).await.fails(2);
 }
+
+/// `check-config` accepts a good file and, for each broken one, exits 1 naming the file, the
+/// line and the problem, without starting anything.
+#[tokio::test]
+async fn check_config_points_at_each_problem() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[sources]]\nid = \"gh\"\nverifier = { kind = \"github\", secrets = [\"s\"] }\n\n\
+         [[destinations]]\nid = \"out\"\nkind = \"http\"\nurl = \"https://example.com/{{ .body.repo }}\"\n\n\
+         [[routes]]\nsource = \"gh\"\ndestination = \"out\"\nfilter = '.body.action == \"opened\"'\n",
+    )
+    .expect("write");
+    let path = good.to_string_lossy().into_owned();
+    let out = run(&[], &["check-config", &path]).await;
+    assert!(
+        out.ok()
+            .contains("ok (1 sources, 1 destinations, 1 routes)"),
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        &[("SWITCHBOARD_DATA_DIR", &dir.path().to_string_lossy())],
+        &["check-config", &path, "--connect"],
+    )
+    .await;
+    assert!(out.ok().contains("database answers"), "{}", out.stdout);
+
+    // (file contents, expected `file:line` suffix, expected words in the message)
+    let broken: &[(&str, &str, &str)] = &[
+        ("[server]\nlisten = 5\n", ":2:10:", "invalid type"),
+        (
+            "[server]\nlisten_adress = \"x\"\n",
+            ":2:1:",
+            "unknown field",
+        ),
+        (
+            "[[sources]]\nid = \"gh\"\nverifier = { kind = \"github\", secrets = [] }\n",
+            ":2:",
+            "needs at least one secret",
+        ),
+        (
+            "[[sources]]\nid = \"gh\"\n\n[[destinations]]\nid = \"out\"\nkind = \"http\"\nurl = \"ftp://x\"\n",
+            ":5:",
+            "must start with http",
+        ),
+        (
+            "[[sources]]\nid = \"gh\"\n\n[[destinations]]\nid = \"out\"\nkind = \"http\"\nurl = \"https://x/{{ .body | }}\"\n",
+            ":5:",
+            "placeholder",
+        ),
+        (
+            "[[sources]]\nid = \"gh\"\n\n[[destinations]]\nid = \"out\"\nkind = \"http\"\nurl = \"https://x\"\n\n\
+             [[routes]]\nsource = \"gh\"\ndestination = \"out\"\nfilter = '.body.action =='\n",
+            ":11:",
+            "filter",
+        ),
+        (
+            "[[routes]]\nsource = \"nowhere\"\ndestination = \"out\"\n",
+            ":3:",
+            "unknown source `nowhere`",
+        ),
+        (
+            "[[sources]]\nid = \"q\"\nkind = \"carrier-pigeon\"\n",
+            ":1:",
+            "unknown source kind",
+        ),
+    ];
+    for (n, (text, position, words)) in broken.iter().enumerate() {
+        let file = dir.path().join(format!("broken-{n}.toml"));
+        std::fs::write(&file, text).expect("write");
+        let path = file.to_string_lossy().into_owned();
+        let out = run(&[], &["check-config", &path]).await;
+        let stderr = out.fails(1);
+        assert!(
+            stderr.contains(&format!("{path}{position}")),
+            "case {n}: expected `{path}{position}` in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(words),
+            "case {n}: expected `{words}` in:\n{stderr}"
+        );
+    }
+}
