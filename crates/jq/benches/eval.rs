@@ -90,6 +90,46 @@ fn bench(name: &str, source: &str, input: &Value) {
     println!("{name:<40} {ns:>8} ns/eval");
 }
 
+/// A route's filter and transform on one event: run separately (two conversions, two stacks)
+/// and together (one `Input`, one `with_eval_stack`), as the delivery path now does.
+fn bench_route(event: &Value) {
+    let filter = Program::compile(r#".body.action == "opened""#).unwrap();
+    let transform = Program::compile(
+        r#"{text: "PR #\(.body.number) \(.body.pull_request.title) by \(.body.sender.login)"}"#,
+    )
+    .unwrap();
+    let limits = Limits::default();
+    let separate = || {
+        black_box(filter.run_bool(black_box(event), &limits).unwrap());
+        black_box(transform.run_one(black_box(event), &limits).unwrap());
+    };
+    let shared = || {
+        switchboard_jq::with_eval_stack(|| {
+            let input = switchboard_jq::Input::new(black_box(event));
+            black_box(filter.run_bool_on(&input, &limits).unwrap());
+            black_box(transform.run_one_on(&input, &limits).unwrap());
+        })
+    };
+    for (name, run) in [
+        ("route filter + transform, separate", &separate as &dyn Fn()),
+        ("route filter + transform, shared input", &shared),
+    ] {
+        for _ in 0..100 {
+            run();
+        }
+        let mut iterations = 0_u64;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(500) {
+            for _ in 0..100 {
+                run();
+            }
+            iterations += 100;
+        }
+        let ns = started.elapsed().as_nanos() / u128::from(iterations);
+        println!("{name:<40} {ns:>8} ns/route");
+    }
+}
+
 fn main() {
     let event = pull_request_event();
     println!(
@@ -120,4 +160,5 @@ fn main() {
         r#".headers["x-github-event"] == "pull_request" and (.body.pull_request.labels | any(.name == "bug"))"#,
         &event,
     );
+    bench_route(&event);
 }

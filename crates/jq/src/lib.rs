@@ -260,11 +260,20 @@ impl Program {
     ///
     /// Blocks the calling thread for at most about `limits.timeout` (see the module docs).
     pub fn run(&self, input: &Value, limits: &Limits) -> Result<Vec<Value>, RunError> {
+        with_eval_stack(|| self.run_on(&Input::new(input), limits))
+    }
+
+    /// Runs the program on an input converted once ([`Input`]) and returns all its outputs.
+    /// Several programs over the same input (a filter, then a transform) share the conversion.
+    pub fn run_on(&self, input: &Input, limits: &Limits) -> Result<Vec<Value>, RunError> {
         let deadline = Instant::now()
             .checked_add(limits.timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let on_stack = || {
-            let _scope = guard::Scope::enter(deadline, EVAL_STACK_SIZE - RECURSION_STACK);
+            // jq terms may use RECURSION_STACK from here; the rest stays for recursion outside
+            // terms (conversions, dropping deep values).
+            let remaining = stacker::remaining_stack().unwrap_or(EVAL_STACK_SIZE);
+            let _scope = guard::Scope::enter(deadline, remaining.saturating_sub(RECURSION_STACK));
             match catch_unwind(AssertUnwindSafe(|| eval(&self.inner.filter, input, limits))) {
                 Ok(result) => result,
                 Err(payload) => Err(match payload.downcast_ref::<Abort>() {
@@ -275,15 +284,18 @@ impl Program {
             }
         };
         // `grow` panics if the stack cannot be mapped.
-        catch_unwind(AssertUnwindSafe(|| {
-            stacker::grow(EVAL_STACK_SIZE, on_stack)
-        }))
-        .unwrap_or_else(|payload| Err(RunError::Internal(panic_message(payload.as_ref()))))
+        catch_unwind(AssertUnwindSafe(|| with_eval_stack(on_stack)))
+            .unwrap_or_else(|payload| Err(RunError::Internal(panic_message(payload.as_ref()))))
     }
 
     /// Runs the program and requires exactly one output.
     pub fn run_one(&self, input: &Value, limits: &Limits) -> Result<Value, RunError> {
-        let outputs = self.run(input, limits)?;
+        with_eval_stack(|| self.run_one_on(&Input::new(input), limits))
+    }
+
+    /// [`Program::run_one`] on a converted input.
+    pub fn run_one_on(&self, input: &Input, limits: &Limits) -> Result<Value, RunError> {
+        let outputs = self.run_on(input, limits)?;
         let count = outputs.len();
         match <[Value; 1]>::try_from(outputs) {
             Ok([v]) => Ok(v),
@@ -293,7 +305,12 @@ impl Program {
 
     /// Runs the program and requires exactly one output, `true` or `false`.
     pub fn run_bool(&self, input: &Value, limits: &Limits) -> Result<bool, RunError> {
-        let outputs = self.run(input, limits)?;
+        with_eval_stack(|| self.run_bool_on(&Input::new(input), limits))
+    }
+
+    /// [`Program::run_bool`] on a converted input.
+    pub fn run_bool_on(&self, input: &Input, limits: &Limits) -> Result<bool, RunError> {
+        let outputs = self.run_on(input, limits)?;
         match outputs.as_slice() {
             [Value::Bool(b)] => Ok(*b),
             [other] => Err(RunError::NotBoolean {
@@ -307,6 +324,30 @@ impl Program {
             }),
         }
     }
+}
+
+/// A JSON value converted for evaluation once, to run several programs on.
+///
+/// Not `Send`: build it on the thread (and ideally inside the [`with_eval_stack`] call) where the
+/// programs run.
+pub struct Input {
+    val: Val,
+}
+
+impl Input {
+    /// Converts `value` (recursive: runs on an evaluation stack).
+    pub fn new(value: &Value) -> Self {
+        with_eval_stack(|| Self {
+            val: convert::to_val(value),
+        })
+    }
+}
+
+/// Runs `f` on an evaluation stack: a fresh [`EVAL_STACK_SIZE`] stack, unless the caller already
+/// is on one with nearly all of it left. Wrap a batch of runs (filter, transform, templates of
+/// one delivery) in one call so they share a single stack instead of mapping one each.
+pub fn with_eval_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(EVAL_STACK_SIZE - (64 << 20), EVAL_STACK_SIZE, f)
 }
 
 /// `..` as a jq-level definition: jaq evaluates the `..` term in a native loop that is
@@ -420,8 +461,8 @@ fn span_start(whole: &str, part: &str) -> Option<usize> {
 }
 
 /// Evaluates on the current (large) stack; may unwind with an [`Abort`].
-fn eval(filter: &Filter, input: &Value, limits: &Limits) -> Result<Vec<Value>, RunError> {
-    let input = convert::to_val(input);
+fn eval(filter: &Filter, input: &Input, limits: &Limits) -> Result<Vec<Value>, RunError> {
+    let input = input.val.clone();
     let env = Val::obj(Default::default());
     let ctx = Ctx::<Data>::new(Guarded(&filter.lut), Vars::new([env]));
     let mut budget = Budget::new(limits.max_output_bytes);

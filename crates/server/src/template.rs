@@ -83,13 +83,24 @@ impl Template {
 
     /// Renders against `input` (blocking: runs jq under `limits`).
     pub fn render(&self, input: &Value, limits: &switchboard_jq::Limits) -> Result<String, String> {
+        switchboard_jq::with_eval_stack(|| {
+            self.render_on(&switchboard_jq::Input::new(input), limits)
+        })
+    }
+
+    /// Renders against an input converted once (blocking).
+    pub fn render_on(
+        &self,
+        input: &switchboard_jq::Input,
+        limits: &switchboard_jq::Limits,
+    ) -> Result<String, String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Expr(program) => {
                     for value in program
-                        .run(input, limits)
+                        .run_on(input, limits)
                         .map_err(|e| format!("template `{}`: {e}", self.source))?
                     {
                         match value {
@@ -135,18 +146,24 @@ impl TemplateSet {
         self.templates.is_empty()
     }
 
-    /// Renders every template against `input` (blocking).
+    /// Renders every template against `input` (blocking; one conversion of the input).
     pub fn render(&self, input: &Value) -> Result<Rendered, String> {
         let limits = crate::transform::limits();
-        let mut values = Vec::with_capacity(self.templates.len());
-        for (name, template) in &self.templates {
-            let value = match template.as_static() {
-                Some(text) => text.to_owned(),
-                None => template.render(input, &limits)?,
-            };
-            values.push((name.clone(), value));
-        }
-        Ok(Rendered(values))
+        switchboard_jq::with_eval_stack(|| {
+            let mut converted = None;
+            let mut values = Vec::with_capacity(self.templates.len());
+            for (name, template) in &self.templates {
+                let value = match template.as_static() {
+                    Some(text) => text.to_owned(),
+                    None => template.render_on(
+                        converted.get_or_insert_with(|| switchboard_jq::Input::new(input)),
+                        &limits,
+                    )?,
+                };
+                values.push((name.clone(), value));
+            }
+            Ok(Rendered(values))
+        })
     }
 
     /// The values without an input: every template must be static.

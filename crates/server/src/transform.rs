@@ -48,22 +48,26 @@ impl RouteProgram {
         self.filter.is_none() && self.transform.is_none()
     }
 
-    /// Runs the filter, then the transform, on `input` (blocking; bounded by [`limits`]).
+    /// Runs the filter, then the transform, on `input` (blocking; bounded by [`limits`]). Both
+    /// share one conversion of the input and one evaluation stack.
     pub fn apply(&self, input: &Value) -> Result<Routed, String> {
-        if let Some(filter) = &self.filter {
-            match filter.run_bool(input, &limits()) {
-                Ok(true) => {}
-                Ok(false) => return Ok(Routed::Filtered),
-                Err(e) => return Err(format!("route filter failed: {e}")),
+        switchboard_jq::with_eval_stack(|| {
+            let converted = switchboard_jq::Input::new(input);
+            if let Some(filter) = &self.filter {
+                match filter.run_bool_on(&converted, &limits()) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Routed::Filtered),
+                    Err(e) => return Err(format!("route filter failed: {e}")),
+                }
             }
-        }
-        match &self.transform {
-            None => Ok(Routed::Send(None)),
-            Some(transform) => transform
-                .run_one(input, &limits())
-                .map(|body| Routed::Send(Some(body)))
-                .map_err(|e| format!("route transform failed: {e}")),
-        }
+            match &self.transform {
+                None => Ok(Routed::Send(None)),
+                Some(transform) => transform
+                    .run_one_on(&converted, &limits())
+                    .map(|body| Routed::Send(Some(body)))
+                    .map_err(|e| format!("route transform failed: {e}")),
+            }
+        })
     }
 }
 

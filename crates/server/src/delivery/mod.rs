@@ -796,29 +796,32 @@ async fn prepare(
     );
     let templates = target.templates.clone();
     type Output = Option<(Option<Value>, crate::template::Rendered)>;
-    let output = tokio::task::spawn_blocking(move || -> Result<Output, String> {
-        let mut input = input;
-        let mut body = None;
-        if let Some(route) = route {
-            match route.apply(&input)? {
-                crate::transform::Routed::Filtered => return Ok(None),
-                crate::transform::Routed::Send(out) => body = out,
+    // One evaluation stack for the filter, transform and templates of this delivery.
+    let output = tokio::task::spawn_blocking(move || {
+        switchboard_jq::with_eval_stack(|| -> Result<Output, String> {
+            let mut input = input;
+            let mut body = None;
+            if let Some(route) = route {
+                match route.apply(&input)? {
+                    crate::transform::Routed::Filtered => return Ok(None),
+                    crate::transform::Routed::Send(out) => body = out,
+                }
             }
-        }
-        let rendered = match static_rendered {
-            Some(rendered) => rendered,
-            None => templates.render(&input)?,
-        };
-        if let Some(transform) = endpoint_transform {
-            if let Some(routed) = body.take() {
-                input["body"] = routed;
+            let rendered = match static_rendered {
+                Some(rendered) => rendered,
+                None => templates.render(&input)?,
+            };
+            if let Some(transform) = endpoint_transform {
+                if let Some(routed) = body.take() {
+                    input["body"] = routed;
+                }
+                let out = transform
+                    .run_one(&input, &crate::transform::limits())
+                    .map_err(|e| format!("transform failed: {e}"))?;
+                body = Some(out);
             }
-            let out = transform
-                .run_one(&input, &crate::transform::limits())
-                .map_err(|e| format!("transform failed: {e}"))?;
-            body = Some(out);
-        }
-        Ok(Some((body, rendered)))
+            Ok(Some((body, rendered)))
+        })
     })
     .await
     .map_err(|e| format!("transform did not run: {e}"))??;
