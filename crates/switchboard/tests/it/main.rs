@@ -17,5 +17,6 @@ mod receivers;
 mod retries;
 mod routes;
 mod shutdown;
+mod store_sinks;
 mod transfer;
 mod trigger;
