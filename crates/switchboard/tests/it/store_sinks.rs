@@ -823,3 +823,94 @@ async fn s3_wrong_credentials_and_missing_buckets_fail_clearly() {
     assert!(!attempt.request_url.contains(&moto.secret_access_key));
     server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Documentation
+
+/// The ```toml blocks of `text` between `from` and `to`.
+fn toml_blocks(text: &str, from: &str, to: &str) -> Vec<String> {
+    let start = text.find(from).expect("section start");
+    let end = start + text[start..].find(to).expect("section end");
+    text[start..end]
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Parses, validates and builds (connectors and templates included) a documented example.
+fn load_example(toml: &str) -> Config {
+    let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let sources: HashSet<String> = config.sources.iter().map(|s| s.id.clone()).collect();
+    for route in &config.routes {
+        if !sources.contains(&route.source) {
+            config
+                .sources
+                .push(switchboard_core::config::SourceConfig::new(
+                    &route.source,
+                    Default::default(),
+                ));
+        }
+    }
+    config.validate().unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    for destination in &config.destinations {
+        switchboard_server::delivery::connectors::build(destination)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    }
+    for route in &config.routes {
+        switchboard_server::transform::RouteProgram::compile(route)
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    }
+    config
+}
+
+/// The `postgres` and `s3` examples of docs/configuration.md and the recipe load as they are,
+/// and the recipe's row transform makes a row of Shopify's sample order.
+#[test]
+fn documented_examples_load() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let reference = std::fs::read_to_string(format!("{root}/docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let blocks = toml_blocks(
+        &reference,
+        "### `[[destinations]]` (`kind = \"postgres\"`)",
+        "### `[[routes]]`",
+    );
+    assert_eq!(blocks.len(), 2, "one example per kind");
+    for block in &blocks {
+        load_example(block);
+    }
+    let recipe = std::fs::read_to_string(format!(
+        "{root}/docs/recipes/events-into-postgres-and-s3.md"
+    ))
+    .expect("recipe");
+    let blocks = toml_blocks(&recipe, "## 3. The configuration", "What happens");
+    assert_eq!(blocks.len(), 1);
+    let config = load_example(&blocks[0]);
+    assert_eq!(config.destinations.len(), 2);
+
+    let route = config
+        .routes
+        .iter()
+        .find(|r| r.destination == "orders-db")
+        .expect("route");
+    let program = switchboard_server::transform::RouteProgram::compile(route).expect("route");
+    let sample = std::fs::read(format!("{root}/samples/shopify/orders/paid.json")).expect("sample");
+    let input = switchboard_server::transform::event_input(
+        &sample,
+        Some("application/json"),
+        &[],
+        Some("orders/paid"),
+        "shopify",
+        1_714_557_600_000,
+    );
+    let switchboard_server::transform::Routed::Send(Some(row)) =
+        program.apply(&input).expect("runs")
+    else {
+        panic!("the sample order is routed with a body");
+    };
+    assert_eq!(row["status"], "paid");
+    assert_eq!(row["total"], "215.42");
+    assert_eq!(row["updated_at"], "2024-05-01T10:00:00.000Z");
+    assert!(row["items"][0]["sku"].is_string(), "{row}");
+}

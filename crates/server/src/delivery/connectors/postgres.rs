@@ -61,6 +61,18 @@ impl std::fmt::Debug for Postgres {
     }
 }
 
+impl Drop for Postgres {
+    /// A configuration change builds a new connector: end the old pool's sessions politely
+    /// (running statements finish first) instead of dropping their sockets.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move { pool.close().await });
+        }
+    }
+}
+
 /// `"name"`: the name quoted as an identifier (names are checked first; doubling `"` keeps even
 /// an unchecked name inert).
 fn quote(name: &str) -> String {
