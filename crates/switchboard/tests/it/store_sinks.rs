@@ -336,6 +336,18 @@ async fn postgres_refusals_are_permanent_and_explained() {
             )),
             Some(r#"if .body | type == "object" then {id: .body.id} else .body end"#),
         ),
+        (
+            DestinationConfig::Postgres(PostgresDestination {
+                timeout: Duration::from_secs(3),
+                ..postgres(
+                    "unreachable",
+                    &format!("postgres://postgres:{PG_PASSWORD}@127.0.0.1:1/test"),
+                    "readings",
+                    &[],
+                )
+            }),
+            Some(".body"),
+        ),
     ]);
     // A long retry schedule: a permanent failure must not wait for it.
     for destination in &mut config.destinations {
@@ -378,6 +390,24 @@ async fn postgres_refusals_are_permanent_and_explained() {
             && error.contains("42P01"),
         "{error}"
     );
+
+    // No database there: retried later, not failed.
+    let waiting = wait_for(
+        &server,
+        &bad_value,
+        "unreachable",
+        "connection failed",
+        |d| d.attempts == 1 && d.status == DeliveryStatus::Pending,
+    )
+    .await;
+    let attempt = &attempts_of(&server, &waiting).await[0];
+    assert_eq!(attempt.outcome, "retryable");
+    let error = attempt.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("postgres") && error.contains("while connecting"),
+        "the cause is named: {error}"
+    );
+    assert!(!error.contains(PG_PASSWORD), "{error}");
 
     let array = server.ingest_ok("src", "[1, 2, 3]").await;
     let failed = wait_for(&server, &array, "readings", "array fails", |d| {

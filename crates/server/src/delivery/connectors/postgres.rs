@@ -129,10 +129,42 @@ impl Postgres {
             PgPoolOptions::new()
                 .max_connections(self.pool_size)
                 .min_connections(0)
-                .acquire_timeout(self.timeout)
+                // Leaves a fifth of the attempt to find out why no connection came.
+                .acquire_timeout(self.timeout.mul_f32(0.8))
                 .idle_timeout(Duration::from_secs(300))
                 .connect_lazy_with(self.options.clone())
         })
+    }
+
+    /// The pool gave no connection in time, and hides why (it retries connection errors until
+    /// its deadline): one direct connection attempt, within `budget`, tells a database that is
+    /// down or refuses the credentials from a pool that was merely busy.
+    async fn why_no_connection(&self, budget: Duration) -> (AttemptOutcome, String) {
+        use sqlx::Connection as _;
+        let retry = AttemptOutcome::Retryable { retry_after: None };
+        let budget = budget.clamp(Duration::from_millis(200), Duration::from_secs(2));
+        match tokio::time::timeout(budget, sqlx::PgConnection::connect_with(&self.options)).await
+        {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                (
+                    retry,
+                    format!(
+                        "postgres: all {} connections of the pool stayed busy for the timeout;                          raise pool_size or lower max_in_flight",
+                        self.pool_size
+                    ),
+                )
+            }
+            Ok(Err(error)) => {
+                let (outcome, text) = classify(&error);
+                (outcome, format!("{text} (while connecting)"))
+            }
+            Err(_) => (
+                retry,
+                "postgres: no connection within the timeout (connecting hangs: the host is                  unreachable or overloaded)"
+                    .into(),
+            ),
+        }
     }
 
     /// The row to write (the body's keys, within `columns`) and its statement.
@@ -316,6 +348,11 @@ impl Connector for Postgres {
                 format!("rows affected: {}", done.rows_affected()).into_bytes(),
                 started,
             ),
+            Ok(Err(sqlx::Error::PoolTimedOut)) => {
+                let budget = attempt.timeout.saturating_sub(started.elapsed());
+                let (outcome, text) = self.why_no_connection(budget).await;
+                report(outcome, Some(text), Vec::new(), started)
+            }
             Ok(Err(error)) => {
                 let (outcome, text) = classify(&error);
                 report(outcome, Some(text), Vec::new(), started)
