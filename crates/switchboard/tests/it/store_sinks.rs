@@ -325,7 +325,7 @@ async fn postgres_refusals_are_permanent_and_explained() {
                 &format!("{s}.readings"),
                 &["id"],
             )),
-            Some(".body"),
+            None,
         ),
         (
             DestinationConfig::Postgres(postgres(
@@ -423,15 +423,28 @@ async fn postgres_refusals_are_permanent_and_explained() {
         "{error}"
     );
 
-    // A good row still goes in.
+    // Good rows still go in, values exactly as delivered (every digit of a `numeric`).
     let good = server.ingest_ok("src", r#"{"id": 2, "value": 12}"#).await;
-    wait_for(&server, &good, "readings", "good row", |d| {
-        d.status == DeliveryStatus::Succeeded
-    })
-    .await;
+    let big = server
+        .ingest_ok(
+            "src",
+            r#"{"id": 3, "value": 123456789012345678901234567890.000000000000000000001}"#,
+        )
+        .await;
+    for event in [&good, &big] {
+        wait_for(&server, event, "readings", "good row", |d| {
+            d.status == DeliveryStatus::Succeeded
+        })
+        .await;
+    }
     assert_eq!(
-        schema.rows(&format!("SELECT id, value FROM {s}.readings")),
-        vec![json!({"id": 2, "value": 12})]
+        schema.rows(&format!(
+            "SELECT id, value::text AS value FROM {s}.readings ORDER BY id"
+        )),
+        vec![
+            json!({"id": 2, "value": "12"}),
+            json!({"id": 3, "value": "123456789012345678901234567890.000000000000000000001"}),
+        ]
     );
     server.stop().await;
 }

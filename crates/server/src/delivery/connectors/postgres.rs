@@ -7,6 +7,8 @@
 //! ON CONFLICT ("id") DO UPDATE SET "total" = EXCLUDED."total"
 //! ```
 //!
+//! The parameter is the body's own JSON text (values never re-encoded).
+//!
 //! `json_populate_record` takes the column types from the table's row type, so PostgreSQL
 //! converts each JSON value with the column type's own input rules (text into `timestamptz`,
 //! numbers into `numeric`, objects into `jsonb`, arrays into arrays…) and a value that does not
@@ -23,12 +25,14 @@
 //! own. The database is the operator's configuration, like the store's; the SSRF policy for
 //! webhook URLs does not apply to it.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::postgres::{PgConnectOptions, PgDatabaseError, PgPool, PgPoolOptions};
 use switchboard_core::AttemptOutcome;
 use switchboard_core::config::{
@@ -167,22 +171,26 @@ impl Postgres {
         }
     }
 
-    /// The row to write (the body's keys, within `columns`) and its statement.
-    fn statement(&self, body: &[u8]) -> Result<(String, Map<String, Value>), String> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| {
+    /// The statement and its one parameter: the row as JSON text, made of the body's keys
+    /// (within `columns`) with their values exactly as delivered (never re-encoded, so a number
+    /// keeps every digit for a `numeric` column).
+    fn statement(&self, body: &[u8]) -> Result<(String, String), String> {
+        let value: Box<RawValue> = serde_json::from_slice(body).map_err(|e| {
             format!(
                 "the postgres destination writes a JSON object and the delivered body is not JSON \
                  ({e}); shape it with a route transform"
             )
         })?;
-        let Value::Object(object) = value else {
+        if !value.get().starts_with('{') {
             return Err(format!(
                 "the postgres destination writes a JSON object (one row) and the delivered body \
                  is {}; shape it with a route transform, e.g. `{{id: .body.id, total: .body.total}}`",
-                kind_of(&value)
+                kind_of(value.get())
             ));
-        };
-        let row: Map<String, Value> = match &self.columns {
+        }
+        let object: BTreeMap<String, Box<RawValue>> = serde_json::from_str(value.get())
+            .map_err(|e| format!("the delivered body is not a JSON object: {e}"))?;
+        let row: BTreeMap<String, Box<RawValue>> = match &self.columns {
             Some(allowed) => object
                 .into_iter()
                 .filter(|(key, _)| allowed.contains(key))
@@ -243,19 +251,36 @@ impl Postgres {
                 updates.join(", ")
             )),
         }
-        Ok((sql, row))
+        Ok((sql, row_json(&row)))
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// What a JSON text (trimmed, as `RawValue` keeps it) is, for messages.
+fn kind_of(json: &str) -> &'static str {
+    match json.as_bytes().first() {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
+}
+
+/// `{"key":<raw value>,…}`.
+fn row_json(row: &BTreeMap<String, Box<RawValue>>) -> String {
+    let mut out = String::from("{");
+    for (i, (key, value)) in row.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A key is a checked identifier: it needs no escaping, but encode it properly anyway.
+        out.push_str(&Value::from(key.as_str()).to_string());
+        out.push(':');
+        out.push_str(value.get());
+    }
+    out.push('}');
+    out
 }
 
 fn report(
@@ -339,7 +364,6 @@ impl Connector for Postgres {
                 return report(AttemptOutcome::Permanent, Some(error), Vec::new(), started);
             }
         };
-        let row = Value::Object(row).to_string();
         let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(row);
         match tokio::time::timeout(attempt.timeout, query.execute(self.pool())).await {
             Ok(Ok(done)) => report(
@@ -404,7 +428,7 @@ mod tests {
              ON CONFLICT (\"id\") DO UPDATE SET \"note\" = EXCLUDED.\"note\", \"total\" = \
              EXCLUDED.\"total\""
         );
-        assert_eq!(row.len(), 3);
+        assert_eq!(row, r#"{"id":7,"note":null,"total":"9.50"}"#);
         assert_eq!(
             pg.describe(),
             "postgres db.internal:5433/shop table sales.orders"
@@ -431,10 +455,26 @@ mod tests {
         let (sql, row) = pg
             .statement(br#"{"id": 1, "total": 2, "bad-key": 3, "extra": 4}"#)
             .expect("statement");
-        assert_eq!(row.keys().collect::<Vec<_>>(), ["id", "total"]);
+        assert_eq!(row, r#"{"id":1,"total":2}"#);
         assert!(!sql.contains("extra"), "{sql}");
         let (sql, _) = pg.statement(br#"{"id": 1}"#).expect("statement");
         assert!(sql.ends_with("ON CONFLICT (\"id\") DO NOTHING"), "{sql}");
+    }
+
+    #[test]
+    fn values_are_passed_exactly_as_delivered() {
+        let pg = Postgres::new(&config()).expect("valid");
+        let (_, row) = pg
+            .statement(
+                br#"{ "id" : 123456789012345678901234567890,
+                      "total": 0.1000000000000000055511151231257827,
+                      "tags": [ "a", {"b": "\u00e9\n"} ] }"#,
+            )
+            .expect("statement");
+        assert_eq!(
+            row,
+            r#"{"id":123456789012345678901234567890,"tags":[ "a", {"b": "\u00e9\n"} ],"total":0.1000000000000000055511151231257827}"#
+        );
     }
 
     #[test]
