@@ -18,5 +18,6 @@ mod recipes;
 mod retries;
 mod routes;
 mod shutdown;
+mod store_sinks;
 mod transfer;
 mod trigger;

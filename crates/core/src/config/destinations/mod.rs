@@ -9,10 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::retry::RetryPolicy;
 
 mod http;
+mod postgres;
+mod s3;
 mod slack;
 mod teams;
 
 pub use http::HttpDestination;
+pub use postgres::{OnConflict, PostgresDestination, is_sql_identifier, split_table_name};
+pub use s3::{S3_DEFAULT_KEY, S3_UPLOAD_MARGIN, S3Destination, S3Format, is_bucket_name};
 pub use slack::{SLACK_API, SlackDestination};
 pub use teams::TeamsDestination;
 
@@ -26,6 +30,10 @@ pub enum DestinationConfig {
     Slack(SlackDestination),
     /// A Microsoft Teams channel through an incoming webhook (Adaptive Card).
     Teams(TeamsDestination),
+    /// Rows in a PostgreSQL table (insert or upsert).
+    Postgres(PostgresDestination),
+    /// Objects in an S3-compatible store (one per event, or gzip JSON Lines batches).
+    S3(S3Destination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -60,6 +68,8 @@ impl DestinationConfig {
             Self::Http(d) => d,
             Self::Slack(d) => d,
             Self::Teams(d) => d,
+            Self::Postgres(d) => d,
+            Self::S3(d) => d,
         }
     }
 
@@ -74,6 +84,8 @@ impl DestinationConfig {
             Self::Http(_) => "http",
             Self::Slack(_) => "slack",
             Self::Teams(_) => "teams",
+            Self::Postgres(_) => "postgres",
+            Self::S3(_) => "s3",
         }
     }
 

@@ -5,6 +5,9 @@
 //! Connectors share the worker's SSRF-guarded HTTP client, timeouts, retries, circuit breaker,
 //! throttle and ordering: only the request and the reading of the answer differ.
 
+pub mod postgres;
+pub mod s3;
+mod sigv4;
 pub mod slack;
 pub mod teams;
 
@@ -51,6 +54,8 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::Http(_) => None,
         DestinationConfig::Slack(config) => Some(Arc::new(slack::Slack::new(config)?)),
         DestinationConfig::Teams(config) => Some(Arc::new(teams::Teams::new(config)?)),
+        DestinationConfig::Postgres(config) => Some(Arc::new(postgres::Postgres::new(config)?)),
+        DestinationConfig::S3(config) => Some(Arc::new(s3::S3::new(config)?)),
     })
 }
 
