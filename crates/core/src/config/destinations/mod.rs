@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod email;
 mod http;
 mod slack;
+mod sms;
 mod teams;
 
+pub use email::{EmailDestination, EmailProvider, SENDGRID_API, SmtpTls, is_loopback_host};
 pub use http::HttpDestination;
 pub use slack::{SLACK_API, SlackDestination};
+pub use sms::{SmsDestination, SmsProvider, TWILIO_API};
 pub use teams::TeamsDestination;
 
 /// `[[destinations]]`
@@ -26,6 +30,10 @@ pub enum DestinationConfig {
     Slack(SlackDestination),
     /// A Microsoft Teams channel through an incoming webhook (Adaptive Card).
     Teams(TeamsDestination),
+    /// E-mail through SMTP or SendGrid.
+    Email(EmailDestination),
+    /// Text messages through Twilio.
+    Sms(SmsDestination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -60,6 +68,8 @@ impl DestinationConfig {
             Self::Http(d) => d,
             Self::Slack(d) => d,
             Self::Teams(d) => d,
+            Self::Email(d) => d,
+            Self::Sms(d) => d,
         }
     }
 
@@ -74,6 +84,8 @@ impl DestinationConfig {
             Self::Http(_) => "http",
             Self::Slack(_) => "slack",
             Self::Teams(_) => "teams",
+            Self::Email(_) => "email",
+            Self::Sms(_) => "sms",
         }
     }
 

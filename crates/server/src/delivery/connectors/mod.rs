@@ -5,7 +5,9 @@
 //! Connectors share the worker's SSRF-guarded HTTP client, timeouts, retries, circuit breaker,
 //! throttle and ordering: only the request and the reading of the answer differ.
 
+pub mod email;
 pub mod slack;
+pub mod sms;
 pub mod teams;
 
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::Http(_) => None,
         DestinationConfig::Slack(config) => Some(Arc::new(slack::Slack::new(config)?)),
         DestinationConfig::Teams(config) => Some(Arc::new(teams::Teams::new(config)?)),
+        DestinationConfig::Email(config) => Some(Arc::new(email::Email::new(config)?)),
+        DestinationConfig::Sms(config) => Some(Arc::new(sms::Sms::new(config)?)),
     })
 }
 
