@@ -744,3 +744,241 @@ async fn email_through_sendgrid_stand_in() {
     assert!(!shown.to_string().contains(SENDGRID_KEY), "{shown}");
     server.stop().await;
 }
+
+/// The ```toml block of the recipe, as written.
+fn recipe_toml() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/recipes/stripe-payment-failed-email-and-sms.md");
+    let text = std::fs::read_to_string(&path).expect("the recipe exists");
+    let start = text.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = text[start..].find("```").expect("the block ends");
+    text[start..start + end].to_owned()
+}
+
+/// Posts a Stripe event signed with `secret`; returns the event id.
+async fn post_stripe(server: &TestServer, secret: &str, body: &str) -> String {
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let response = reqwest::Client::new()
+        .post(format!("{}/in/stripe", server.base))
+        .header("content-type", "application/json")
+        .header(
+            "stripe-signature",
+            switchboard_signatures::stripe::sign(&[secret], timestamp, body.as_bytes()),
+        )
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 202, "the signed event is accepted");
+    let json: Value = response.json().await.expect("json");
+    json["id"].as_str().expect("id").to_owned()
+}
+
+/// `docs/recipes/stripe-payment-failed-email-and-sms.md` works as written: its configuration
+/// loads and validates unchanged, and with only the SMTP host and Twilio's base URL pointed at
+/// local stand-ins, a signed `invoice.payment_failed` (the `switchboard trigger` sample) and a
+/// `payment_intent.payment_failed` each become a mail to the customer and a text to the
+/// on-call phone, while other Stripe events are filtered.
+#[tokio::test]
+async fn recipe_stripe_payment_failed_works_as_written() {
+    let mut config =
+        switchboard_core::Config::from_toml(&recipe_toml()).expect("the recipe parses");
+    config.validate().expect("the recipe is valid as written");
+    let secret = match &config.sources[0].verifier {
+        switchboard_core::config::VerifierConfig::Stripe { secrets, .. } => secrets[0].clone(),
+        other => panic!("the recipe's source verifies Stripe: {other:?}"),
+    };
+    let (mut smtp_auth, mut twilio_account) = (None, None);
+    for destination in &config.destinations {
+        match destination {
+            DestinationConfig::Email(email) => {
+                smtp_auth = Some(format!(
+                    "{}:{}",
+                    email.username.clone().unwrap_or_default(),
+                    email.password.clone().unwrap_or_default()
+                ));
+            }
+            DestinationConfig::Sms(sms) => {
+                twilio_account = Some((sms.account_sid.clone(), sms.auth_token.clone()));
+            }
+            _ => {}
+        }
+    }
+    let smtp_auth = smtp_auth.expect("an email destination");
+    let (sid, token) = twilio_account.expect("an sms destination");
+    let Some(smtp) = SmtpServer::start(
+        "recipe_stripe_payment_failed_works_as_written",
+        &["--auth", &smtp_auth],
+    ) else {
+        return;
+    };
+    let twilio = crate::sms::FakeTwilio::start_for(&sid, &token).await;
+    for destination in &mut config.destinations {
+        match destination {
+            DestinationConfig::Email(email) => {
+                email.host = Some("127.0.0.1".into());
+                email.port = Some(smtp.port);
+                email.tls = Some(switchboard_core::config::SmtpTls::None);
+            }
+            DestinationConfig::Sms(sms) => sms.base_url = Some(twilio.base.clone()),
+            _ => {}
+        }
+    }
+    config.security.allow_private_networks = true;
+    config.delivery.poll_interval = Duration::from_millis(100);
+    config.server.admin_token = Some(crate::support::process::ADMIN_TOKEN.into());
+    let server = TestServer::start(config).await;
+
+    let sample = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../samples/stripe/invoice.payment_failed.json"),
+    )
+    .expect("sample")
+    .replace("{{event_id}}", "1RecipeInvoice")
+    .replace("{{timestamp}}", "1733011200");
+    let invoice = post_stripe(&server, &secret, &sample).await;
+    let intent = post_stripe(
+        &server,
+        &secret,
+        &json!({
+            "id": "evt_1RecipeIntent",
+            "object": "event",
+            "type": "payment_intent.payment_failed",
+            "data": {"object": {
+                "id": "pi_3RecipeIntent",
+                "object": "payment_intent",
+                "amount": 1999,
+                "currency": "eur",
+                "customer": "cus_R2",
+                "receipt_email": "max@example.com",
+                "last_payment_error": {"code": "card_declined", "message": "Your card was declined."},
+            }},
+        })
+        .to_string(),
+    )
+    .await;
+    let other = post_stripe(
+        &server,
+        &secret,
+        &json!({"id": "evt_1RecipeOk", "object": "event", "type": "payment_intent.succeeded",
+                "data": {"object": {"id": "pi_ok", "amount": 100, "currency": "usd"}}})
+        .to_string(),
+    )
+    .await;
+
+    for event in [&invoice, &intent] {
+        for destination in ["billing-email", "billing-sms"] {
+            delivery_to(&server, event, destination, "delivered", |d| {
+                d.status == DeliveryStatus::Succeeded
+            })
+            .await;
+        }
+    }
+    let messages = smtp.wait_for(2).await;
+    let mail = find(&messages, "Your payment of 49.00 USD failed");
+    assert_eq!(emails(&mail["to"]), ["jenny.rosen@example.com"]);
+    assert_eq!(mail["from"][0]["name"], "Acme Billing");
+    assert_eq!(emails(&mail["reply_to"]), ["support@acme.example"]);
+    assert!(
+        mail["rcpt_tos"]
+            .as_array()
+            .expect("rcpt_tos")
+            .contains(&json!("billing-archive@acme.example")),
+        "{mail}"
+    );
+    assert_eq!(mail["login"], smtp_auth.split(':').next().expect("user"));
+    // Mail travels with CRLF line ends.
+    let text = mail["text"].as_str().expect("text").replace("\r\n", "\n");
+    assert!(text.starts_with("Hello Jenny Rosen,\n\nWe could"), "{text}");
+    assert!(
+        text.contains("We could not charge 49.00 USD for invoice 8F2C1A7E-0003.")
+            && text.contains("https://invoice.stripe.com/i/acct_1M2JTkLkdIwHu7ix/"),
+        "{text}"
+    );
+    let html = mail["html"].as_str().expect("html");
+    assert!(
+        html.contains("<b>49.00 USD</b>")
+            && html.contains(r#"<a href="https://invoice.stripe.com/i/acct_1M2JTkLkdIwHu7ix/"#),
+        "{html}"
+    );
+    let mail = find(&messages, "Your payment of 19.99 EUR failed");
+    assert_eq!(emails(&mail["to"]), ["max@example.com"]);
+    assert!(
+        mail["text"]
+            .as_str()
+            .expect("text")
+            .contains("failed: Your card was declined."),
+        "{mail}"
+    );
+    assert_eq!(mail["html"], Value::Null);
+
+    let mut texts: Vec<(String, String)> = twilio
+        .calls()
+        .iter()
+        .map(|c| {
+            assert_eq!(c.get("From"), Some("+15017122661"));
+            (
+                c.get("To").unwrap_or("").to_owned(),
+                c.get("Body").unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            (
+                "+15558675310".to_owned(),
+                "Stripe: payment of 19.99 EUR failed for max@example.com (pi_3RecipeIntent)"
+                    .to_owned()
+            ),
+            (
+                "+15558675310".to_owned(),
+                "Stripe: payment of 49.00 USD failed for Jenny Rosen (in_1PzQ8bLkdIwHu7ixQ3xYvS2T)"
+                    .to_owned()
+            ),
+        ]
+    );
+    // Routing is decided when each delivery comes up: both end `filtered`.
+    eventually(Duration::from_secs(20), "other events filtered", || async {
+        let others = server.deliveries_of(&other).await;
+        (others.len() == 2 && others.iter().all(|d| d.status == DeliveryStatus::Filtered))
+            .then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+/// The `email` and `sms` examples of `docs/configuration.md` load, validate and build as
+/// written (beside the `stripe` source they route from).
+#[test]
+fn configuration_examples_load() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+    let text = std::fs::read_to_string(&path).expect("configuration.md");
+    let mut found = Vec::new();
+    for block in text.split("```toml\n").skip(1) {
+        let block = block.split("```").next().expect("block");
+        for kind in ["email", "sms"] {
+            if block.contains(&format!("kind = \"{kind}\"")) {
+                let toml = format!(
+                    "[[sources]]\nid = \"stripe\"\nverifier = {{ kind = \"stripe\", secrets = [\"whsec_x\"] }}\n\n{block}"
+                );
+                let config = switchboard_core::Config::from_toml(&toml)
+                    .unwrap_or_else(|e| panic!("the {kind} example parses: {e}\n{toml}"));
+                config
+                    .validate()
+                    .unwrap_or_else(|e| panic!("the {kind} example is valid: {e}\n{toml}"));
+                // Its templates compile and fixed addresses parse, as when the server starts.
+                for destination in &config.destinations {
+                    switchboard_server::delivery::connectors::build(destination)
+                        .unwrap_or_else(|e| panic!("the {kind} example builds: {e}"));
+                }
+                found.push(kind);
+            }
+        }
+    }
+    assert_eq!(found, ["email", "sms"], "both examples were checked");
+}

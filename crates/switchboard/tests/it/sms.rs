@@ -47,7 +47,7 @@ impl TwilioCall {
     }
 }
 
-/// A stand-in for `api.twilio.com`.
+/// A stand-in for `api.twilio.com` holding one account.
 pub struct FakeTwilio {
     /// Base URL, for `base_url`.
     pub base: String,
@@ -67,8 +67,18 @@ fn twilio_error(status: u16, code: u32, message: &str) -> axum::response::Respon
 }
 
 impl FakeTwilio {
-    /// Starts the stand-in on a loopback port.
+    /// Starts the stand-in for the tests' account on a loopback port.
     pub async fn start() -> Self {
+        Self::start_for(ACCOUNT_SID, AUTH_TOKEN).await
+    }
+
+    /// Starts the stand-in for the account `sid` with `token`.
+    pub async fn start_for(sid: &str, token: &str) -> Self {
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"))
+        );
+        let sid = sid.to_owned();
         let calls: Arc<Mutex<Vec<TwilioCall>>> = Arc::default();
         let recorded = calls.clone();
         let app = axum::Router::new().route(
@@ -78,6 +88,7 @@ impl FakeTwilio {
                       headers: HeaderMap,
                       body: axum::body::Bytes| {
                     let recorded = recorded.clone();
+                    let (sid, expected) = (sid.clone(), expected.clone());
                     async move {
                         let header = |name: &str| {
                             headers
@@ -101,12 +112,7 @@ impl FakeTwilio {
                             calls.push(call.clone());
                             earlier
                         };
-                        let expected = format!(
-                            "Basic {}",
-                            base64::engine::general_purpose::STANDARD
-                                .encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}"))
-                        );
-                        if account != ACCOUNT_SID || call.authorization != expected {
+                        if account != sid || call.authorization != expected {
                             let mut response = twilio_error(401, 20003, "Authenticate");
                             response.headers_mut().insert(
                                 "www-authenticate",

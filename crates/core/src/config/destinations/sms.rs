@@ -98,9 +98,12 @@ impl std::fmt::Debug for SmsDestination {
     }
 }
 
-/// Whether `sid` is a Twilio SID with `prefix`: two letters and 32 hexadecimal digits.
+/// Whether `sid` looks like a Twilio SID with `prefix`: the prefix and 32 letters or digits
+/// (hexadecimal in real SIDs; Twilio's documentation writes `ACXXXX…`).
 fn is_sid(sid: &str, prefix: &str) -> bool {
-    sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+    sid.len() == 34
+        && sid.starts_with(prefix)
+        && sid[2..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 impl DestinationKind for SmsDestination {
@@ -121,7 +124,7 @@ impl DestinationKind for SmsDestination {
     fn validate(&self) -> Result<(), String> {
         if !is_sid(&self.account_sid, "AC") {
             return Err(
-                "account_sid must be a Twilio Account SID: `AC` and 32 hexadecimal digits".into(),
+                "account_sid must be a Twilio Account SID: `AC` and 32 letters or digits".into(),
             );
         }
         if self.auth_token.trim().is_empty() {
@@ -131,7 +134,7 @@ impl DestinationKind for SmsDestination {
             (Some(from), None) if !from.trim().is_empty() => {}
             (None, Some(sid)) if is_sid(sid, "MG") => {}
             (None, Some(_)) => {
-                return Err("messaging_service_sid must be `MG` and 32 hexadecimal digits".into());
+                return Err("messaging_service_sid must be `MG` and 32 letters or digits".into());
             }
             (Some(_), Some(_)) => {
                 return Err("set either from or messaging_service_sid, not both".into());
