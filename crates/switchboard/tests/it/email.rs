@@ -220,17 +220,22 @@ async fn email_over_smtp_carries_templates_and_both_parts() {
             r#"{"invoice": "in_1", "customer": {"email": "jenny@example.com"}}"#,
         )
         .await;
+    let delivered = delivery_to(&server, &first, "mail", "delivered", |d| {
+        d.status == DeliveryStatus::Succeeded
+    })
+    .await;
+    // Sent after the first, so over the same pooled connection.
     let second = server
         .ingest_ok(
             "src",
             r#"{"invoice": "in_2", "customer": {"email": "jenny@example.com"}, "override": ["Ops Two <ops2@example.com>"]}"#,
         )
         .await;
-    let messages = smtp.wait_for(2).await;
-    let delivered = delivery_to(&server, &first, "mail", "delivered", |d| {
+    delivery_to(&server, &second, "mail", "delivered", |d| {
         d.status == DeliveryStatus::Succeeded
     })
     .await;
+    let messages = smtp.wait_for(2).await;
 
     let mail = find(&messages, "Payment failed: in_1");
     assert_eq!(mail["mail_from"], "billing@example.com");
@@ -279,6 +284,10 @@ async fn email_over_smtp_carries_templates_and_both_parts() {
     assert_eq!(own["to"][0]["name"], "Ops Two");
     assert_eq!(emails(&own["to"]), ["ops2@example.com"]);
     assert_eq!(emails(&own["cc"]), ["finance@example.com"]);
+    assert_eq!(
+        own["peer_port"], mail["peer_port"],
+        "the second mail reused the first one's connection"
+    );
 
     let attempts = server
         .store()

@@ -121,7 +121,8 @@ pub struct EmailDestination {
     /// Retry policy.
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// Attempts in flight at once (also the most SMTP connections kept open).
+    /// Attempts in flight at once; for SMTP also the most connections to the relay (10 when
+    /// unset, whatever `delivery.per_destination_concurrency` says).
     #[serde(default)]
     pub max_in_flight: Option<usize>,
     /// Messages per second at most.

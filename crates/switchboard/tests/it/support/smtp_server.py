@@ -75,6 +75,8 @@ class Handler:
             "content_type": message.get_content_type(),
             "text": text.get_content() if text is not None else None,
             "html": html.get_content() if html is not None else None,
+            # The client's port: equal for two messages sent over one (pooled) connection.
+            "peer_port": session.peer[1],
             "tls": session.ssl is not None
             or server.transport.get_extra_info("ssl_object") is not None,
             "login": login,

@@ -28,8 +28,9 @@ use crate::delivery::sender::AttemptReport;
 /// The start of a certificate in a PEM file.
 const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
-/// Connections kept open when `max_in_flight` is not set.
-const DEFAULT_POOL: u32 = 10;
+/// Connections to the relay at most when `max_in_flight` is not set (relays limit connections
+/// per client; a worker's default of 128 attempts in flight would open as many).
+const DEFAULT_CONNECTIONS: usize = 10;
 
 /// An SMTP relay.
 pub struct Smtp {
@@ -38,6 +39,10 @@ pub struct Smtp {
     tls: SmtpTls,
     builder: AsyncSmtpTransportBuilder,
     transport: tokio::sync::OnceCell<AsyncSmtpTransport<Tokio1Executor>>,
+    /// One permit per connection: sends beyond it wait for a connection to come free (within
+    /// the attempt's timeout) rather than opening more.
+    connections: std::sync::Arc<tokio::sync::Semaphore>,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for Smtp {
@@ -61,18 +66,16 @@ impl Smtp {
             .to_owned();
         let port = config.smtp_port();
         let tls = config.smtp_tls();
+        let connections = config
+            .max_in_flight
+            .unwrap_or(DEFAULT_CONNECTIONS)
+            .clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
             .timeout(Some(config.timeout))
             .pool_config(
                 PoolConfig::new()
-                    .max_size(
-                        config
-                            .max_in_flight
-                            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-                            .unwrap_or(DEFAULT_POOL)
-                            .max(1),
-                    )
+                    .max_size(u32::try_from(connections).unwrap_or(u32::MAX))
                     .idle_timeout(Duration::from_secs(60)),
             );
         if tls != SmtpTls::None {
@@ -113,6 +116,8 @@ impl Smtp {
             tls,
             builder,
             transport: tokio::sync::OnceCell::new(),
+            connections: std::sync::Arc::new(tokio::sync::Semaphore::new(connections)),
+            max_connections: connections,
         })
     }
 
@@ -139,10 +144,18 @@ impl Smtp {
             .get_or_init(|| async { self.builder.clone().build() })
             .await
             .clone();
-        // The send runs as its own task: when the attempt times out it is left to finish (each
-        // SMTP command has the same timeout) rather than cut off mid-dialogue, which would
-        // leave a pooled connection out of step with the server.
-        let sending = tokio::spawn(async move { transport.send(message).await });
+        // The send runs as its own task holding a connection permit: when the attempt times
+        // out it is left to finish (each SMTP command has the same timeout) rather than cut off
+        // mid-dialogue, which would leave a pooled connection out of step with the server.
+        let connections = self.connections.clone();
+        let sending = async move {
+            let permit = connections.acquire_owned().await;
+            tokio::spawn(async move {
+                let _permit = permit;
+                transport.send(message).await
+            })
+            .await
+        };
         let result = match tokio::time::timeout(attempt.timeout, sending).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => {
@@ -155,7 +168,11 @@ impl Smtp {
             Err(_) => {
                 return failed(
                     AttemptOutcome::Retryable { retry_after: None },
-                    format!("SMTP timed out after {:.1}s", attempt.timeout.as_secs_f64()),
+                    format!(
+                        "SMTP timed out after {:.1}s (waiting for one of {} connections, or for the server)",
+                        attempt.timeout.as_secs_f64(),
+                        self.max_connections,
+                    ),
                     started,
                 );
             }
