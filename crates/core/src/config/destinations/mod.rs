@@ -8,16 +8,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+mod email;
 mod http;
 mod postgres;
 mod s3;
 mod slack;
+mod sms;
 mod teams;
 
+pub use email::{EmailDestination, EmailProvider, SENDGRID_API, SmtpTls, is_loopback_host};
 pub use http::HttpDestination;
 pub use postgres::{OnConflict, PostgresDestination, is_sql_identifier, split_table_name};
 pub use s3::{S3_DEFAULT_KEY, S3_UPLOAD_MARGIN, S3Destination, S3Format, is_bucket_name};
 pub use slack::{SLACK_API, SlackDestination};
+pub use sms::{SmsDestination, SmsProvider, TWILIO_API};
 pub use teams::TeamsDestination;
 
 /// `[[destinations]]`
@@ -34,6 +38,10 @@ pub enum DestinationConfig {
     Postgres(PostgresDestination),
     /// Objects in an S3-compatible store (one per event, or gzip JSON Lines batches).
     S3(S3Destination),
+    /// E-mail through SMTP or SendGrid.
+    Email(EmailDestination),
+    /// Text messages through Twilio.
+    Sms(SmsDestination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -70,6 +78,8 @@ impl DestinationConfig {
             Self::Teams(d) => d,
             Self::Postgres(d) => d,
             Self::S3(d) => d,
+            Self::Email(d) => d,
+            Self::Sms(d) => d,
         }
     }
 
@@ -86,6 +96,8 @@ impl DestinationConfig {
             Self::Teams(_) => "teams",
             Self::Postgres(_) => "postgres",
             Self::S3(_) => "s3",
+            Self::Email(_) => "email",
+            Self::Sms(_) => "sms",
         }
     }
 

@@ -8,7 +8,9 @@
 pub mod postgres;
 pub mod s3;
 mod sigv4;
+pub mod email;
 pub mod slack;
+pub mod sms;
 pub mod teams;
 
 use std::sync::Arc;
@@ -56,6 +58,8 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::Teams(config) => Some(Arc::new(teams::Teams::new(config)?)),
         DestinationConfig::Postgres(config) => Some(Arc::new(postgres::Postgres::new(config)?)),
         DestinationConfig::S3(config) => Some(Arc::new(s3::S3::new(config)?)),
+        DestinationConfig::Email(config) => Some(Arc::new(email::Email::new(config)?)),
+        DestinationConfig::Sms(config) => Some(Arc::new(sms::Sms::new(config)?)),
     })
 }
 
