@@ -18,6 +18,8 @@ pub struct ConnectionRecord {
     pub auth_mode: String,
     /// URL parameters as a JSON object (not secret).
     pub params: String,
+    /// Per-connection overrides (pacing, timeout, concurrency) as a JSON object.
+    pub settings: String,
     /// `pending`, `active` or `needs_reauth`.
     pub status: String,
     /// Space-separated scopes (granted, or requested while pending).

@@ -152,6 +152,7 @@ pub const TABLES: &[Table] = &[
             col("provider", Text),
             col("auth_mode", Text),
             col("params", Text),
+            col("settings", Text),
             col("status", Text),
             col("scopes", Text),
             opt("credentials", Blob),

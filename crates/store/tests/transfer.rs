@@ -344,6 +344,7 @@ async fn fill(store: &dyn Store) {
                     provider: "github".into(),
                     auth_mode: "oauth2".into(),
                     params: "{}".into(),
+                    settings: "{}".into(),
                     status: if tokens { "active" } else { "pending" }.into(),
                     scopes: "repo".into(),
                     credentials: Some(vault.seal(b"{\"client_secret\":\"s\"}").expect("seal")),

@@ -8,6 +8,7 @@ CREATE TABLE connections (
     provider    TEXT    NOT NULL,
     auth_mode   TEXT    NOT NULL,               -- oauth2 | oauth2_client_credentials | api_key | basic | bearer
     params      TEXT    NOT NULL,               -- JSON object of URL parameters (not secret)
+    settings    TEXT    NOT NULL,               -- JSON object: per-connection pacing, timeout… overrides
     status      TEXT    NOT NULL,               -- pending | active | needs_reauth
     scopes      TEXT    NOT NULL,               -- space-separated granted (or requested) scopes
     credentials BYTEA,                           -- sealed JSON: client secret, API key, password…

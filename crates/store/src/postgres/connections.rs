@@ -8,7 +8,7 @@ use super::{opt_text, text};
 use crate::connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 use crate::{Result, StoreError};
 
-const COLUMNS: &str = "id, provider, auth_mode, params, status, scopes, credentials, tokens, \
+const COLUMNS: &str = "id, provider, auth_mode, params, settings, status, scopes, credentials, tokens, \
                        expires_at, version, last_error, created_at, updated_at";
 
 fn from_row(row: &PgRow) -> Result<ConnectionRecord> {
@@ -17,6 +17,7 @@ fn from_row(row: &PgRow) -> Result<ConnectionRecord> {
         provider: row.try_get("provider")?,
         auth_mode: row.try_get("auth_mode")?,
         params: row.try_get("params")?,
+        settings: row.try_get("settings")?,
         status: row.try_get("status")?,
         scopes: row.try_get("scopes")?,
         credentials: row.try_get("credentials")?,
@@ -34,7 +35,7 @@ pub(super) async fn put(pool: &PgPool, r: &ConnectionRecord, create_only: bool) 
         ""
     } else {
         " ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, \
-          auth_mode = excluded.auth_mode, params = excluded.params, status = excluded.status, \
+          auth_mode = excluded.auth_mode, params = excluded.params, settings = excluded.settings, status = excluded.status, \
           scopes = excluded.scopes, credentials = excluded.credentials, tokens = excluded.tokens, \
           expires_at = excluded.expires_at, version = excluded.version, \
           last_error = excluded.last_error, created_at = excluded.created_at, \
@@ -42,12 +43,13 @@ pub(super) async fn put(pool: &PgPool, r: &ConnectionRecord, create_only: bool) 
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO connections ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13){upsert}"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14){upsert}"
     )))
     .bind(text(&r.id))
     .bind(text(&r.provider))
     .bind(text(&r.auth_mode))
     .bind(text(&r.params))
+    .bind(text(&r.settings))
     .bind(text(&r.status))
     .bind(text(&r.scopes))
     .bind(&r.credentials)

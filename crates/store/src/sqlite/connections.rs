@@ -7,7 +7,7 @@ use switchboard_core::time::UnixMillis;
 use crate::connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 use crate::{Result, StoreError};
 
-const COLUMNS: &str = "id, provider, auth_mode, params, status, scopes, credentials, tokens, \
+const COLUMNS: &str = "id, provider, auth_mode, params, settings, status, scopes, credentials, tokens, \
                        expires_at, version, last_error, created_at, updated_at";
 
 fn from_row(row: &SqliteRow) -> Result<ConnectionRecord> {
@@ -16,6 +16,7 @@ fn from_row(row: &SqliteRow) -> Result<ConnectionRecord> {
         provider: row.try_get("provider")?,
         auth_mode: row.try_get("auth_mode")?,
         params: row.try_get("params")?,
+        settings: row.try_get("settings")?,
         status: row.try_get("status")?,
         scopes: row.try_get("scopes")?,
         credentials: row.try_get("credentials")?,
@@ -35,12 +36,13 @@ pub(super) async fn put(pool: &SqlitePool, r: &ConnectionRecord, create_only: bo
         "INSERT OR REPLACE"
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{verb} INTO connections ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "{verb} INTO connections ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )))
     .bind(&r.id)
     .bind(&r.provider)
     .bind(&r.auth_mode)
     .bind(&r.params)
+    .bind(&r.settings)
     .bind(&r.status)
     .bind(&r.scopes)
     .bind(&r.credentials)

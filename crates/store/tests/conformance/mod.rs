@@ -1898,6 +1898,7 @@ pub fn connection(id: &str, provider: &str) -> ConnectionRecord {
         provider: provider.into(),
         auth_mode: "oauth2".into(),
         params: "{\"subdomain\":\"acme\"}".into(),
+        settings: "{}".into(),
         status: "active".into(),
         scopes: "repo read:user".into(),
         credentials: Some(vec![1, 2, 3, 0, 255]),
