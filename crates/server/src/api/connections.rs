@@ -165,7 +165,9 @@ fn validate(request: CreateConnection, spec: &ProviderSpec) -> Result<NewConnect
         ));
     }
     let c = &request.credentials;
-    let implied = if c.api_key.is_some() {
+    let implied = if request.auth_mode.is_some() {
+        None
+    } else if c.api_key.is_some() {
         Some(AuthMode::ApiKey)
     } else if c.username.is_some() || c.password.is_some() {
         Some(AuthMode::Basic)
