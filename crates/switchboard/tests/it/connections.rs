@@ -943,3 +943,130 @@ max_concurrent = 256
     drop(nodes);
     drop(schema);
 }
+
+/// Runs the real binary against `base` with the admin token, feeding `stdin`.
+async fn cli(base: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .env_remove("SWITCHBOARD_CONFIG")
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .env("SWITCHBOARD_URL", base)
+        .env("SWITCHBOARD_TOKEN", ADMIN_TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run switchboard");
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.as_bytes())
+        .await
+        .expect("write stdin");
+    drop(input);
+    let output = child.wait_with_output().await.expect("wait");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The CLI: create (the key read from standard input), list, show, test, connect, delete —
+/// and no secret in any output.
+#[tokio::test]
+async fn cli_manages_connections() {
+    const KEY: &str = "cli-key-NEVER-PRINTED-77";
+    let upstream = FakeApi::start(|_, _| json_response(200, json!({"hello": "cli"}))).await;
+    let auth = FakeAuth::start(Duration::ZERO, 3600).await;
+    let keyed = format!(
+        "id = \"keyed\"\nname = \"Keyed\"\nbase_url = \"{}\"\nauth_modes = [\"api_key\"]\n",
+        upstream.base
+    );
+    let (server, _providers) = server_with(
+        &[
+            ("keyed.toml", keyed),
+            (
+                "flaky.toml",
+                oauth_provider("flaky", &auth.api.base, &upstream.base, ""),
+            ),
+        ],
+        |_| {},
+    )
+    .await;
+    let base = server.base.clone();
+    let (code, out, err) = cli(
+        &base,
+        &[
+            "connections",
+            "create",
+            "k1",
+            "--provider",
+            "keyed",
+            "--api-key",
+            "-",
+        ],
+        &format!("{KEY}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("created connection k1"), "{out}");
+    let (code, out, _) = cli(&base, &["connections", "list"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("k1") && out.contains("active"), "{out}");
+    let (code, out, _) = cli(&base, &["--json", "connections", "show", "k1"], "").await;
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(shown["credentials"], json!(["api_key"]));
+    assert!(!out.contains(KEY));
+    let (code, out, err) = cli(&base, &["connections", "test", "k1", "--path", "me"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("HTTP 200") && out.contains("cli"), "{out}");
+    assert_eq!(
+        header(&upstream.seen()[0].headers, "authorization").as_deref(),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    let (code, out, err) = cli(
+        &base,
+        &[
+            "connections",
+            "create",
+            "o1",
+            "--provider",
+            "flaky",
+            "--auth-mode",
+            "oauth2",
+            "--client-id",
+            "cid",
+            "--client-secret",
+            "-",
+        ],
+        "csecret\n",
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("switchboard connect flaky --connection o1"),
+        "{err}"
+    );
+    let (code, out, err) = cli(&base, &["connect", "flaky", "--connection", "o1"], "").await;
+    assert_eq!(code, 0, "{out}{err}");
+    let url = out.trim();
+    assert!(
+        url.starts_with(&format!("{}/authorize?", auth.api.base)),
+        "{url}"
+    );
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let (code, _, err) = cli(&base, &["connect", "flaky", "--connection", "k1"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("not `flaky`"), "{err}");
+
+    let (code, out, _) = cli(&base, &["connections", "delete", "k1"], "").await;
+    assert_eq!(code, 0);
+    assert!(out.contains("deleted connection k1"));
+    let (code, _, err) = cli(&base, &["connections", "show", "k1"], "").await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no connection"), "{err}");
+    server.stop().await;
+}
