@@ -113,11 +113,15 @@ fn json_response(status: u16, body: Value) -> Response {
 /// that concurrent callers really overlap.
 struct FakeAuth {
     api: FakeApi,
+    /// While set, refresh grants are refused with `invalid_grant`.
+    refuse: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeAuth {
     async fn start(delay: Duration, first_expires_in: u64) -> Self {
         let issued = Arc::new(AtomicUsize::new(0));
+        let refuse = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = refuse.clone();
         let api = FakeApi::start(move |seen, _| {
             if seen.path == "/authorize" {
                 let query: HashMap<String, String> =
@@ -140,6 +144,10 @@ impl FakeAuth {
                     json!({"access_token": format!("at-{n}"), "token_type": "bearer",
                            "refresh_token": "rt-0", "expires_in": first_expires_in}),
                 ),
+                Some("refresh_token") if refusing.load(Ordering::SeqCst) => json_response(
+                    400,
+                    json!({"error": "invalid_grant", "error_description": "revoked by the user"}),
+                ),
                 Some("refresh_token") => {
                     std::thread::sleep(delay);
                     // Rotated refresh token; expires_in as a string.
@@ -153,7 +161,7 @@ impl FakeAuth {
             }
         })
         .await;
-        Self { api }
+        Self { api, refuse }
     }
 
     fn grants(&self, grant: &str) -> usize {
@@ -1068,5 +1076,72 @@ async fn cli_manages_connections() {
     let (code, _, err) = cli(&base, &["connections", "show", "k1"], "").await;
     assert_eq!(code, 1);
     assert!(err.contains("no connection"), "{err}");
+    server.stop().await;
+}
+
+/// A refused refresh marks the connection `needs_reauth` and publishes
+/// `connection.needs_reauth`; authorizing again publishes `connection.recovered`.
+#[tokio::test]
+async fn refused_refresh_needs_reauth_and_recovery_is_announced() {
+    let auth = FakeAuth::start(Duration::ZERO, 1).await;
+    let upstream = FakeApi::start(|_, _| json_response(200, json!({"ok": true}))).await;
+    let (server, _providers) = server_with(
+        &[(
+            "flaky.toml",
+            oauth_provider("flaky", &auth.api.base, &upstream.base, ""),
+        )],
+        |_| {},
+    )
+    .await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "r1", "provider": "flaky", "auth_mode": "oauth2",
+                "credentials": {"client_id": "c", "client_secret": "s"}}),
+    )
+    .await
+    .ok(201);
+    authorize(&api, "flaky", "r1").await;
+    auth.refuse.store(true, Ordering::SeqCst);
+    let failed = api.get("/v1/proxy/r1/ping").await;
+    failed.problem(502, "needs_reauth");
+    let shown = api.get("/v1/connections/r1").await;
+    assert_eq!(shown.ok(200)["status"], "needs_reauth");
+    assert!(
+        shown.body["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid_grant"))
+    );
+    api.get("/v1/proxy/r1/ping")
+        .await
+        .problem(409, "connection_not_ready");
+    auth.refuse.store(false, Ordering::SeqCst);
+    authorize(&api, "flaky", "r1").await;
+    assert_eq!(
+        api.get("/v1/connections/r1").await.ok(200)["status"],
+        "active"
+    );
+    let types = eventually(Duration::from_secs(10), "operational events", || async {
+        let events = server
+            .store()
+            .list_events(&switchboard_store::EventFilter {
+                source: Some("switchboard".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("events");
+        let types: Vec<String> = events.iter().filter_map(|e| e.event_type.clone()).collect();
+        (types.len() >= 2).then_some(types)
+    })
+    .await;
+    assert!(
+        types.contains(&"connection.needs_reauth".to_owned()),
+        "{types:?}"
+    );
+    assert!(
+        types.contains(&"connection.recovered".to_owned()),
+        "{types:?}"
+    );
     server.stop().await;
 }
