@@ -10,6 +10,7 @@
 //! or release in-flight work within the grace period, flush writes, close the store.
 
 pub mod api;
+pub mod connections;
 pub mod delivery;
 pub mod health;
 pub mod ingest;
@@ -198,6 +199,20 @@ pub async fn run(
         ))
     });
     let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
+    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
+        .map_err(ServerError::Config)?;
+    let connections = Arc::new(connections::Connections::new(connections::Parts {
+        store: store.clone(),
+        vault: vault.clone(),
+        catalog,
+        config: config.connections.clone(),
+        listen: listener.local_addr()?,
+        policy: delivery::ssrf::Policy::from_config(&config.security)
+            .map_err(ServerError::Config)?,
+        owner: worker.owner.clone(),
+        operations: Some(operations.clone()),
+        max_body_bytes: config.server.max_body_bytes,
+    })?);
     let state = Arc::new(AppState {
         registry,
         committer,
@@ -213,6 +228,7 @@ pub async fn run(
             .as_deref()
             .map(api::auth::hash_token),
         metrics_require_token: config.server.metrics_require_token,
+        connections,
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -276,6 +292,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
     Router::new()
         .merge(ingest)
         .merge(api::router(state.clone()))
+        .merge(connections::routes::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

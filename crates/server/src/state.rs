@@ -59,6 +59,8 @@ pub struct AppState {
     pub admin_token_hash: Option<String>,
     /// Whether `/metrics` needs a `read` token.
     pub metrics_require_token: bool,
+    /// Connections to third-party APIs (credentials, tokens, the proxy's client).
+    pub connections: Arc<crate::connections::Connections>,
 }
 
 /// Builds the source table from configuration.

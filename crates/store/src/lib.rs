@@ -5,6 +5,7 @@
 //! acknowledges something to a client (an ingest, a replay) is one transaction; work is claimed
 //! in bounded batches under a lease so that a backlog of any size never has to fit in memory.
 
+pub mod connections;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -14,6 +15,7 @@ pub mod vault;
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
+pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use model::*;
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
@@ -207,6 +209,34 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives up the lease `name` if `owner` holds it, so another node may take it at once.
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
+
+    /// Inserts (`create_only`, failing with [`StoreError::Conflict`] if the id exists) or
+    /// replaces a connection. Replacing keeps nothing of the old row (its version included).
+    async fn put_connection(&self, record: &ConnectionRecord, create_only: bool) -> Result<()>;
+
+    /// One connection, if it exists.
+    async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>>;
+
+    /// All connections, by id.
+    async fn list_connections(&self) -> Result<Vec<ConnectionRecord>>;
+
+    /// Deletes a connection (and its pending OAuth2 flows); returns whether it existed.
+    async fn delete_connection(&self, id: &str) -> Result<bool>;
+
+    /// Applies `update` if the connection's version is still `update.expected_version`, bumping
+    /// it by one; returns whether it was applied (false: another refresh won, or it is gone).
+    async fn update_connection_tokens(&self, update: &TokenUpdate) -> Result<bool>;
+
+    /// Records a pending authorization-code flow (and forgets expired ones).
+    async fn put_oauth_state(&self, record: &OAuthStateRecord) -> Result<()>;
+
+    /// Takes (deletes and returns) the flow with this state hash if it has not expired at
+    /// `now`: a state is usable once.
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: UnixMillis,
+    ) -> Result<Option<OAuthStateRecord>>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

@@ -16,7 +16,8 @@
 //! The row copying is typed per column ([`Column`]): the explicit table list says which column
 //! is an integer, text, blob or flag and which may be NULL, and both the export and the import
 //! check it against the database's actual columns before reading or writing a row. Tables that
-//! are not data (`schema_migrations`) or only describe live processes (`nodes`, `leases`) are not copied.
+//! are not data (`schema_migrations`), only describe live processes (`nodes`, `leases`) or are
+//! short-lived (`oauth_states`) are not copied.
 //!
 //! # Rules
 //!
@@ -48,11 +49,12 @@ pub const FORMAT: u64 = 1;
 
 /// Schema versions whose tables are exactly [`TABLES`] (plus the skipped ones). A database at
 /// another version is refused rather than copied partly.
-pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 5..=7;
+pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 8..=8;
 
 /// Tables that are never copied: the migration bookkeeping (the target has its own), the
-/// heartbeats of running nodes and the leases they hold (which describe processes, not data).
-pub const SKIPPED_TABLES: [&str; 3] = ["schema_migrations", "nodes", "leases"];
+/// heartbeats of running nodes and the leases they hold (which describe processes, not data),
+/// and pending OAuth2 flows (ten-minute browser round trips, restarted by the user).
+pub const SKIPPED_TABLES: [&str; 4] = ["schema_migrations", "nodes", "leases", "oauth_states"];
 
 /// Most bytes (text and blobs) one import batch holds before it is written.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
@@ -136,6 +138,28 @@ pub const TABLES: &[Table] = &[
             col("kind", Text),
             col("id", Text),
             col("sealed", Blob),
+            col("created_at", Int),
+            col("updated_at", Int),
+        ],
+    },
+    Table {
+        name: "connections",
+        key: &["id"],
+        seq_identity: false,
+        batch: 200,
+        columns: &[
+            col("id", Text),
+            col("provider", Text),
+            col("auth_mode", Text),
+            col("params", Text),
+            col("settings", Text),
+            col("status", Text),
+            col("scopes", Text),
+            opt("credentials", Blob),
+            opt("tokens", Blob),
+            opt("expires_at", Int),
+            col("version", Int),
+            opt("last_error", Text),
             col("created_at", Int),
             col("updated_at", Int),
         ],
@@ -476,14 +500,22 @@ pub async fn import<R: BufRead + Send>(
                     break;
                 }
             };
-            if !key_checked && table.name == "resources" {
-                let sealed = table.columns.iter().position(|c| c.name == "sealed");
-                if let (Some(check), Some(Value::Blob(sealed))) =
-                    (check_sealed, sealed.and_then(|i| row.get(i)))
-                {
+            // The first sealed value (a resource's spec, else a connection's credentials or
+            // tokens) proves the key; both tables come before anything else.
+            if !key_checked && matches!(table.name, "resources" | "connections") {
+                let sealed = table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| matches!(c.name, "sealed" | "credentials" | "tokens"))
+                    .find_map(|(i, _)| match row.get(i) {
+                        Some(Value::Blob(sealed)) => Some(sealed),
+                        _ => None,
+                    });
+                if let (Some(check), Some(sealed)) = (check_sealed, sealed) {
                     check(sealed).map_err(TransferError::KeyCheck)?;
+                    key_checked = true;
                 }
-                key_checked = true;
             }
             if batch.table.is_some_and(|t| t.name != table.name) || batch.full() {
                 flush(into, &mut batch, &mut summary).await?;

@@ -153,6 +153,8 @@ conformance_tests!(
     unrouted_events_are_listed_apart,
     claim_many_claims_per_destination,
     leases_have_one_holder,
+    connections_round_trip_and_swap_tokens,
+    oauth_states_are_single_use,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

@@ -54,6 +54,8 @@ conformance_tests!(
     unrouted_events_are_listed_apart,
     claim_many_claims_per_destination,
     leases_have_one_holder,
+    connections_round_trip_and_swap_tokens,
+    oauth_states_are_single_use,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -22,9 +22,9 @@ use switchboard_store::sqlite::SqliteStore;
 use switchboard_store::transfer::{self, Backend, Summary, TransferError};
 use switchboard_store::vault::Vault;
 use switchboard_store::{
-    Claim, ClaimedDelivery, Completion, DeliveryFilter, EventFilter, HealthRecord,
-    IdempotencyState, NewAttempt, NewDelivery, NewEvent, NextStep, Rejection, ResourceRecord,
-    Store, TokenRecord,
+    Claim, ClaimedDelivery, Completion, ConnectionRecord, DeliveryFilter, EventFilter,
+    HealthRecord, IdempotencyState, NewAttempt, NewDelivery, NewEvent, NextStep, Rejection,
+    ResourceRecord, Store, TokenRecord,
 };
 
 /// The variable naming the test server.
@@ -336,6 +336,30 @@ async fn fill(store: &dyn Store) {
             .await
             .expect("put resource");
     }
+    for (id, tokens) in [("gh", true), ("pending", false)] {
+        store
+            .put_connection(
+                &ConnectionRecord {
+                    id: id.into(),
+                    provider: "github".into(),
+                    auth_mode: "oauth2".into(),
+                    params: "{}".into(),
+                    settings: "{}".into(),
+                    status: if tokens { "active" } else { "pending" }.into(),
+                    scopes: "repo".into(),
+                    credentials: Some(vault.seal(b"{\"client_secret\":\"s\"}").expect("seal")),
+                    tokens: tokens.then(|| vault.seal(b"{\"access_token\":\"t\"}").expect("seal")),
+                    expires_at: tokens.then_some(T0 + 3_600_000),
+                    version: 3,
+                    last_error: None,
+                    created_at: T0,
+                    updated_at: T0 + 2,
+                },
+                true,
+            )
+            .await
+            .expect("put connection");
+    }
     store
         .record_rejections(
             &[Rejection {
@@ -464,6 +488,23 @@ async fn snapshot(store: &dyn Store) -> String {
             .expect("sealed resources open");
         writeln!(out, "{r:?} {}", String::from_utf8_lossy(&spec)).expect("write");
     }
+    let connections = store.list_connections().await.expect("connections");
+    assert_eq!(connections.len(), 2);
+    for c in &connections {
+        let open = |sealed: &Option<Vec<u8>>| {
+            sealed.as_ref().map(|s| {
+                String::from_utf8_lossy(&vault().open_sealed(s).expect("sealed connection opens"))
+                    .into_owned()
+            })
+        };
+        writeln!(
+            out,
+            "{c:?} {:?} {:?}",
+            open(&c.credentials),
+            open(&c.tokens)
+        )
+        .expect("write");
+    }
     writeln!(
         out,
         "health {:?}",
@@ -577,6 +618,7 @@ fn expected_counts(summary: &Summary) {
     assert_eq!(summary.count("attempts"), 4);
     assert_eq!(summary.count("resources"), 3);
     assert_eq!(summary.count("tokens"), 2);
+    assert_eq!(summary.count("connections"), 2);
     assert_eq!(summary.count("rejections"), 1);
     assert_eq!(summary.count("idempotency"), BULK_KEYS as u64);
     assert_eq!(summary.count("destination_health"), 1);

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::ids::is_valid_resource_id;
 
+mod connections;
 mod destinations;
 mod routes;
 mod sources;
 
+pub use connections::*;
 pub use destinations::*;
 pub use routes::*;
 pub use sources::*;
@@ -54,6 +56,8 @@ pub struct Config {
     pub destinations: Vec<DestinationConfig>,
     /// Which sources feed which destinations.
     pub routes: Vec<RouteConfig>,
+    /// Connections to third-party APIs: provider files, OAuth2 callback, proxy policies.
+    pub connections: ConnectionsConfig,
 }
 
 /// `[server]`
@@ -425,6 +429,7 @@ impl Config {
             return invalid("storage.max_batch must be > 0".into());
         }
         self.security.validate().map_err(ConfigError::Invalid)?;
+        self.connections.validate().map_err(ConfigError::Invalid)?;
         if self.delivery.circuit.failure_threshold > 0
             && (self.delivery.circuit.success_threshold == 0
                 || self.delivery.circuit.cooldown.is_zero())

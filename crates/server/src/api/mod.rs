@@ -4,6 +4,7 @@
 //! (`/v1/openapi.json`, committed as `docs/openapi.json`).
 
 pub mod auth;
+pub mod connections;
 pub mod deliveries;
 pub mod destinations;
 mod document;
@@ -81,7 +82,8 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "tenants", description = "Your customers, and publishing messages to them"),
         (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
-        (name = "tokens", description = "API tokens (admin)")
+        (name = "tokens", description = "API tokens (admin)"),
+        (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog")
     )
 )]
 struct ApiDoc;
@@ -101,7 +103,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(publish::router())
             .merge(endpoints::router())
             .merge(event_types::router())
-            .merge(tokens::router()),
+            .merge(tokens::router())
+            .merge(connections::router()),
     )
 }
 

@@ -49,10 +49,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../../migrations/postgres/0007_leases.sql"),
     ),
+    (
+        8,
+        "connections",
+        include_str!("../../migrations/postgres/0008_connections.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

@@ -21,6 +21,7 @@
 //!
 //! PostgreSQL `text` cannot hold NUL (U+0000), which SQLite stores happily; see `text`.
 
+mod connections;
 mod management;
 mod migrate;
 mod outbound;
@@ -342,6 +343,42 @@ impl crate::Store for PgStore {
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
         outbound::release_lease(&self.pool, name, owner).await
+    }
+
+    async fn put_connection(
+        &self,
+        record: &crate::ConnectionRecord,
+        create_only: bool,
+    ) -> Result<()> {
+        connections::put(&self.pool, record, create_only).await
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<crate::ConnectionRecord>> {
+        connections::get(&self.pool, id).await
+    }
+
+    async fn list_connections(&self) -> Result<Vec<crate::ConnectionRecord>> {
+        connections::list(&self.pool).await
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool> {
+        connections::delete(&self.pool, id).await
+    }
+
+    async fn update_connection_tokens(&self, update: &crate::TokenUpdate) -> Result<bool> {
+        connections::update_tokens(&self.pool, update).await
+    }
+
+    async fn put_oauth_state(&self, record: &crate::OAuthStateRecord) -> Result<()> {
+        connections::put_state(&self.pool, record).await
+    }
+
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<Option<crate::OAuthStateRecord>> {
+        connections::take_state(&self.pool, state_hash, now).await
     }
 
     async fn ping(&self) -> Result<()> {

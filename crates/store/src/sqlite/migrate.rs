@@ -45,10 +45,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases",
         include_str!("../../migrations/sqlite/0007_leases.sql"),
     ),
+    (
+        8,
+        "connections",
+        include_str!("../../migrations/sqlite/0008_connections.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 7;
+pub const LATEST: i64 = 8;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

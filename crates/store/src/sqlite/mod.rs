@@ -5,6 +5,7 @@
 //! the server's group committer hands [`Store::insert_events`] many events per transaction, and
 //! multi-row statements keep the per-row cost low. One data directory belongs to one process.
 
+mod connections;
 mod management;
 mod migrate;
 mod outbound;
@@ -305,6 +306,42 @@ impl crate::Store for SqliteStore {
 
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
         outbound::release_lease(&self.writer, name, owner).await
+    }
+
+    async fn put_connection(
+        &self,
+        record: &crate::ConnectionRecord,
+        create_only: bool,
+    ) -> Result<()> {
+        connections::put(&self.writer, record, create_only).await
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<crate::ConnectionRecord>> {
+        connections::get(&self.writer, id).await
+    }
+
+    async fn list_connections(&self) -> Result<Vec<crate::ConnectionRecord>> {
+        connections::list(&self.reader).await
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool> {
+        connections::delete(&self.writer, id).await
+    }
+
+    async fn update_connection_tokens(&self, update: &crate::TokenUpdate) -> Result<bool> {
+        connections::update_tokens(&self.writer, update).await
+    }
+
+    async fn put_oauth_state(&self, record: &crate::OAuthStateRecord) -> Result<()> {
+        connections::put_state(&self.writer, record).await
+    }
+
+    async fn take_oauth_state(
+        &self,
+        state_hash: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<Option<crate::OAuthStateRecord>> {
+        connections::take_state(&self.writer, state_hash, now).await
     }
 
     async fn ping(&self) -> Result<()> {

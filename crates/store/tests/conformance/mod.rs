@@ -11,9 +11,10 @@ use std::time::Duration;
 use switchboard_core::DeliveryStatus;
 use switchboard_core::time::{UnixMillis, now_millis};
 use switchboard_store::{
-    AttemptRecord, Claim, ClaimedDelivery, Completion, DeliveryFilter, DeliveryRecord, EventFilter,
-    EventRecord, HealthRecord, IdempotencyState, InsertOutcome, NewAttempt, NewDelivery, NewEvent,
-    NextStep, Rejection, ReplaySelector, Store,
+    AttemptRecord, Claim, ClaimedDelivery, Completion, ConnectionRecord, DeliveryFilter,
+    DeliveryRecord, EventFilter, EventRecord, HealthRecord, IdempotencyState, InsertOutcome,
+    NewAttempt, NewDelivery, NewEvent, NextStep, OAuthStateRecord, Rejection, ReplaySelector,
+    Store, StoreError, TokenUpdate,
 };
 
 /// A fixed instant in the past that synthetic timestamps are relative to.
@@ -1888,4 +1889,196 @@ pub async fn claim_many_claims_per_destination(store: &dyn Store) {
     );
     assert_eq!(status(store, "a2").await, DeliveryStatus::Pending);
     assert_eq!(status(store, "c1").await, DeliveryStatus::Pending);
+}
+
+/// A connection record with sealed-looking credentials and tokens.
+pub fn connection(id: &str, provider: &str) -> ConnectionRecord {
+    ConnectionRecord {
+        id: id.into(),
+        provider: provider.into(),
+        auth_mode: "oauth2".into(),
+        params: "{\"subdomain\":\"acme\"}".into(),
+        settings: "{}".into(),
+        status: "active".into(),
+        scopes: "repo read:user".into(),
+        credentials: Some(vec![1, 2, 3, 0, 255]),
+        tokens: Some(vec![9, 8, 7]),
+        expires_at: Some(T0 + 3_600_000),
+        version: 1,
+        last_error: None,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// Connections: create once, read, list by id, replace, compare-and-swap token updates (one
+/// winner per version; a stale version changes nothing), delete.
+pub async fn connections_round_trip_and_swap_tokens(store: &dyn Store) {
+    let a = connection("gh-main", "github");
+    store.put_connection(&a, true).await.expect("create");
+    assert!(matches!(
+        store.put_connection(&a, true).await,
+        Err(StoreError::Conflict)
+    ));
+    let mut b = connection("acme-zendesk", "zendesk");
+    b.credentials = None;
+    b.tokens = None;
+    b.expires_at = None;
+    b.status = "pending".into();
+    store.put_connection(&b, true).await.expect("create b");
+    assert_eq!(
+        store.get_connection("gh-main").await.expect("get"),
+        Some(a.clone())
+    );
+    assert_eq!(store.get_connection("nope").await.expect("get"), None);
+    let ids: Vec<String> = store
+        .list_connections()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["acme-zendesk", "gh-main"]);
+
+    // Two refreshes computed from version 1: the first wins, the second changes nothing.
+    let update = TokenUpdate {
+        id: "gh-main".into(),
+        expected_version: 1,
+        status: "active".into(),
+        tokens: Some(vec![4, 4, 4]),
+        expires_at: Some(T0 + 7_200_000),
+        scopes: Some("repo".into()),
+        last_error: None,
+        updated_at: T0 + 10,
+    };
+    assert!(store.update_connection_tokens(&update).await.expect("cas"));
+    let loser = TokenUpdate {
+        tokens: Some(vec![5, 5, 5]),
+        ..update.clone()
+    };
+    assert!(!store.update_connection_tokens(&loser).await.expect("cas"));
+    let got = store
+        .get_connection("gh-main")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.version, 2);
+    assert_eq!(got.tokens, Some(vec![4, 4, 4]));
+    assert_eq!(got.expires_at, Some(T0 + 7_200_000));
+    assert_eq!(got.scopes, "repo");
+    assert_eq!(got.updated_at, T0 + 10);
+    assert_eq!(got.credentials, a.credentials, "credentials untouched");
+
+    // A status-only update (a failed refresh) keeps the tokens, expiry and scopes.
+    let failed = TokenUpdate {
+        id: "gh-main".into(),
+        expected_version: 2,
+        status: "needs_reauth".into(),
+        tokens: None,
+        expires_at: None,
+        scopes: None,
+        last_error: Some("invalid_grant".into()),
+        updated_at: T0 + 20,
+    };
+    assert!(store.update_connection_tokens(&failed).await.expect("cas"));
+    let got = store
+        .get_connection("gh-main")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (
+            got.version,
+            got.status.as_str(),
+            got.tokens,
+            got.expires_at,
+            got.scopes.as_str(),
+            got.last_error.as_deref()
+        ),
+        (
+            3,
+            "needs_reauth",
+            Some(vec![4, 4, 4]),
+            Some(T0 + 7_200_000),
+            "repo",
+            Some("invalid_grant")
+        )
+    );
+    let gone = TokenUpdate {
+        id: "missing".into(),
+        ..failed
+    };
+    assert!(!store.update_connection_tokens(&gone).await.expect("cas"));
+
+    // Replacing writes the whole row.
+    let mut replaced = connection("gh-main", "github");
+    replaced.auth_mode = "bearer".into();
+    replaced.version = 1;
+    store
+        .put_connection(&replaced, false)
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.get_connection("gh-main").await.expect("get"),
+        Some(replaced)
+    );
+
+    assert!(store.delete_connection("gh-main").await.expect("delete"));
+    assert!(!store.delete_connection("gh-main").await.expect("delete"));
+    assert_eq!(store.list_connections().await.expect("list").len(), 1);
+}
+
+/// OAuth2 states are taken once, refused once expired, and go with their connection.
+pub async fn oauth_states_are_single_use(store: &dyn Store) {
+    store
+        .put_connection(&connection("c1", "github"), true)
+        .await
+        .expect("create");
+    let state = |hash: &str, expires_at| OAuthStateRecord {
+        state_hash: hash.into(),
+        connection_id: "c1".into(),
+        sealed: vec![0, 1, 2],
+        expires_at,
+        created_at: T0,
+    };
+    store
+        .put_oauth_state(&state("s1", T0 + 600_000))
+        .await
+        .expect("put");
+    store
+        .put_oauth_state(&state("s2", T0 + 1_000))
+        .await
+        .expect("put");
+    store
+        .put_oauth_state(&state("s3", T0 + 600_000))
+        .await
+        .expect("put");
+    assert!(matches!(
+        store.put_oauth_state(&state("s1", T0 + 600_000)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.take_oauth_state("s1", T0 + 10).await.expect("take"),
+        Some(state("s1", T0 + 600_000))
+    );
+    assert_eq!(
+        store.take_oauth_state("s1", T0 + 11).await.expect("take"),
+        None,
+        "single use"
+    );
+    assert_eq!(
+        store
+            .take_oauth_state("s2", T0 + 1_000)
+            .await
+            .expect("take"),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.take_oauth_state("unknown", T0).await.expect("take"),
+        None
+    );
+    // Deleting the connection forgets its pending flows.
+    assert!(store.delete_connection("c1").await.expect("delete"));
+    assert_eq!(store.take_oauth_state("s3", T0).await.expect("take"), None);
 }

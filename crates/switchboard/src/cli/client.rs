@@ -34,6 +34,8 @@ pub struct Reply {
     pub status: StatusCode,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// The `Location` header, for redirects.
+    pub location: Option<String>,
 }
 
 impl Reply {
@@ -115,6 +117,11 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .bytes()
             .await
@@ -122,6 +129,7 @@ impl Client {
         Ok(Reply {
             status,
             body: body.to_vec(),
+            location,
         })
     }
 

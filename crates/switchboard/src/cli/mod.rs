@@ -7,6 +7,7 @@
 
 mod check;
 mod client;
+mod connections;
 mod data;
 mod endpoints;
 mod input;
@@ -102,6 +103,11 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Manage connections to third-party APIs (credentials, OAuth2 tokens).
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Print the provider URL that authorizes an `oauth2` connection (open it in a browser).
+    Connect(connections::ConnectArgs),
     /// Manage tenants (outbound webhooks: your customers, who own endpoints).
     #[command(subcommand)]
     Tenants(outbound::TenantsCommand),
@@ -280,6 +286,8 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Destinations(cmd) => resources::destinations(&ctx, cmd).await,
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
+        Command::Connections(cmd) => connections::run(&ctx, cmd).await,
+        Command::Connect(args) => connections::connect(&ctx, args).await,
         Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,
         Command::Endpoints(cmd) => endpoints::run(&ctx, cmd).await,
         Command::EventTypes(cmd) => outbound::event_types(&ctx, cmd).await,

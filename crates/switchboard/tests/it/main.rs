@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod cli;
 mod cli_outbound;
+mod connections;
 mod crash;
 mod delivery;
 mod email;
