@@ -255,6 +255,18 @@ impl MockOAuth {
             .filter(|l| *l == line)
             .count()
     }
+
+    /// Waits until the mock logged `line` `n` times (its log arrives through a pipe, after the
+    /// response), then checks that it is exactly `n`.
+    async fn expect_count(&self, line: &str, n: usize) {
+        crate::support::eventually(
+            std::time::Duration::from_secs(10),
+            &format!("{n} × `{line}` in the mock's log"),
+            || async { (self.count(line) >= n).then_some(()) },
+        )
+        .await;
+        assert_eq!(self.count(line), n, "`{line}` in the mock's log");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,7 +614,7 @@ async fn oauth2_authorization_code_with_pkce_and_refreshes() {
         .problem(409, "connection_not_ready");
 
     let callback = authorize(&api, "mock", "m1").await;
-    assert_eq!(mock.count("token authorization_code"), 1);
+    mock.expect_count("token authorization_code", 1).await;
     let shown = api.get("/v1/connections/m1").await;
     let body = shown.ok(200);
     assert_eq!(body["status"], "active", "{}", shown.text);
@@ -626,7 +638,7 @@ async fn oauth2_authorization_code_with_pkce_and_refreshes() {
     // Refresh on expiry (proactive, within the margin): one refresh, a new token upstream.
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     assert_eq!(api.get("/v1/proxy/m1/me").await.status, 200);
-    assert_eq!(mock.count("token refresh_token"), 1);
+    mock.expect_count("token refresh_token", 1).await;
     let token_2 = header(&upstream.seen()[1].headers, "authorization").expect("auth header");
     assert_ne!(token_1, token_2);
 
@@ -635,7 +647,7 @@ async fn oauth2_authorization_code_with_pkce_and_refreshes() {
     let after_401 = api.get("/v1/proxy/m1/me").await;
     assert_eq!(after_401.status, 200, "{}", after_401.text);
     assert_eq!(after_401.header("x-switchboard-attempts"), "1");
-    assert_eq!(mock.count("token refresh_token"), 2);
+    mock.expect_count("token refresh_token", 2).await;
     assert_eq!(
         upstream.seen().len(),
         4,
@@ -645,7 +657,7 @@ async fn oauth2_authorization_code_with_pkce_and_refreshes() {
     // An explicit refresh.
     let refreshed = api.post("/v1/connections/m1/refresh", &json!({})).await;
     assert_eq!(refreshed.ok(200)["status"], "active");
-    assert_eq!(mock.count("token refresh_token"), 3);
+    mock.expect_count("token refresh_token", 3).await;
 
     // Nothing secret in clear in the database; the API shows no token.
     let bytes = data_bytes(server.dir.path());
@@ -698,12 +710,12 @@ async fn oauth2_client_credentials() {
     for _ in 0..3 {
         assert_eq!(api.get("/v1/proxy/cc/reports").await.status, 200);
     }
-    assert_eq!(mock.count("token client_credentials"), 1);
+    mock.expect_count("token client_credentials", 1).await;
     let auth = header(&upstream.seen()[0].headers, "authorization").expect("auth");
     assert!(auth.starts_with("Bearer "), "{auth}");
     let refreshed = api.post("/v1/connections/cc/refresh", &json!({})).await;
     assert_eq!(refreshed.ok(200)["status"], "active");
-    assert_eq!(mock.count("token client_credentials"), 2);
+    mock.expect_count("token client_credentials", 2).await;
     // Not an OAuth2 connection: nothing to refresh.
     server.stop().await;
 }

@@ -20,7 +20,7 @@ mod recipes;
 mod retries;
 mod routes;
 mod shutdown;
-mod store_sinks;
 mod sms;
+mod store_sinks;
 mod transfer;
 mod trigger;

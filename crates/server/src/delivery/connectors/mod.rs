@@ -5,10 +5,10 @@
 //! Connectors share the worker's SSRF-guarded HTTP client, timeouts, retries, circuit breaker,
 //! throttle and ordering: only the request and the reading of the answer differ.
 
+pub mod email;
 pub mod postgres;
 pub mod s3;
 mod sigv4;
-pub mod email;
 pub mod slack;
 pub mod sms;
 pub mod teams;
