@@ -18,8 +18,10 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{REDACTED, apply, check_path_id, from_value, not_found, stamps};
-use crate::problem::{FieldError, Problem};
+use super::resources::{
+    REDACTED, apply, check_path_id, from_value, not_found, redact_settings, stamps,
+};
+use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
 
@@ -30,7 +32,7 @@ pub struct Destination {
     pub id: String,
     /// `config` (read-only here) or `api`.
     pub managed_by: &'static str,
-    /// `http`, `slack` or `teams`.
+    /// `http`, `slack`, `teams`, `email`, `sms`, `postgres`, `s3` or `queue`.
     pub kind: String,
     /// Target URL (for other kinds than `http`, where they send, without credentials).
     pub url: String,
@@ -45,6 +47,10 @@ pub struct Destination {
     pub headers: BTreeMap<String, String>,
     /// In-flight cap, when set.
     pub max_in_flight: Option<u64>,
+    /// The settings of a kind other than `http` (credentials redacted): the keys written
+    /// beside `id` and `kind` in a `[[destinations]]` table.
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
     /// Created (API resources).
     pub created_at: Option<String>,
     /// Last change (API resources).
@@ -58,11 +64,17 @@ pub struct DestinationInput {
     /// 1–64 letters, digits, `-`, `_`.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
-    /// `http` (default).
+    /// `http` (default), or another kind configured through `settings`: `slack`, `teams`,
+    /// `email`, `sms`, `postgres`, `s3`, `queue`.
     pub kind: Option<String>,
-    /// `http://` or `https://` URL.
+    /// `http://` or `https://` URL (`http` destinations; required for them).
     #[schema(pattern = "^https?://[^/?#]")]
-    pub url: String,
+    pub url: Option<String>,
+    /// The settings of a kind other than `http`: the keys written beside `id` and `kind` in a
+    /// `[[destinations]]` table of the configuration file. On replace, a value given as
+    /// `********` keeps the current one (so a redacted view can be sent back).
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<Value>,
     /// `whsec_…` signing secret; generated on create when absent, kept on replace when absent.
     pub secret: Option<String>,
     /// Per-attempt timeout, e.g. `15s` (default).
@@ -93,21 +105,32 @@ fn generate_secret() -> String {
 fn to_config(
     input: DestinationInput,
     secret: Option<String>,
+    current: Option<&DestinationConfig>,
 ) -> Result<DestinationConfig, Problem> {
-    // `http` is the only kind. The fields are parsed as `HttpDestination` rather than through
-    // the `kind`-tagged enum, whose buffering loses the path of an invalid field.
-    if let Some(kind) = input.kind.as_deref().filter(|k| *k != "http") {
-        return Err(Problem::validation(
-            format!("unknown destination kind `{kind}`; expected `http`"),
-            vec![FieldError {
-                field: "kind".into(),
-                message: "expected `http`".into(),
-            }],
+    match input.kind.as_deref() {
+        None | Some("http") => http_config(input, secret),
+        Some(kind) => other_config(kind.to_owned(), input, current),
+    }
+}
+
+/// An `http` destination. The fields are parsed as `HttpDestination` rather than through the
+/// `kind`-tagged enum, whose buffering loses the path of an invalid field.
+fn http_config(
+    input: DestinationInput,
+    secret: Option<String>,
+) -> Result<DestinationConfig, Problem> {
+    if input.settings.is_some() {
+        return Err(Problem::field(
+            "settings",
+            "http destinations take url, secret, headers… at the top level, not settings",
         ));
     }
+    let url = input
+        .url
+        .ok_or_else(|| Problem::field("url", "url is required for http destinations"))?;
     let mut value = json!({
         "id": input.id,
-        "url": input.url,
+        "url": url,
     });
     if let Some(secret) = secret {
         value["secret"] = json!(secret);
@@ -125,6 +148,79 @@ fn to_config(
         value["max_in_flight"] = json!(max);
     }
     from_value(value).map(DestinationConfig::Http)
+}
+
+/// A destination of another kind, from `settings` (plus the common `timeout`, `retry` and
+/// `max_in_flight`).
+fn other_config(
+    kind: String,
+    input: DestinationInput,
+    current: Option<&DestinationConfig>,
+) -> Result<DestinationConfig, Problem> {
+    for (field, given) in [
+        ("url", input.url.is_some()),
+        ("secret", input.secret.is_some()),
+        ("headers", input.headers.is_some()),
+    ] {
+        if given {
+            return Err(Problem::field(
+                field,
+                format!(
+                    "`{field}` belongs to http destinations; a `{kind}` destination takes its settings in `settings`"
+                ),
+            ));
+        }
+    }
+    let mut value = match input.settings {
+        Some(Value::Object(settings)) => Value::Object(settings),
+        None => json!({}),
+        Some(_) => return Err(Problem::field("settings", "settings must be an object")),
+    };
+    if let Some(current) = current.and_then(|c| serde_json::to_value(c).ok()) {
+        restore_redacted(&mut value, &current);
+    }
+    value["id"] = json!(input.id);
+    value["kind"] = json!(kind);
+    if let Some(timeout) = input.timeout {
+        value["timeout"] = json!(timeout);
+    }
+    if let Some(retry) = input.retry {
+        value["retry"] = retry;
+    }
+    if let Some(max) = input.max_in_flight {
+        value["max_in_flight"] = json!(max);
+    }
+    from_value(value)
+}
+
+/// Puts back the current value wherever `value` holds the redaction marker, so a redacted view
+/// sent back unchanged keeps its credentials.
+fn restore_redacted(value: &mut Value, current: &Value) {
+    match (value, current) {
+        (Value::Object(map), Value::Object(current)) => {
+            for (key, item) in map.iter_mut() {
+                if let Some(previous) = current.get(key) {
+                    restore_redacted(item, previous);
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(current)) => {
+            for (item, previous) in items.iter_mut().zip(current) {
+                restore_redacted(item, previous);
+            }
+        }
+        (value @ Value::String(_), previous) if value.as_str() == Some(REDACTED) => {
+            *value = previous.clone();
+        }
+        (Value::String(text), Value::String(previous))
+            if text.contains(REDACTED)
+                && switchboard_core::config::redact_url_password(previous) == *text =>
+        {
+            // A URL shown with its password redacted.
+            *text = previous.clone();
+        }
+        _ => {}
+    }
 }
 
 fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
@@ -148,6 +244,16 @@ fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
             BTreeMap::new(),
         ),
     };
+    let settings = (!matches!(destination, DestinationConfig::Http(_))).then(|| {
+        let mut settings = serde_json::to_value(destination).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut settings {
+            for key in ["id", "kind", "timeout", "retry", "max_in_flight"] {
+                map.remove(key);
+            }
+        }
+        redact_settings(&mut settings);
+        settings
+    });
     Destination {
         id: id.to_owned(),
         managed_by: runtime.managed_by(Kind::Destination, id).as_str(),
@@ -158,6 +264,7 @@ fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
         retry: serde_json::to_value(policy.retry).unwrap_or(Value::Null),
         headers,
         max_in_flight: policy.max_in_flight.map(|n| n as u64),
+        settings,
         created_at,
         updated_at,
     }
@@ -227,8 +334,9 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<(StatusCode, Json<Destination>)> {
-    let secret = Some(input.secret.clone().unwrap_or_else(generate_secret));
-    let config = to_config(input, secret)?;
+    let is_http = input.kind.as_deref().is_none_or(|k| k == "http");
+    let secret = is_http.then(|| input.secret.clone().unwrap_or_else(generate_secret));
+    let config = to_config(input, secret, None)?;
     let id = config.id().to_owned();
     apply(&state, Change::PutDestination(config, true)).await?;
     Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
@@ -245,15 +353,14 @@ pub async fn update(
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<Json<Destination>> {
     check_path_id(&id, &input.id)?;
-    let current_secret = {
-        let runtime = state.registry.current();
-        lookup(&runtime, &id).and_then(|d| match d {
-            DestinationConfig::Http(http) => http.secret.clone(),
-            _ => None,
-        })
-    };
+    let runtime = state.registry.current();
+    let current = lookup(&runtime, &id).cloned();
+    let current_secret = current.as_ref().and_then(|d| match d {
+        DestinationConfig::Http(http) => http.secret.clone(),
+        _ => None,
+    });
     let secret = input.secret.clone().or(current_secret);
-    let config = to_config(input, secret)?;
+    let config = to_config(input, secret, current.as_ref())?;
     apply(&state, Change::PutDestination(config, false)).await?;
     Ok(Json(find(&state, &id)?))
 }

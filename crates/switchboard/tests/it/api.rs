@@ -1443,3 +1443,70 @@ async fn openapi_document_is_served() {
     );
     server.stop().await;
 }
+
+/// Destinations of any kind through the API: settings in, settings shown redacted, a redacted
+/// view sent back keeps the credentials, and deliveries use them.
+#[tokio::test]
+async fn destinations_of_other_kinds_through_settings() {
+    let receiver = Receiver::always(200).await;
+    let server = server_with(&receiver).await;
+    let api = server.api();
+    let created = api
+        .post(
+            "/v1/destinations",
+            &json!({"id": "team", "kind": "slack", "settings": {
+                "token": "xoxb-secret-1", "channel": "C1", "api_base": receiver.url}}),
+        )
+        .await;
+    let body = created.ok(201);
+    assert_eq!(body["kind"], "slack");
+    assert_eq!(body["settings"]["channel"], "C1");
+    assert_eq!(body["settings"]["token"], "********");
+    assert!(body["secret"].is_null() || body["secret"] == "********");
+    assert!(!created.text.contains("xoxb-secret-1"));
+
+    // Send the redacted view back unchanged (plus a new channel): the token stays.
+    let mut settings = body["settings"].clone();
+    settings["channel"] = json!("C2");
+    let replaced = api
+        .put(
+            "/v1/destinations/team",
+            &json!({"id": "team", "kind": "slack", "settings": settings}),
+        )
+        .await;
+    assert_eq!(replaced.ok(200)["settings"]["channel"], "C2");
+    api.post(
+        "/v1/routes",
+        &json!({"id": "to-team", "source": "src", "destination": "team"}),
+    )
+    .await
+    .ok(201);
+    server.ingest_ok("src", r#"{"text": "hello"}"#).await;
+    let got = receiver.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].path, "/hook/chat.postMessage");
+    assert_eq!(got[0].header("authorization"), "Bearer xoxb-secret-1");
+    let sent: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(sent["channel"], "C2");
+
+    // What is refused, with the field named.
+    let refused = api
+        .post("/v1/destinations", &json!({"id": "x", "kind": "slack"}))
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let refused = api.post("/v1/destinations", &json!({"id": "x"})).await;
+    assert_eq!(
+        refused.problem(422, "validation_failed")["errors"][0]["field"],
+        "url"
+    );
+    let refused = api
+        .post(
+            "/v1/destinations",
+            &json!({"id": "x", "kind": "teams", "url": "https://example.com"}),
+        )
+        .await;
+    assert_eq!(
+        refused.problem(422, "validation_failed")["errors"][0]["field"],
+        "url"
+    );
+    server.stop().await;
+}
