@@ -157,6 +157,15 @@ fn other_config(
     input: DestinationInput,
     current: Option<&DestinationConfig>,
 ) -> Result<DestinationConfig, Problem> {
+    if !DestinationConfig::KINDS.contains(&kind.as_str()) {
+        return Err(Problem::field(
+            "kind",
+            format!(
+                "unknown destination kind `{kind}`; expected one of: {}",
+                DestinationConfig::KINDS.join(", ")
+            ),
+        ));
+    }
     for (field, given) in [
         ("url", input.url.is_some()),
         ("secret", input.secret.is_some()),

@@ -90,6 +90,7 @@ impl DestinationConfig {
 
     /// The `kind` name, as written in configuration.
     pub fn kind(&self) -> &'static str {
+        // Keep `KINDS` in step.
         match self {
             Self::Http(_) => "http",
             Self::Slack(_) => "slack",
@@ -100,6 +101,10 @@ impl DestinationConfig {
             Self::Sms(_) => "sms",
         }
     }
+
+    /// Every `kind` name.
+    pub const KINDS: &'static [&'static str] =
+        &["http", "slack", "teams", "postgres", "s3", "email", "sms"];
 
     /// Timeout, retries, limits and ordering.
     pub fn policy(&self) -> DeliveryPolicy<'_> {
@@ -124,4 +129,40 @@ pub fn http_url(what: &str, url: &str) -> Result<(), String> {
 /// The default per-attempt timeout.
 pub fn default_timeout() -> Duration {
     Duration::from_secs(15)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every listed kind name is a variant, and every variant's name is listed.
+    #[test]
+    fn kinds_are_listed() {
+        for kind in DestinationConfig::KINDS {
+            if let Err(error) = serde_json::from_value::<DestinationConfig>(
+                serde_json::json!({"kind": kind, "id": "x"}),
+            ) {
+                let error = error.to_string();
+                assert!(!error.contains("unknown variant"), "{kind}: {error}");
+            }
+        }
+        let error = serde_json::from_value::<DestinationConfig>(serde_json::json!({"kind": "?"}))
+            .expect_err("unknown")
+            .to_string();
+        let expected = error
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants");
+        for kind in DestinationConfig::KINDS {
+            assert!(
+                expected.contains(&format!("`{kind}`")),
+                "{kind} in {expected}"
+            );
+        }
+        assert_eq!(
+            expected.matches('`').count() / 2,
+            DestinationConfig::KINDS.len(),
+            "a variant is missing from KINDS: {expected}"
+        );
+    }
 }
