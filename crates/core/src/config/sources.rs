@@ -124,7 +124,9 @@ impl SourceKind {
 fn as_map(settings: &impl Serialize) -> Result<Map<String, Value>, serde_json::Error> {
     match serde_json::to_value(settings)? {
         Value::Object(map) => Ok(map),
-        _ => Err(serde::ser::Error::custom("settings must serialize as a table")),
+        _ => Err(serde::ser::Error::custom(
+            "settings must serialize as a table",
+        )),
     }
 }
 

@@ -141,7 +141,11 @@ impl ScheduleSource {
         if self.max_response_bytes == 0 {
             return Err("max_response_bytes must be > 0".into());
         }
-        if self.timezone.as_deref().is_some_and(|tz| tz.trim().is_empty()) {
+        if self
+            .timezone
+            .as_deref()
+            .is_some_and(|tz| tz.trim().is_empty())
+        {
             return Err("timezone is empty; remove it (UTC) or name a zone".into());
         }
         for (name, program) in [
@@ -200,18 +204,31 @@ run_on_start = true
         let cases = [
             ("url = 'http://x'", "missing field `schedule`"),
             ("schedule = ' '\nurl = 'http://x'", "schedule is empty"),
-            ("schedule = '* * * * *'\nurl = 'ftp://x'", "http:// or https://"),
+            (
+                "schedule = '* * * * *'\nurl = 'ftp://x'",
+                "http:// or https://",
+            ),
             ("schedule = '* * * * *'\nurl = 'https://'", "no host"),
-            ("schedule = '* * * * *'\nurl = 'http://x'\ntimeout = '0s'", "timeout"),
-            ("schedule = '* * * * *'\nurl = 'http://x'\nkey = ''", "key is empty"),
-            ("schedule = '* * * * *'\nurl = 'http://x'\ntimezone = ''", "timezone"),
-            ("schedule = '* * * * *'\nurl = 'http://x'\ninterval = '5m'", "unknown field `interval`"),
+            (
+                "schedule = '* * * * *'\nurl = 'http://x'\ntimeout = '0s'",
+                "timeout",
+            ),
+            (
+                "schedule = '* * * * *'\nurl = 'http://x'\nkey = ''",
+                "key is empty",
+            ),
+            (
+                "schedule = '* * * * *'\nurl = 'http://x'\ntimezone = ''",
+                "timezone",
+            ),
+            (
+                "schedule = '* * * * *'\nurl = 'http://x'\ninterval = '5m'",
+                "unknown field `interval`",
+            ),
         ];
         for (settings, why) in cases {
             let toml = format!("[[sources]]\nid = 's'\nkind = 'schedule'\n{settings}\n");
-            let error = Config::from_toml(&toml)
-                .expect_err(settings)
-                .to_string();
+            let error = Config::from_toml(&toml).expect_err(settings).to_string();
             assert!(
                 error.contains("source `s`") && error.contains(why),
                 "{settings}: {error}"

@@ -274,11 +274,26 @@ dedup_key = ".id | tostring"
         let cases = [
             ("url = 'http://x'", "ws:// or wss://"),
             ("url = 'ws://'", "no host"),
-            ("url = 'ws://x'\nping_interval = '30s'\nidle_timeout = '30s'", "idle_timeout"),
-            ("url = 'ws://x'\nreconnect_min = '10s'\nreconnect_max = '1s'", "reconnect_max"),
-            ("url = 'ws://x'\nreconnect_min = '0s'", "reconnect_min must be > 0"),
-            ("url = 'ws://x'\nheaders = { 'Bad Name' = 'v' }", "not a valid header name"),
-            ("url = 'ws://x'\nheaders = { A = \"v\\r\\nX: y\" }", "control character"),
+            (
+                "url = 'ws://x'\nping_interval = '30s'\nidle_timeout = '30s'",
+                "idle_timeout",
+            ),
+            (
+                "url = 'ws://x'\nreconnect_min = '10s'\nreconnect_max = '1s'",
+                "reconnect_max",
+            ),
+            (
+                "url = 'ws://x'\nreconnect_min = '0s'",
+                "reconnect_min must be > 0",
+            ),
+            (
+                "url = 'ws://x'\nheaders = { 'Bad Name' = 'v' }",
+                "not a valid header name",
+            ),
+            (
+                "url = 'ws://x'\nheaders = { A = \"v\\r\\nX: y\" }",
+                "control character",
+            ),
             ("url = 'ws://x'\nfilter = ' '", "filter is empty"),
             ("url = 'ws://x'\nmax_message_bytes = 0", "max_message_bytes"),
             ("url = 'ws://x'\nping = '1s'", "unknown field `ping`"),
@@ -286,9 +301,7 @@ dedup_key = ".id | tostring"
         ];
         for (settings, why) in cases {
             let toml = format!("[[sources]]\nid = 's'\nkind = 'websocket'\n{settings}\n");
-            let error = Config::from_toml(&toml)
-                .expect_err(settings)
-                .to_string();
+            let error = Config::from_toml(&toml).expect_err(settings).to_string();
             assert!(
                 error.contains("source `s`") && error.contains(why),
                 "{settings}: {error}"
