@@ -17,5 +17,6 @@ mod receivers;
 mod retries;
 mod routes;
 mod shutdown;
+mod streams;
 mod transfer;
 mod trigger;
