@@ -22,6 +22,7 @@ use switchboard_core::config::ScheduleSource;
 
 use super::common::{self, Programs, Verdict};
 use super::{Context, Emitted, Message};
+use crate::delivery::ssrf::Policy;
 use crate::ingest::commit::CommitError;
 
 /// Most items one poll stores.
@@ -40,6 +41,9 @@ struct Prepared {
     cron: Cron,
     zone: TimeZone,
     headers: HeaderMap,
+    /// The URL's host when it is an IP address: the client's resolver never sees it, so the
+    /// SSRF policy is checked here.
+    literal_ip: Option<std::net::IpAddr>,
     items: Option<switchboard_jq::Program>,
     programs: std::sync::Arc<Programs>,
 }
@@ -64,6 +68,11 @@ impl Prepared {
         if !url.username().is_empty() || url.password().is_some() {
             return Err("url must not carry credentials; use headers".into());
         }
+        let literal_ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            _ => None,
+        };
         let mut headers = HeaderMap::new();
         for (name, value) in &settings.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -77,6 +86,7 @@ impl Prepared {
             cron,
             zone,
             headers,
+            literal_ip,
             items: common::compile("items", settings.items.as_deref())?,
             programs: std::sync::Arc::new(Programs {
                 filter: None,
@@ -285,6 +295,14 @@ impl Poller<'_> {
 
     /// `GET`s the URL; returns the content type and the body of a `2xx` answer.
     async fn fetch(&self) -> Result<(Option<String>, Vec<u8>), Failure> {
+        if let Some(ip) = self.prepared.literal_ip {
+            let runtime = self.context.emitter.registry.current();
+            let policy =
+                Policy::from_config(&runtime.config.security).map_err(Failure::Transport)?;
+            policy
+                .check(ip)
+                .map_err(|blocked| Failure::Transport(blocked.to_string()))?;
+        }
         let mut response = self
             .context
             .client

@@ -7,8 +7,10 @@
 //! It pings every `ping_interval`; any frame received (message, ping, pong) proves the
 //! connection alive, and `idle_timeout` without one ends the session. After a session ends the
 //! task waits (capped exponential backoff with jitter) and starts a new one, which subscribes
-//! again. Messages are stored one at a time, in order; while the store refuses a message the
-//! task keeps trying (and stops reading, so the server's own buffering applies).
+//! again. Messages go to the group committer in arrival order, up to [`IN_FLIGHT`] at once (so
+//! a fast stream is stored in batches, not one commit per message); beyond that, and while the
+//! store refuses messages (each is retried), reading pauses and the server's own buffering
+//! applies. A session's messages are all stored before the next session starts.
 //!
 //! A stream has no acknowledgements: a message the server sent while no session was up is lost
 //! unless the stream replays (usually through a subscribe option). `dedup_key` makes replayed
@@ -18,6 +20,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use rand::Rng;
 use switchboard_core::config::{WebsocketSource, message_text};
@@ -28,13 +32,80 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
 
-use super::Context;
-use super::Message;
 use super::common::{self, Programs, Verdict};
+use super::{Context, Emitted, Message};
 use crate::delivery::ssrf::{GuardedResolver, Policy};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Messages between the socket and the store, in arrival order: first judged by the jq
+/// programs (several at once on the blocking pool), then stored (several at once through the
+/// group committer). Both stages are ordered queues, so messages reach the committer in the
+/// order they arrived.
+struct Pending<'a> {
+    judging: FuturesOrdered<BoxFuture<'a, Option<Message>>>,
+    storing: FuturesOrdered<BoxFuture<'a, Option<Emitted>>>,
+}
+
+/// Progress of the [`Pending`] queues.
+enum Progress {
+    /// A message was stored (or found stored already).
+    Stored(Emitted),
+    /// A message was judged (and queued for storing, unless dropped).
+    Judged,
+    /// Storing gave up: the task must stop.
+    Stopping,
+}
+
+impl<'a> Pending<'a> {
+    fn new() -> Self {
+        Self {
+            judging: FuturesOrdered::new(),
+            storing: FuturesOrdered::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.judging.len() + self.storing.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.judging.is_empty() && self.storing.is_empty()
+    }
+
+    fn judge(&mut self, judged: BoxFuture<'a, Option<Message>>) {
+        self.judging.push_back(judged);
+    }
+
+    /// The next step of either queue; a judged message is queued for storing with `emitter`.
+    /// Pending forever when both are empty.
+    async fn next(&mut self, emitter: &'a super::Emitter, stop: &'a CancellationToken) -> Progress {
+        if self.is_empty() {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            Some(stored) = self.storing.next(), if !self.storing.is_empty() => match stored {
+                Some(emitted) => Progress::Stored(emitted),
+                None => Progress::Stopping,
+            },
+            Some(judged) = self.judging.next(), if !self.judging.is_empty() => {
+                if let Some(message) = judged {
+                    self.storing
+                        .push_back(Box::pin(common::emit_until_stored(emitter, message, stop)));
+                }
+                Progress::Judged
+            }
+        }
+    }
+}
+
+/// Most messages on their way to the store at once; the group committer batches them. Beyond
+/// this, reading pauses until the store catches up.
+const IN_FLIGHT: usize = 256;
+/// How long a stopping task waits for the messages it already received to be stored.
+const STOP_DRAIN: Duration = Duration::from_secs(2);
 
 /// Checks what the configuration cannot: the URL parses, header values are valid, the jq
 /// programs compile.
@@ -206,20 +277,49 @@ impl Session<'_> {
         };
         connected.set(1.0);
         tracing::info!(source = self.source, "websocket connected and subscribed");
+        let mut pending = Pending::new();
+        let ended = self.read(&mut socket, &mut pending).await;
+        connected.set(0.0);
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+        // Messages already received are stored before anything else happens (at shutdown, for
+        // a moment at most).
+        let drained = match ended {
+            Ended::Stopped => tokio::time::timeout(STOP_DRAIN, self.drain(&mut pending))
+                .await
+                .unwrap_or(false),
+            Ended::Lost { .. } => self.drain(&mut pending).await,
+        };
+        if drained { ended } else { Ended::Stopped }
+    }
+
+    /// Reads until the connection ends or the task must stop, keeping up to [`IN_FLIGHT`]
+    /// messages on their way to the store.
+    async fn read<'s>(&'s self, socket: &mut Socket, pending: &mut Pending<'s>) -> Ended {
+        let stop = &self.context.stop;
         let every = self.settings.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_seen = Instant::now();
         let mut worked = false;
         loop {
+            // While the store is behind, reading pauses (and with it the liveness check, which
+            // needs reading to see pongs).
+            let reading = pending.len() < IN_FLIGHT;
             let frame = tokio::select! {
                 biased;
-                _ = stop.cancelled() => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
-                    return Ended::Stopped;
+                _ = stop.cancelled() => return Ended::Stopped,
+                progress = pending.next(&self.context.emitter, stop) => {
+                    match progress {
+                        Progress::Stored(emitted) => common::count_emitted(&self.source, &emitted),
+                        Progress::Judged => {}
+                        Progress::Stopping => return Ended::Stopped,
+                    }
+                    if !reading {
+                        last_seen = Instant::now();
+                    }
+                    continue;
                 }
-                _ = tokio::time::sleep_until(last_seen + self.settings.idle_timeout) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+                _ = tokio::time::sleep_until(last_seen + self.settings.idle_timeout), if reading => {
                     return Ended::lost(format!(
                         "no traffic (not even a pong) for idle_timeout ({})",
                         humantime::format_duration(self.settings.idle_timeout)
@@ -231,7 +331,7 @@ impl Session<'_> {
                     }
                     continue;
                 }
-                frame = socket.next() => frame,
+                frame = socket.next(), if reading => frame,
             };
             let frame = match frame {
                 None => return Ended::lost("the server closed the connection", worked),
@@ -257,10 +357,23 @@ impl Session<'_> {
                 Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_) => continue,
             };
             worked = true;
-            if !self.handle(body, text).await {
-                return Ended::Stopped;
+            pending.judge(Box::pin(self.prepare(body, text)));
+        }
+    }
+
+    /// Waits for the messages on their way to the store; `false` when the task must stop.
+    async fn drain<'s>(&'s self, pending: &mut Pending<'s>) -> bool {
+        while !pending.is_empty() {
+            match pending
+                .next(&self.context.emitter, &self.context.stop)
+                .await
+            {
+                Progress::Stored(emitted) => common::count_emitted(&self.source, &emitted),
+                Progress::Judged => {}
+                Progress::Stopping => return false,
             }
         }
+        true
     }
 
     /// Connects, shakes hands and subscribes; the error is a sentence without secrets.
@@ -320,39 +433,36 @@ impl Session<'_> {
         Ok(socket)
     }
 
-    /// Judges and stores one message. Returns `false` when the task must stop.
-    async fn handle(&self, body: bytes::Bytes, text: bool) -> bool {
-        let programs = self.programs.clone();
-        let judged = {
+    /// Judges one message: the message to store, or `None` when the filter drops it or a
+    /// program fails (counted and logged).
+    async fn prepare(&self, body: bytes::Bytes, text: bool) -> Option<Message> {
+        let (is_json, verdict) = if self.programs.is_empty() {
+            let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+            let keep = Verdict::Keep {
+                event_type: None,
+                dedup_key: None,
+            };
+            (is_json, keep)
+        } else {
+            let programs = self.programs.clone();
             let body = body.clone();
             common::blocking(move || {
                 let parsed = common::parse_json(&body);
                 let is_json = parsed.is_some();
-                let verdict = if programs.is_empty() {
-                    Verdict::Keep {
-                        event_type: None,
-                        dedup_key: None,
-                    }
-                } else {
-                    programs.judge(&common::jq_input(&body, parsed))
-                };
-                (is_json, verdict)
+                (is_json, programs.judge(&common::jq_input(&body, parsed)))
             })
             .await
-        };
-        let (is_json, verdict) = match judged {
-            Ok(judged) => judged,
-            Err(error) => (false, Verdict::Failed(error)),
+            .unwrap_or_else(|error| (false, Verdict::Failed(error)))
         };
         let (event_type, dedup_key) = match verdict {
             Verdict::Dropped => {
                 common::count_message(&self.source, "filtered");
-                return true;
+                return None;
             }
             Verdict::Failed(error) => {
                 tracing::warn!(source = self.source, %error, "websocket message not stored");
                 common::count_message(&self.source, "failed");
-                return true;
+                return None;
             }
             Verdict::Keep {
                 event_type,
@@ -364,21 +474,13 @@ impl Session<'_> {
             (false, true) => "text/plain; charset=utf-8",
             (false, false) => "application/octet-stream",
         };
-        let message = Message {
+        Some(Message {
             event_type,
             dedup_key,
             headers: Vec::new(),
             content_type: Some(content_type.into()),
             body: body.to_vec(),
-        };
-        let stop = &self.context.stop;
-        match common::emit_until_stored(&self.context.emitter, message, stop).await {
-            Some(emitted) => {
-                common::count_emitted(&self.source, &emitted);
-                true
-            }
-            None => false,
-        }
+        })
     }
 }
 

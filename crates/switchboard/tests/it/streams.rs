@@ -702,6 +702,85 @@ async fn a_schedule_source_created_through_the_api_polls_until_deleted() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn fetching_sources_keep_to_the_ssrf_policy() {
+    let stream = FakeStream::start(StreamScript {
+        opening_messages: 1,
+        ..Default::default()
+    })
+    .await;
+    let api = FakeApi::start(|n| (200, tickets(n + 1))).await;
+    let mut config = config_to("http://127.0.0.1:9/unused", schedule_ms(&[100]));
+    config.security.allow_private_networks = false;
+    config.routes.clear();
+    config.sources.clear();
+    // Each kind with an IP literal (checked before connecting) and a name that resolves to
+    // loopback (checked on the resolved addresses).
+    let by_name = |url: &str| url.replace("127.0.0.1", "localhost");
+    for (id, url) in [
+        ("ws-ip", stream.url.clone()),
+        ("ws-name", by_name(&stream.url)),
+    ] {
+        let mut source = SourceConfig::new(id, VerifierConfig::None);
+        source.kind = SourceKind::Websocket(stream_settings(&url));
+        config.sources.push(source);
+    }
+    for (id, url) in [
+        ("poll-ip", api.url.clone()),
+        ("poll-name", by_name(&api.url)),
+    ] {
+        let mut poll = ScheduleSource::new("*/1 * * * * *", url);
+        poll.run_on_start = true;
+        let mut source = SourceConfig::new(id, VerifierConfig::None);
+        source.kind = SourceKind::Schedule(poll);
+        config.sources.push(source);
+    }
+    let server = TestServer::start(config).await;
+
+    // Every source tries and is refused before connecting: the websockets reconnect, the
+    // schedules count transport errors.
+    let metrics = eventually(PATIENCE, "refused attempts of every source", || async {
+        let metrics = metrics_text(&server).await;
+        let reconnects = |id: &str| {
+            metric(
+                &metrics,
+                &format!(r#"switchboard_source_reconnects_total{{source="{id}"}}"#),
+            )
+        };
+        let refused = |id: &str| {
+            metric(
+                &metrics,
+                &format!(
+                    r#"switchboard_source_polls_total{{source="{id}",outcome="transport_error"}}"#
+                ),
+            )
+            .max(metric(
+                &metrics,
+                &format!(
+                    r#"switchboard_source_polls_total{{outcome="transport_error",source="{id}"}}"#
+                ),
+            ))
+        };
+        let all = reconnects("ws-ip") >= 2.0
+            && reconnects("ws-name") >= 2.0
+            && refused("poll-ip") >= 2.0
+            && refused("poll-name") >= 2.0;
+        all.then_some(metrics)
+    })
+    .await;
+    assert_eq!(
+        stream.state().handshakes,
+        0,
+        "no connection reached the stream"
+    );
+    assert_eq!(api.polls(), 0, "no request reached the API");
+    assert!(
+        !metrics.contains("switchboard_source_polls_total{source=\"poll-ip\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
 /// The PostgreSQL server of the multi-node test, or `None` after reporting it skipped.
 fn pg_base(test: &str) -> Option<String> {
     match std::env::var("SWITCHBOARD_TEST_PG") {
@@ -808,4 +887,52 @@ destination = "dst"
     let got = receiver.wait_for(2, PATIENCE).await;
     assert_eq!(&got[1].body[..], br#"{"n":2}"#);
     drop(node_b);
+}
+
+/// Throughput of a websocket source into the store (no routes): the figure in
+/// `docs/benchmarks.md`. A measurement, not a check, so it runs only on request:
+/// `cargo test -p switchboard --test it websocket_throughput -- --ignored --nocapture`
+/// (`BENCH_JQ=1` adds a filter and a dedup key).
+#[tokio::test]
+#[ignore = "a measurement; run on request"]
+async fn websocket_throughput() {
+    let stream = FakeStream::start(StreamScript {
+        opening_messages: 1,
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::always(200).await;
+    let mut settings = stream_settings(&stream.url);
+    if std::env::var("BENCH_JQ").is_ok() {
+        settings.filter = Some(r#".type == "trade""#.into());
+        settings.dedup_key = Some(".id | tostring".into());
+    }
+    let mut config = websocket_config(&receiver.url, "bench", settings);
+    config.routes.clear();
+    let server = TestServer::start(config).await;
+    stream.wait_subscribed(1).await;
+    let n = 3000u64;
+    let start = Instant::now();
+    for i in 0..n {
+        stream.send(trade(i, "buy"));
+    }
+    eventually(Duration::from_secs(120), "all stored", || async {
+        let events = server
+            .store()
+            .list_events(&EventFilter {
+                source: Some("bench".into()),
+                limit: 5000,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        (events.len() as u64 >= n).then_some(())
+    })
+    .await;
+    let took = start.elapsed();
+    eprintln!(
+        "BENCH {n} messages in {took:?}: {:.0}/s",
+        n as f64 / took.as_secs_f64()
+    );
+    server.stop().await;
 }
