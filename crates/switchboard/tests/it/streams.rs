@@ -931,7 +931,7 @@ async fn websocket_throughput() {
     .await;
     let took = start.elapsed();
     eprintln!(
-        "BENCH {n} messages in {took:?}: {:.0}/s",
+        "websocket source: {n} messages stored in {took:?}: {:.0}/s",
         n as f64 / took.as_secs_f64()
     );
     server.stop().await;
