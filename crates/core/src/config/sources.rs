@@ -120,6 +120,10 @@ impl SourceKind {
     }
 }
 
+/// Longest duration a fetching kind's settings accept (timeouts, intervals): beyond it a
+/// setting is a typo, and deadlines computed from it stay far from overflowing.
+const MAX_SOURCE_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// A kind's settings struct as the keys written beside `id` and `kind`.
 fn as_map(settings: &impl Serialize) -> Result<Map<String, Value>, serde_json::Error> {
     match serde_json::to_value(settings)? {

@@ -61,6 +61,9 @@ impl Prepared {
                 )
             })?,
         };
+        // An expression that matches no date (`0 0 30 2 *`) would never poll.
+        next_after(&cron, &Zoned::now().with_time_zone(zone.clone()))
+            .map_err(|e| format!("schedule `{}`: {e}", settings.schedule))?;
         let url = url::Url::parse(&settings.url).map_err(|e| format!("url: {e}"))?;
         if url.host().is_none() {
             return Err("url has no host".into());
@@ -496,6 +499,9 @@ mod tests {
         settings.items = None;
         settings.schedule = "*/5 * *".into();
         assert!(check(&settings).expect_err("cron").contains("cron"));
+        settings.schedule = "0 0 30 2 *".into();
+        let error = check(&settings).expect_err("February 30th");
+        assert!(error.contains("no next occurrence"), "{error}");
     }
 
     #[test]

@@ -135,8 +135,8 @@ impl ScheduleSource {
         for (name, value) in &self.headers {
             check_header(name, value)?;
         }
-        if self.timeout.is_zero() {
-            return Err("timeout must be > 0".into());
+        if self.timeout.is_zero() || self.timeout > super::MAX_SOURCE_DURATION {
+            return Err("timeout must be > 0 and at most 1 day".into());
         }
         if self.max_response_bytes == 0 {
             return Err("max_response_bytes must be > 0".into());

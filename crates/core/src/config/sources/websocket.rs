@@ -189,6 +189,9 @@ impl WebsocketSource {
             if value.is_zero() {
                 return Err(format!("{name} must be > 0"));
             }
+            if value > super::MAX_SOURCE_DURATION {
+                return Err(format!("{name} must be at most 1 day"));
+            }
         }
         if self.idle_timeout <= self.ping_interval {
             return Err(format!(
@@ -295,6 +298,10 @@ dedup_key = ".id | tostring"
                 "control character",
             ),
             ("url = 'ws://x'\nfilter = ' '", "filter is empty"),
+            (
+                "url = 'ws://x'\nidle_timeout = '400d'",
+                "idle_timeout must be at most 1 day",
+            ),
             ("url = 'ws://x'\nmax_message_bytes = 0", "max_message_bytes"),
             ("url = 'ws://x'\nping = '1s'", "unknown field `ping`"),
             ("headers = {}", "missing field `url`"),
