@@ -14,7 +14,8 @@ use crate::duration;
 /// whose key this source already stored is skipped, so each poll stores only what is new.
 ///
 /// A non-2xx answer or a transport error stores nothing; the next tick tries again.
-/// (Credentials come from `headers` for now; named connections with OAuth are planned.)
+/// Credentials come from `headers` for now; named connections (`connection = "…"`, with OAuth
+/// token refresh) come with issue 7.
 ///
 /// ```toml
 /// [[sources]]
