@@ -607,6 +607,9 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
             route_programs.insert(route.effective_id(), Arc::new(program));
         }
     }
+    for source in &config.sources {
+        crate::sources::check(source).map_err(ChangeError::Invalid)?;
+    }
     let sources = state::build_sources(&config).map_err(ChangeError::Invalid)?;
     let endpoint_list: Vec<EndpointSpec> = endpoints.values().cloned().collect();
     let destinations =

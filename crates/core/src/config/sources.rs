@@ -7,6 +7,12 @@ use serde_json::{Map, Value};
 
 use crate::duration;
 
+mod schedule;
+mod websocket;
+
+pub use schedule::ScheduleSource;
+pub use websocket::{WebsocketSource, message_text};
+
 /// `[[sources]]`: where events come from. A `webhook` source (the default `kind`) receives
 /// them at `/in/{id}`; other kinds fetch them (queues, streams, schedules) and store each one
 /// before acknowledging it to whoever sent it.
@@ -58,6 +64,10 @@ pub enum SourceKind {
     /// Pushed to `POST /in/{id}` and checked by the source's verifier.
     #[default]
     Webhook,
+    /// Messages of a WebSocket stream (`kind = "websocket"`).
+    Websocket(WebsocketSource),
+    /// An HTTP API polled on a cron schedule (`kind = "schedule"`).
+    Schedule(ScheduleSource),
 }
 
 impl SourceKind {
@@ -65,16 +75,35 @@ impl SourceKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
+            Self::Websocket(_) => "websocket",
+            Self::Schedule(_) => "schedule",
         }
     }
 
     /// Every kind name, for error messages.
-    pub const KINDS: &'static [&'static str] = &["webhook"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "websocket", "schedule"];
 
     /// Reads the settings of a fetching kind `name` from the keys left beside `id` and `kind`.
     /// Each kind parses its own struct (`deny_unknown_fields`), so typos are caught.
     fn from_settings(name: &str, settings: Map<String, Value>) -> Result<Self, String> {
-        let _ = settings;
+        fn parse<T: serde::de::DeserializeOwned>(
+            settings: Map<String, Value>,
+        ) -> Result<T, String> {
+            serde_json::from_value(Value::Object(settings)).map_err(|e| e.to_string())
+        }
+        match name {
+            "websocket" => {
+                let source: WebsocketSource = parse(settings)?;
+                source.validate()?;
+                return Ok(Self::Websocket(source));
+            }
+            "schedule" => {
+                let source: ScheduleSource = parse(settings)?;
+                source.validate()?;
+                return Ok(Self::Schedule(source));
+            }
+            _ => {}
+        }
         Err(format!(
             "unknown source kind `{name}`; expected one of: {}",
             Self::KINDS.join(", ")
@@ -85,8 +114,39 @@ impl SourceKind {
     fn settings(&self) -> Result<Map<String, Value>, serde_json::Error> {
         match self {
             Self::Webhook => Ok(Map::new()),
+            Self::Websocket(source) => as_map(source),
+            Self::Schedule(source) => as_map(source),
         }
     }
+}
+
+/// Longest duration a fetching kind's settings accept (timeouts, intervals): beyond it a
+/// setting is a typo, and deadlines computed from it stay far from overflowing.
+const MAX_SOURCE_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A kind's settings struct as the keys written beside `id` and `kind`.
+fn as_map(settings: &impl Serialize) -> Result<Map<String, Value>, serde_json::Error> {
+    match serde_json::to_value(settings)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(serde::ser::Error::custom(
+            "settings must serialize as a table",
+        )),
+    }
+}
+
+/// Checks one of a kind's `headers`: the name an RFC 9110 token, the value free of control
+/// characters (the value is a secret, so the message does not show it).
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("`{name}` is not a valid header name"));
+    }
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(format!(
+            "the value of header `{name}` contains a control character (such as a line break)"
+        ));
+    }
+    Ok(())
 }
 
 impl<'de> Deserialize<'de> for SourceConfig {

@@ -13,7 +13,10 @@
 //! schedule, a stream connection) run on whichever node holds the source's lease in the store;
 //! queue consumers run on every node and share the queue.
 
+mod common;
+pub mod schedule;
 pub mod supervisor;
+pub mod websocket;
 
 use std::sync::Arc;
 
@@ -134,7 +137,20 @@ pub enum Placement {
 pub fn placement(kind: &SourceKind) -> Option<Placement> {
     match kind {
         SourceKind::Webhook => None,
+        SourceKind::Websocket(_) | SourceKind::Schedule(_) => Some(Placement::OneNode),
     }
+}
+
+/// Checks what parsing the configuration could not (jq programs compile, a cron expression
+/// parses, …); runs whenever the registry builds a snapshot, so a bad setting is refused when
+/// the configuration loads or the API call is made.
+pub fn check(source: &switchboard_core::config::SourceConfig) -> Result<(), String> {
+    match &source.kind {
+        SourceKind::Webhook => Ok(()),
+        SourceKind::Websocket(settings) => websocket::check(settings),
+        SourceKind::Schedule(settings) => schedule::check(settings),
+    }
+    .map_err(|e| format!("source `{}`: {e}", source.id))
 }
 
 /// The task of a fetching source. It returns only once `context.stop` is cancelled (a task that
@@ -143,8 +159,11 @@ pub fn task(
     kind: &SourceKind,
     context: Context,
 ) -> Option<futures::future::BoxFuture<'static, ()>> {
-    let _ = &context;
     match kind {
         SourceKind::Webhook => None,
+        SourceKind::Websocket(settings) => {
+            Some(Box::pin(websocket::run(settings.clone(), context)))
+        }
+        SourceKind::Schedule(settings) => Some(Box::pin(schedule::run(settings.clone(), context))),
     }
 }

@@ -22,5 +22,6 @@ mod routes;
 mod shutdown;
 mod sms;
 mod store_sinks;
+mod streams;
 mod transfer;
 mod trigger;
