@@ -158,17 +158,29 @@ pub fn redact(value: &mut Value) {
 }
 
 /// Redacts the settings of a fetching source or a connector for display: beyond [`redact`], any
-/// string under a key naming a credential (`token`, `password`, `secret`, `key`,
-/// `authorization`), every header value, and the password of any URL.
+/// string under a key naming a credential (`token`, `password`, `secret`, `api_key`,
+/// `access_key`, `authorization`…), every header value, and the password of any URL.
 pub fn redact_settings(value: &mut Value) {
     fn walk(value: &mut Value, under_headers: bool) {
         match value {
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
                     let lower = key.to_ascii_lowercase();
-                    let sensitive = ["token", "password", "secret", "key", "authorization"]
-                        .iter()
-                        .any(|word| lower.contains(word));
+                    // Credential names; not `key` alone (an object key template, a jq
+                    // `dedup_key`, a RabbitMQ `routing_key` are settings, not secrets).
+                    let sensitive = [
+                        "token",
+                        "password",
+                        "secret",
+                        "authorization",
+                        "api_key",
+                        "apikey",
+                        "access_key",
+                        "private_key",
+                        "credential",
+                    ]
+                    .iter()
+                    .any(|word| lower.contains(word));
                     match item {
                         Value::String(_) if sensitive || under_headers => {
                             *item = Value::from(REDACTED)
@@ -176,6 +188,7 @@ pub fn redact_settings(value: &mut Value) {
                         Value::Array(items) if sensitive => {
                             items.iter_mut().for_each(|i| *i = Value::from(REDACTED))
                         }
+                        Value::Object(_) if sensitive => *item = Value::from(REDACTED),
                         _ => walk(item, lower == "headers"),
                     }
                 }

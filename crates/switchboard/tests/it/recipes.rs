@@ -75,13 +75,30 @@ async fn every_recipe_configuration_starts_a_server() {
     assert!(pages.len() >= 2, "the recipes are found: {pages:?}");
     let mut checked = 0;
     for (name, text) in pages {
+        // A block is a whole configuration, or the next step of the page's configuration (it
+        // then loads together with the blocks before it).
+        let mut so_far = String::new();
         for (n, block) in toml_blocks(&text).into_iter().enumerate() {
-            let config =
-                Config::from_toml(&block).unwrap_or_else(|e| panic!("{name}, TOML block {n}: {e}"));
-            config
-                .validate()
+            let alone = Config::from_toml(&block).and_then(|c| c.validate().map(|()| c));
+            let config = match alone {
+                Ok(config) => config,
+                Err(alone) => {
+                    let combined = format!("{so_far}\n{block}");
+                    let config = Config::from_toml(&combined).unwrap_or_else(|e| {
+                        panic!("{name}, TOML block {n}: {alone}\n(with the blocks before it: {e})")
+                    });
+                    config.validate().unwrap_or_else(|e| {
+                        panic!("{name}, TOML block {n}: {alone}\n(with the blocks before it: {e})")
+                    });
+                    config
+                }
+            };
+            so_far.push('\n');
+            so_far.push_str(&block);
+            let config = startable(config);
+            switchboard_server::runtime::check(&config)
                 .unwrap_or_else(|e| panic!("{name}, TOML block {n}: {e}"));
-            let server = TestServer::start(startable(config)).await;
+            let server = TestServer::start(config).await;
             let listed = server.api().get("/v1/sources").await;
             assert_eq!(listed.status, 200, "{name}: {}", listed.body);
             server.stop().await;
