@@ -537,6 +537,7 @@ impl Worker {
                     .deliver(connectors::Attempt {
                         delivery_id: &delivery.id,
                         client: self.sender.client(),
+                        policy: self.sender.policy(),
                         timeout: target.timeout,
                         message: &prepared,
                     })

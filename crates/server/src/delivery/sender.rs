@@ -159,6 +159,11 @@ impl Sender {
         read_report(response, started, self.excerpt_limit).await.0
     }
 
+    /// The outbound network policy, for connectors' IP-literal checks.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The shared HTTP client (SSRF-guarded, no redirects), for connectors.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
@@ -205,7 +210,8 @@ pub async fn read_report(
     (report, body_excerpt)
 }
 
-fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
+/// The IP address a URL names literally (those never reach the guarded resolver).
+pub(crate) fn literal_ip(url: &reqwest::Url) -> Option<IpAddr> {
     match url.host()? {
         url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
         url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),

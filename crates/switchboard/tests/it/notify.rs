@@ -249,3 +249,27 @@ async fn teams_gets_an_adaptive_card() {
     );
     server.stop().await;
 }
+
+/// A connector's URL naming a private IP address literally (which no resolver sees) is held to
+/// the network policy like a webhook URL: refused, permanently, with the reason.
+#[tokio::test]
+async fn connector_urls_with_private_ip_literals_are_refused() {
+    let hook = Receiver::always(200).await;
+    let mut config = config_to(&hook.url, schedule_ms(&[50]));
+    config.security.allow_private_networks = false;
+    route_to(
+        &mut config,
+        slack(Some(hook.url.clone()), None, schedule_ms(&[50])),
+        r#"{text: "hello"}"#,
+    );
+    let server = TestServer::start(config).await;
+    let event = server.ingest_ok("src", "{}").await;
+    let failed = server
+        .wait_delivery(&event, "failed", |d| d.status == DeliveryStatus::Failed)
+        .await;
+    assert_eq!(failed.attempts, 1, "not retried");
+    let error = failed.last_error.unwrap_or_default();
+    assert!(error.contains("refused to connect to 127.0.0.1"), "{error}");
+    assert!(hook.requests().is_empty());
+    server.stop().await;
+}

@@ -28,10 +28,32 @@ pub struct Attempt<'a> {
     pub delivery_id: &'a str,
     /// The shared client (SSRF-guarded, no redirects).
     pub client: &'a reqwest::Client,
+    /// The outbound network policy. The client's resolver applies it to host names; URLs with
+    /// an IP literal never reach a resolver, so a connector checks them with
+    /// [`Attempt::refused_address`] before sending (as [`post_json`] does).
+    pub policy: &'a super::ssrf::Policy,
     /// The attempt's timeout.
     pub timeout: std::time::Duration,
     /// The message.
     pub message: &'a Prepared,
+}
+
+impl Attempt<'_> {
+    /// A permanent failure when `url` names an IP address the policy refuses (private,
+    /// loopback, metadata…); `None` when it may be sent.
+    pub fn refused_address(&self, url: &str, started: Instant) -> Option<AttemptReport> {
+        let url = reqwest::Url::parse(url).ok()?;
+        let ip = super::sender::literal_ip(&url)?;
+        let blocked = self.policy.check(ip).err()?;
+        Some(AttemptReport {
+            outcome: AttemptOutcome::Permanent,
+            status: None,
+            error: Some(blocked.to_string()),
+            headers: Vec::new(),
+            body_excerpt: Vec::new(),
+            latency: started.elapsed(),
+        })
+    }
 }
 
 /// A destination kind other than `http`.
@@ -78,6 +100,9 @@ pub async fn post_json(
     body: &serde_json::Value,
 ) -> (AttemptReport, Vec<u8>) {
     let started = Instant::now();
+    if let Some(refused) = attempt.refused_address(url, started) {
+        return (refused, Vec::new());
+    }
     let mut request = attempt
         .client
         .post(url)

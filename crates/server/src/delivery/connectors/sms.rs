@@ -194,6 +194,12 @@ impl Sms {
                 answer: Vec::new(),
             };
         }
+        if let Some(refused) = attempt.refused_address(&self.url, started) {
+            return Sent {
+                report: refused,
+                answer: Vec::new(),
+            };
+        }
         let request = attempt
             .client
             .post(&self.url)
