@@ -164,6 +164,21 @@ pub async fn run(
         poll_interval: config.delivery.poll_interval,
         concurrency: config.delivery.concurrency,
     });
+    // Before any task starts, so a bad provider file stops the start cleanly.
+    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
+        .map_err(ServerError::Config)?;
+    let connections = Arc::new(connections::Connections::new(connections::Parts {
+        store: store.clone(),
+        vault: vault.clone(),
+        catalog,
+        config: config.connections.clone(),
+        listen: listener.local_addr()?,
+        policy: delivery::ssrf::Policy::from_config(&config.security)
+            .map_err(ServerError::Config)?,
+        owner: worker.owner.clone(),
+        operations: Some(operations.clone()),
+        max_body_bytes: config.server.max_body_bytes,
+    })?);
     let worker_shutdown = CancellationToken::new();
     let sources_shutdown = CancellationToken::new();
     let sources_task = tokio::spawn(
@@ -172,6 +187,7 @@ pub async fn run(
             committer: committer.clone(),
             store: store.clone(),
             client: worker.sender.client().clone(),
+            connections: connections.clone(),
             node: worker.owner.clone(),
         }
         .run(sources_shutdown.clone()),
@@ -199,20 +215,6 @@ pub async fn run(
         ))
     });
     let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
-    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
-        .map_err(ServerError::Config)?;
-    let connections = Arc::new(connections::Connections::new(connections::Parts {
-        store: store.clone(),
-        vault: vault.clone(),
-        catalog,
-        config: config.connections.clone(),
-        listen: listener.local_addr()?,
-        policy: delivery::ssrf::Policy::from_config(&config.security)
-            .map_err(ServerError::Config)?,
-        owner: worker.owner.clone(),
-        operations: Some(operations.clone()),
-        max_body_bytes: config.server.max_body_bytes,
-    })?);
     let state = Arc::new(AppState {
         registry,
         committer,

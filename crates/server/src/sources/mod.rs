@@ -120,6 +120,8 @@ pub struct Context {
     pub stop: CancellationToken,
     /// The shared outbound HTTP client (SSRF-guarded, no redirects).
     pub client: reqwest::Client,
+    /// Calls through named connections (auth, pacing, retries done for the caller).
+    pub connections: crate::connections::client::ConnectionClient,
     /// The store (for checkpoints kept between runs).
     pub store: Arc<dyn Store>,
 }

@@ -64,17 +64,23 @@ impl Prepared {
         // An expression that matches no date (`0 0 30 2 *`) would never poll.
         next_after(&cron, &Zoned::now().with_time_zone(zone.clone()))
             .map_err(|e| format!("schedule `{}`: {e}", settings.schedule))?;
-        let url = url::Url::parse(&settings.url).map_err(|e| format!("url: {e}"))?;
-        if url.host().is_none() {
-            return Err("url has no host".into());
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err("url must not carry credentials; use headers".into());
-        }
-        let literal_ip = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
+        // Through a connection, `url` is a path: the connection's client resolves and guards
+        // the provider's address.
+        let literal_ip = if settings.connection.is_some() {
+            None
+        } else {
+            let url = url::Url::parse(&settings.url).map_err(|e| format!("url: {e}"))?;
+            if url.host().is_none() {
+                return Err("url has no host".into());
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err("url must not carry credentials; use headers".into());
+            }
+            match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+                Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+                _ => None,
+            }
         };
         let mut headers = HeaderMap::new();
         for (name, value) in &settings.headers {
@@ -296,8 +302,58 @@ impl Poller<'_> {
         }
     }
 
+    /// `GET`s the path through the source's connection (credentials, pacing, retries and the
+    /// circuit breaker of the connection apply); returns the content type and the body of a
+    /// `2xx` answer.
+    async fn fetch_through(&self, connection: &str) -> Result<(Option<String>, Vec<u8>), Failure> {
+        use crate::connections::client::{ApiRequest, CallError};
+        let (path, query) = match self.settings.url.split_once('?') {
+            Some((path, query)) => (path, Some(query.to_owned())),
+            None => (self.settings.url.as_str(), None),
+        };
+        let mut request = ApiRequest::new(reqwest::Method::GET, path);
+        request.query = query;
+        request.headers = self.prepared.headers.clone();
+        let call = self.context.connections.call(connection, request);
+        let response = match tokio::time::timeout(self.settings.timeout, call).await {
+            Err(_) => {
+                return Err(Failure::Transport(format!(
+                    "no answer within {:?}",
+                    self.settings.timeout
+                )));
+            }
+            Ok(Err(CallError::Provider { error, .. })) => {
+                return Err(Failure::Status(error.status));
+            }
+            Ok(Err(error)) => {
+                return Err(Failure::Transport(format!(
+                    "connection `{connection}`: {error}"
+                )));
+            }
+            Ok(Ok(response)) => response,
+        };
+        if !response.status.is_success() {
+            return Err(Failure::Status(response.status.as_u16()));
+        }
+        if response.body.len() > self.settings.max_response_bytes {
+            return Err(Failure::Invalid(format!(
+                "the body is larger than max_response_bytes ({} bytes)",
+                self.settings.max_response_bytes
+            )));
+        }
+        let content_type = response
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((content_type, response.body.to_vec()))
+    }
+
     /// `GET`s the URL; returns the content type and the body of a `2xx` answer.
     async fn fetch(&self) -> Result<(Option<String>, Vec<u8>), Failure> {
+        if let Some(connection) = &self.settings.connection {
+            return self.fetch_through(connection).await;
+        }
         if let Some(ip) = self.prepared.literal_ip {
             let runtime = self.context.emitter.registry.current();
             let policy =

@@ -39,6 +39,8 @@ pub struct Supervisor {
     pub store: Arc<dyn Store>,
     /// Outbound HTTP client for kinds that poll.
     pub client: reqwest::Client,
+    /// Connections to third-party APIs, for kinds that poll through one.
+    pub connections: Arc<crate::connections::Connections>,
     /// This process's identity as a lease owner.
     pub node: String,
 }
@@ -121,6 +123,9 @@ impl Supervisor {
                 emitter: Emitter::new(id, self.registry.clone(), self.committer.clone()),
                 stop: stop.clone(),
                 client: self.client.clone(),
+                connections: crate::connections::client::ConnectionClient::new(
+                    self.connections.clone(),
+                ),
                 store: self.store.clone(),
             };
             let Some(future) = task(&config.kind, context) else {

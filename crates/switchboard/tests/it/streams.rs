@@ -936,3 +936,54 @@ async fn websocket_throughput() {
     );
     server.stop().await;
 }
+
+/// A schedule can poll through a connection: the path goes below the provider's base URL and
+/// the connection's credentials are injected (none in the source's own settings).
+#[tokio::test]
+async fn a_schedule_polls_through_a_connection() {
+    let api = FakeApi::start(|_| (200, tickets(3))).await;
+    let base = api
+        .url
+        .strip_suffix("/tickets")
+        .expect("the fake API's list")
+        .to_owned();
+    let providers = tempfile::tempdir().expect("providers dir");
+    std::fs::write(
+        providers.path().join("tickets.toml"),
+        format!(
+            "id = \"tickets-api\"\nname = \"Tickets\"\nbase_url = \"{base}\"\nauth_modes = [\"bearer\"]\n"
+        ),
+    )
+    .expect("provider file");
+    let receiver = Receiver::always(200).await;
+    let mut config = config_to(&receiver.url, schedule_ms(&[100, 500]));
+    config.connections.providers_dir = Some(providers.path().to_owned());
+    let mut settings = ScheduleSource::new("*/1 * * * * *", "tickets?state=open");
+    settings.connection = Some("tix".into());
+    settings.items = Some(".tickets".into());
+    settings.key = Some(".id".into());
+    let mut source = SourceConfig::new("tickets", VerifierConfig::None);
+    source.kind = SourceKind::Schedule(settings);
+    config.sources = vec![source];
+    config.routes[0].source = "tickets".into();
+    let server = TestServer::start(config).await;
+    // Polls before the connection exists store nothing; then they go through it.
+    server
+        .api()
+        .post(
+            "/v1/connections",
+            &json!({"id": "tix", "provider": "tickets-api",
+                    "credentials": {"token": "conn-token-1"}}),
+        )
+        .await
+        .ok(201);
+    let got = receiver.wait_for(3, PATIENCE).await;
+    assert_eq!(got.len(), 3);
+    let authorizations = api.authorizations.lock().expect("lock").clone();
+    assert!(
+        !authorizations.is_empty() && authorizations.iter().all(|a| a == "Bearer conn-token-1"),
+        "{authorizations:?}"
+    );
+    assert_eq!(events_of(&server, "tickets").await.len(), 3);
+    server.stop().await;
+}

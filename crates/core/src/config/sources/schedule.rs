@@ -14,8 +14,9 @@ use crate::duration;
 /// whose key this source already stored is skipped, so each poll stores only what is new.
 ///
 /// A non-2xx answer or a transport error stores nothing; the next tick tries again.
-/// Credentials come from `headers` for now; named connections (`connection = "…"`, with OAuth
-/// token refresh) come with issue 7.
+/// Credentials come from `headers`, or from a named connection (`connection = "…"`, OAuth2
+/// refresh, pacing and retries included): `url` is then a path below the connection's
+/// provider base URL (`repos/acme/app/issues?state=open`).
 ///
 /// ```toml
 /// [[sources]]
@@ -38,8 +39,13 @@ pub struct ScheduleSource {
     /// zones need the system's time zone database (the `tzdata` package).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// `http://` or `https://` URL to `GET`. Do not put credentials in it: use `headers`.
+    /// `http://` or `https://` URL to `GET`. Do not put credentials in it: use `headers`. With
+    /// `connection`, a path (and query) below the provider's base URL instead.
     pub url: String,
+    /// A connection (`/v1/connections`) to poll through: its base URL, credentials, pacing,
+    /// retries and circuit breaker apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
     /// Request headers (credentials go here; their values are secrets).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -77,6 +83,7 @@ impl fmt::Debug for ScheduleSource {
             .field("schedule", &self.schedule)
             .field("timezone", &self.timezone)
             .field("url", &crate::config::redact_url_password(&self.url))
+            .field("connection", &self.connection)
             .field("headers", &headers)
             .field("items", &self.items)
             .field("key", &self.key)
@@ -103,6 +110,7 @@ impl ScheduleSource {
             schedule: schedule.into(),
             timezone: None,
             url: url.into(),
+            connection: None,
             headers: BTreeMap::new(),
             items: None,
             key: None,
@@ -120,16 +128,31 @@ impl ScheduleSource {
         if self.schedule.trim().is_empty() {
             return Err("schedule is empty; give a cron expression like \"*/5 * * * *\"".into());
         }
-        let rest = self
-            .url
-            .strip_prefix("http://")
-            .or_else(|| self.url.strip_prefix("https://"))
-            .ok_or_else(|| {
-                format!(
-                    "url must start with http:// or https://, not `{}`",
-                    crate::config::redact_url_password(&self.url)
-                )
-            })?;
+        if let Some(connection) = &self.connection {
+            if !crate::ids::is_valid_resource_id(connection) {
+                return Err(format!("connection `{connection}` is not a valid id"));
+            }
+            if self.url.contains("://") {
+                return Err(
+                    "with a connection, url is a path below the provider's base URL \
+                     (`repos/acme/app/issues?state=open`), not a whole URL"
+                        .into(),
+                );
+            }
+        }
+        let rest = if self.connection.is_some() {
+            "path"
+        } else {
+            self.url
+                .strip_prefix("http://")
+                .or_else(|| self.url.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    format!(
+                        "url must start with http:// or https://, not `{}`",
+                        crate::config::redact_url_password(&self.url)
+                    )
+                })?
+        };
         if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
             return Err("url has no host".into());
         }
