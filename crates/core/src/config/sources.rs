@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 use crate::duration;
 
+mod queue;
+
+pub use queue::{DEFAULT_QUEUE_CONSUMER, QueueSource, QueueStart};
+
 /// `[[sources]]`: where events come from. A `webhook` source (the default `kind`) receives
 /// them at `/in/{id}`; other kinds fetch them (queues, streams, schedules) and store each one
 /// before acknowledging it to whoever sent it.
@@ -58,6 +62,8 @@ pub enum SourceKind {
     /// Pushed to `POST /in/{id}` and checked by the source's verifier.
     #[default]
     Webhook,
+    /// Consumed from a broker: NATS JetStream, RabbitMQ or Redis Streams.
+    Queue(Box<QueueSource>),
 }
 
 impl SourceKind {
@@ -65,16 +71,22 @@ impl SourceKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
+            Self::Queue(_) => "queue",
         }
     }
 
     /// Every kind name, for error messages.
-    pub const KINDS: &'static [&'static str] = &["webhook"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "queue"];
 
     /// Reads the settings of a fetching kind `name` from the keys left beside `id` and `kind`.
     /// Each kind parses its own struct (`deny_unknown_fields`), so typos are caught.
     fn from_settings(name: &str, settings: Map<String, Value>) -> Result<Self, String> {
-        let _ = settings;
+        if name == "queue" {
+            let queue: QueueSource =
+                serde_json::from_value(Value::Object(settings)).map_err(|e| e.to_string())?;
+            queue.validate()?;
+            return Ok(Self::Queue(Box::new(queue)));
+        }
         Err(format!(
             "unknown source kind `{name}`; expected one of: {}",
             Self::KINDS.join(", ")
@@ -85,6 +97,10 @@ impl SourceKind {
     fn settings(&self) -> Result<Map<String, Value>, serde_json::Error> {
         match self {
             Self::Webhook => Ok(Map::new()),
+            Self::Queue(queue) => match serde_json::to_value(queue)? {
+                Value::Object(map) => Ok(map),
+                _ => Ok(Map::new()),
+            },
         }
     }
 }

@@ -13,6 +13,7 @@
 //! schedule, a stream connection) run on whichever node holds the source's lease in the store;
 //! queue consumers run on every node and share the queue.
 
+pub mod queue;
 pub mod supervisor;
 
 use std::sync::Arc;
@@ -134,6 +135,7 @@ pub enum Placement {
 pub fn placement(kind: &SourceKind) -> Option<Placement> {
     match kind {
         SourceKind::Webhook => None,
+        SourceKind::Queue(_) => Some(Placement::EveryNode),
     }
 }
 
@@ -146,5 +148,6 @@ pub fn task(
     let _ = &context;
     match kind {
         SourceKind::Webhook => None,
+        SourceKind::Queue(config) => Some(queue::task(config.as_ref().clone(), context)),
     }
 }

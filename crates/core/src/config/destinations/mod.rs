@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use crate::retry::RetryPolicy;
 
 mod http;
+mod queue;
 mod slack;
 mod teams;
 
 pub use http::HttpDestination;
+pub use queue::{QueueBroker, QueueDestination};
 pub use slack::{SLACK_API, SlackDestination};
 pub use teams::TeamsDestination;
 
@@ -26,6 +28,8 @@ pub enum DestinationConfig {
     Slack(SlackDestination),
     /// A Microsoft Teams channel through an incoming webhook (Adaptive Card).
     Teams(TeamsDestination),
+    /// A message broker: NATS JetStream, RabbitMQ or Redis Streams.
+    Queue(QueueDestination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -60,6 +64,7 @@ impl DestinationConfig {
             Self::Http(d) => d,
             Self::Slack(d) => d,
             Self::Teams(d) => d,
+            Self::Queue(d) => d,
         }
     }
 
@@ -74,6 +79,7 @@ impl DestinationConfig {
             Self::Http(_) => "http",
             Self::Slack(_) => "slack",
             Self::Teams(_) => "teams",
+            Self::Queue(_) => "queue",
         }
     }
 

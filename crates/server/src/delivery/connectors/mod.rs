@@ -5,6 +5,7 @@
 //! Connectors share the worker's SSRF-guarded HTTP client, timeouts, retries, circuit breaker,
 //! throttle and ordering: only the request and the reading of the answer differ.
 
+pub mod queue;
 pub mod slack;
 pub mod teams;
 
@@ -51,6 +52,7 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::Http(_) => None,
         DestinationConfig::Slack(config) => Some(Arc::new(slack::Slack::new(config)?)),
         DestinationConfig::Teams(config) => Some(Arc::new(teams::Teams::new(config)?)),
+        DestinationConfig::Queue(config) => Some(Arc::new(queue::Queue::new(config)?)),
     })
 }
 
