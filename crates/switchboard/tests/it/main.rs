@@ -13,6 +13,7 @@ mod multinode;
 mod notify;
 mod outbound;
 mod providers;
+mod queue;
 mod receivers;
 mod retries;
 mod routes;

@@ -1,0 +1,242 @@
+//! Queue destinations and sources against the real brokers of this machine: NATS JetStream
+//! (`SWITCHBOARD_TEST_NATS`), RabbitMQ (`SWITCHBOARD_TEST_AMQP`) and Redis
+//! (`SWITCHBOARD_TEST_REDIS`). Each test uses its own stream, queue or key, so they run
+//! concurrently; a test whose variable is unset prints `SKIPPED` and passes.
+//!
+//! Per broker: HTTP ingest → route → queue destination → the message is on the broker
+//! (confirmed); broker message → queue source → route → HTTP receiver; a broker that refuses
+//! fails the attempt with a clear, retryable error; and `kill -9` mid-consumption, restart,
+//! every message stored exactly once and delivered.
+
+mod nats;
+mod rabbitmq;
+mod redis;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_core::config::{
+    DestinationConfig, QueueDestination, QueueSource, RouteConfig, SourceConfig, SourceKind,
+    VerifierConfig,
+};
+use switchboard_store::{EventFilter, EventRecord};
+
+use crate::support::process::Process;
+use crate::support::{Receiver, eventually, schedule_ms};
+
+/// The broker URL in `var`, or `None` after printing why the test is skipped.
+pub fn broker_url(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("SKIPPED {test}: set {var}");
+            None
+        }
+    }
+}
+
+/// A name no other test (or earlier run) uses: `prefix` + pid + counter + random.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}x{:04x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u16>()
+    )
+}
+
+/// A queue destination `out` from JSON settings (`broker`, `url`, `subject`…).
+pub fn queue_destination(settings: Value) -> DestinationConfig {
+    let mut settings = settings;
+    settings["id"] = json!("out");
+    settings["timeout"] = json!("5s");
+    settings["retry"] = json!({"schedule": ["100ms", "100ms", "100ms", "100ms", "100ms", "100ms", "100ms", "100ms", "100ms", "100ms"]});
+    let destination: QueueDestination = serde_json::from_value(settings).expect("valid settings");
+    DestinationConfig::Queue(destination)
+}
+
+/// Routes `src` to the queue destination `out` (replacing the HTTP destination).
+pub fn to_queue(config: &mut switchboard_core::Config, destination: DestinationConfig) {
+    config.destinations = vec![destination];
+    config.routes = vec![RouteConfig {
+        id: Some("to-queue".into()),
+        source: "src".into(),
+        destination: "out".into(),
+        filter: None,
+        transform: None,
+    }];
+}
+
+/// A queue source `qin` from JSON settings, routed to the HTTP destination `dst`.
+pub fn from_queue(config: &mut switchboard_core::Config, settings: Value) {
+    let queue: QueueSource = serde_json::from_value(settings).expect("valid settings");
+    queue.validate().expect("valid settings");
+    config.sources.push(SourceConfig {
+        id: "qin".into(),
+        verifier: VerifierConfig::None,
+        max_body_bytes: None,
+        rate_limit: None,
+        kind: SourceKind::Queue(Box::new(queue)),
+    });
+    config.routes.push(RouteConfig {
+        id: Some("from-queue".into()),
+        source: "qin".into(),
+        destination: "dst".into(),
+        filter: None,
+        transform: None,
+    });
+}
+
+/// Every event of `source` (all pages).
+pub async fn events_of(store: &dyn switchboard_store::Store, source: &str) -> Vec<EventRecord> {
+    let mut out = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_events(&EventFilter {
+                source: Some(source.into()),
+                before_seq: before,
+                limit: 500,
+                ..Default::default()
+            })
+            .await
+            .expect("list events");
+        let Some(last) = page.last() else {
+            return out;
+        };
+        before = Some(last.seq);
+        out.extend(page);
+    }
+}
+
+/// The header `name` of a stored event.
+pub fn header<'a>(event: &'a EventRecord, name: &str) -> Option<&'a str> {
+    event
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The marker `n` of a body `{"n": …}`.
+pub fn marker(body: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Value>(body)
+        .ok()?
+        .get("n")?
+        .as_u64()
+}
+
+/// A config file with the queue source `qin` (its TOML settings) routed to `receiver`.
+pub fn crash_toml(receiver: &str, source_settings: &str) -> String {
+    format!(
+        r#"
+[security]
+allow_private_networks = true
+
+[delivery]
+poll_interval = "100ms"
+
+[[sources]]
+id = "qin"
+kind = "queue"
+{source_settings}
+
+[[destinations]]
+id = "dst"
+kind = "http"
+url = "{receiver}"
+timeout = "5s"
+retry = {{ schedule = ["200ms", "500ms", "1s", "2s"] }}
+
+[[routes]]
+source = "qin"
+destination = "dst"
+"#
+    )
+}
+
+/// The crash test shared by the brokers. `total` messages `{"n": i}` are on the broker;
+/// Switchboard consumes them one at a time (`slow` settings) and is killed with SIGKILL once
+/// some have been delivered; restarted (`fast` settings) it must store every message exactly
+/// once — the redeliveries of what it had stored but not acknowledged are recognised by their
+/// de-duplication keys — and deliver every one.
+pub async fn crash_and_restart(total: u64, slow: &str, fast: &str) {
+    let receiver = Receiver::always(200).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let process = Process::spawn(dir.path(), &crash_toml(&receiver.url, slow));
+    eventually(
+        Duration::from_secs(60),
+        "the first messages delivered",
+        || async { (receiver.requests().len() as u64 >= total / 5).then_some(()) },
+    )
+    .await;
+    process.kill_hard();
+    let stored_at_kill = stored(dir.path()).await.len() as u64;
+    assert!(
+        stored_at_kill > 0 && stored_at_kill < total,
+        "the kill came mid-consumption: {stored_at_kill} of {total} stored"
+    );
+
+    let restarted = Process::spawn(dir.path(), &crash_toml(&receiver.url, fast));
+    eventually(
+        Duration::from_secs(120),
+        "every message delivered after the restart",
+        || async {
+            let seen: HashSet<u64> = receiver
+                .requests()
+                .iter()
+                .filter_map(|r| marker(&r.body))
+                .collect();
+            (seen.len() as u64 == total).then_some(())
+        },
+    )
+    .await;
+    restarted.terminate();
+    assert!(restarted.wait(Duration::from_secs(30)).success());
+
+    let events = stored(dir.path()).await;
+    let keys: HashSet<&str> = events
+        .iter()
+        .filter_map(|e| e.dedup_key.as_deref())
+        .collect();
+    assert_eq!(
+        events.len() as u64,
+        total,
+        "every message stored exactly once (stored {} before the kill)",
+        stored_at_kill
+    );
+    assert_eq!(keys.len() as u64, total, "each with its own broker id");
+    let webhook_ids: HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    assert_eq!(
+        webhook_ids.len() as u64,
+        total,
+        "one delivery per message (retries of a delivery share its webhook-id)"
+    );
+    eprintln!(
+        "crash test: {total} messages, {stored_at_kill} stored before kill -9, {} requests received",
+        receiver.requests().len()
+    );
+}
+
+/// The events of `qin` in the SQLite store of a stopped process.
+async fn stored(dir: &Path) -> Vec<EventRecord> {
+    let mut config = switchboard_core::Config::default();
+    config.server.data_dir = dir.to_path_buf();
+    let store = switchboard_server::open_store(&config)
+        .await
+        .expect("open store");
+    events_of(&*store, "qin").await
+}
+
+/// Retries after 100 ms, ten times.
+pub fn quick_retries() -> switchboard_core::RetryPolicy {
+    schedule_ms(&[100; 10])
+}
