@@ -240,3 +240,56 @@ async fn stored(dir: &Path) -> Vec<EventRecord> {
 pub fn quick_retries() -> switchboard_core::RetryPolicy {
     schedule_ms(&[100; 10])
 }
+
+/// The TOML blocks of a Markdown text (between "```toml" and "```").
+pub fn toml_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut rest = markdown;
+    while let Some(start) = rest.find("```toml\n") {
+        let body = &rest[start + "```toml\n".len()..];
+        let Some(end) = body.find("```") else {
+            break;
+        };
+        blocks.push(body[..end].to_owned());
+        rest = &body[end..];
+    }
+    blocks
+}
+
+/// A file of the repository, by path from its root.
+pub fn repository_file(path: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::read_to_string(root.join(path)).expect("read a repository file")
+}
+
+/// The queue examples of `docs/configuration.md` parse, and their destinations build (templates
+/// compile) without touching a broker.
+#[test]
+fn configuration_examples_parse_and_build() {
+    let docs = repository_file("docs/configuration.md");
+    let start = docs
+        .find("### `[[destinations]]` (`kind = \"queue\"`)")
+        .expect("the queue destination section");
+    let end = start
+        + docs[start..]
+            .find("### `[[routes]]`")
+            .expect("the section after");
+    let blocks = toml_blocks(&docs[start..end]);
+    assert_eq!(blocks.len(), 2, "a destination and a source example");
+    let mut queues = 0;
+    for block in blocks {
+        let config = switchboard_core::Config::from_toml(&block).expect("example parses");
+        for destination in &config.destinations {
+            destination.validate_kind().expect("example is valid");
+            switchboard_server::delivery::connectors::build(destination)
+                .expect("example builds")
+                .expect("a connector");
+            queues += 1;
+        }
+        for source in &config.sources {
+            assert!(matches!(source.kind, SourceKind::Queue(_)));
+            queues += 1;
+        }
+    }
+    assert_eq!(queues, 6, "three destinations and three sources");
+}

@@ -10,6 +10,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::json;
 use switchboard_core::DeliveryStatus;
+use switchboard_signatures::standard_webhooks;
 
 use super::*;
 use crate::support::{Receiver, TestServer, config_to};
@@ -344,6 +345,87 @@ async fn rabbitmq_source_survives_kill_9() {
         )
     };
     crash_and_restart(total, &settings(8), &settings(64)).await;
+    channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("delete queue");
+}
+
+/// `docs/recipes/queue-to-webhook.md` as written: with the queue name, the broker URL and the
+/// customer's URL pointed at this test's, a message published as the recipe shows reaches the
+/// customer signed and reshaped, and a message of another customer is filtered out.
+#[tokio::test]
+async fn recipe_queue_to_webhook_works_as_written() {
+    let Some(url) = broker_url(VAR, "recipe_queue_to_webhook_works_as_written") else {
+        return;
+    };
+    let recipe = repository_file("docs/recipes/queue-to-webhook.md");
+    let blocks = toml_blocks(&recipe);
+    assert_eq!(blocks.len(), 1, "one configuration in the recipe");
+    let customer = Receiver::always(200).await;
+    let queue = unique("customer-webhooks-");
+    let toml = blocks[0]
+        .replace(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            &url.replace('\\', "\\\\"),
+        )
+        .replace("\"customer-webhooks\"", &format!("\"{queue}\""))
+        .replace("https://hooks.acme.example/switchboard", &customer.url);
+    let mut config = switchboard_core::Config::from_toml(&toml).expect("the recipe parses");
+    config.validate().expect("the recipe is valid");
+    config.security.allow_private_networks = true;
+    config.delivery.poll_interval = Duration::from_millis(100);
+
+    let (_connection, channel) = channel(&url).await;
+    declare_queue(&channel, &queue).await;
+    let server = TestServer::start(config).await;
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "event-type".into(),
+        AMQPValue::LongString("order.shipped".into()),
+    );
+    for (customer_name, id) in [
+        ("globex", "order-G-7-shipped"),
+        ("acme", "order-A-1001-shipped"),
+    ] {
+        let body = json!({"customer": customer_name, "order": "A-1001", "status": "shipped"});
+        publish(
+            &channel,
+            &queue,
+            body.to_string().as_bytes(),
+            BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_message_id(id.into())
+                .with_headers(headers.clone()),
+        )
+        .await;
+    }
+    let got = customer.wait_for(1, Duration::from_secs(20)).await;
+    let request = &got[0];
+    let body: serde_json::Value = serde_json::from_slice(&request.body).expect("json");
+    assert_eq!(
+        body,
+        json!({"type": "order.shipped", "data": {"customer": "acme", "order": "A-1001", "status": "shipped"}})
+    );
+    let key = standard_webhooks::SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .expect("the recipe's secret");
+    let timestamp: i64 = request.header("webhook-timestamp").parse().expect("ts");
+    let signed = standard_webhooks::Headers {
+        id: Some(request.header("webhook-id")),
+        timestamp: Some(request.header("webhook-timestamp")),
+        signature: Some(request.header("webhook-signature")),
+    };
+    standard_webhooks::verify(&[key], signed, &request.body, timestamp, 300)
+        .expect("the customer can verify the signature");
+    let events = events_of(server.store(), "orders-queue").await;
+    assert_eq!(events.len(), 2, "both stored, one filtered out");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        customer.requests().len(),
+        1,
+        "globex's message is filtered out"
+    );
+    server.stop().await;
     channel
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
