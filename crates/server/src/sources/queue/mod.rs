@@ -7,12 +7,14 @@
 //! webhook ingests). A message is acknowledged only once `emit` returned, so a crash leaves it
 //! unacknowledged and the broker delivers it again; the broker's message id is the event's
 //! de-duplication key where there is one, so that redelivery is stored once. After a failed
-//! session the task waits (1 s, doubling up to 30 s) and reconnects.
+//! session the task waits and reconnects: 1 s after a session that was consuming, doubling up
+//! to 30 s while connecting fails.
 
 mod nats;
 mod rabbitmq;
 mod redis;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -49,15 +51,30 @@ async fn run(config: QueueSource, context: Context) {
             return;
         }
         let started = Instant::now();
-        let result = match config.broker {
-            QueueBroker::Nats => nats::session(&config, &context).await,
-            QueueBroker::Rabbitmq => rabbitmq::session(&config, &context).await,
-            QueueBroker::Redis => redis::session(&config, &context).await,
+        let consuming = AtomicBool::new(false);
+        let session = async {
+            match config.broker {
+                QueueBroker::Nats => nats::session(&config, &context, &consuming).await,
+                QueueBroker::Rabbitmq => rabbitmq::session(&config, &context, &consuming).await,
+                QueueBroker::Redis => redis::session(&config, &context, &consuming).await,
+            }
+        };
+        // A session notices `stop` while consuming and drains; one still connecting (to a
+        // broker that does not answer) is dropped once the drain time is over.
+        let abandon = async {
+            context.stop.cancelled().await;
+            tokio::time::sleep(DRAIN + Duration::from_millis(500)).await;
+        };
+        let result = tokio::select! {
+            result = session => result,
+            _ = abandon => return,
         };
         if context.stop.is_cancelled() {
             return;
         }
-        if started.elapsed() >= HEALTHY_SESSION {
+        // A session that got as far as consuming (the connection was lost, not refused), or
+        // that lasted, starts the pauses over.
+        if consuming.load(Ordering::Relaxed) || started.elapsed() >= HEALTHY_SESSION {
             backoff = MIN_BACKOFF;
         }
         let error = match result {

@@ -12,7 +12,11 @@ use switchboard_core::config::{DEFAULT_QUEUE_CONSUMER, QueueSource, QueueStart};
 use super::{Context, Headers, InFlight};
 use crate::sources::Message;
 
-pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(), String> {
+pub(super) async fn session(
+    config: &QueueSource,
+    context: &Context,
+    consuming: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let stream_name = config.stream.as_deref().unwrap_or_default();
     let durable = config
         .consumer
@@ -60,6 +64,7 @@ pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(
     tracing::info!(source = context.emitter.source(), stream = stream_name, consumer = %durable,
         "consuming from NATS JetStream");
 
+    consuming.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut in_flight = InFlight::new(config.concurrency);
     loop {
         tokio::select! {

@@ -14,7 +14,11 @@ use switchboard_core::config::QueueSource;
 use super::{Context, Headers, InFlight, process_name};
 use crate::sources::Message;
 
-pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(), String> {
+pub(super) async fn session(
+    config: &QueueSource,
+    context: &Context,
+    consuming: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let queue = config.queue.as_deref().unwrap_or_default();
     let queue_name = ShortString::try_new(queue)
         .map_err(|_| format!("queue name `{queue:.40}…` is longer than 255 bytes"))?;
@@ -27,7 +31,7 @@ pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(
     )
     .await
     .map_err(|e| format!("could not connect to RabbitMQ: {e}"))?;
-    let result = consume(config, context, &connection, queue_name).await;
+    let result = consume(config, context, &connection, queue_name, consuming).await;
     // Closing returns unacknowledged messages to the queue at once.
     let _ = tokio::time::timeout(
         std::time::Duration::from_secs(2),
@@ -42,6 +46,7 @@ async fn consume(
     context: &Context,
     connection: &Connection,
     queue: ShortString,
+    consuming: &std::sync::atomic::AtomicBool,
 ) -> Result<(), String> {
     let channel = connection
         .create_channel()
@@ -68,6 +73,7 @@ async fn consume(
     tracing::info!(source = context.emitter.source(), queue = %queue, prefetch,
         "consuming from RabbitMQ");
 
+    consuming.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut in_flight = InFlight::new(config.concurrency);
     loop {
         tokio::select! {

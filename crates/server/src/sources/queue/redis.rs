@@ -42,7 +42,11 @@ fn consumer_name() -> &'static str {
     NAME.get_or_init(process_name)
 }
 
-pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(), String> {
+pub(super) async fn session(
+    config: &QueueSource,
+    context: &Context,
+    consuming: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
     let key = config.stream.clone().unwrap_or_default();
     let group = config
         .group
@@ -105,6 +109,7 @@ pub(super) async fn session(config: &QueueSource, context: &Context) -> Result<(
     let mut reader = AbortOnDrop(tokio::spawn(reader.run(tx)));
 
     let body_field = config.body_field.as_deref().unwrap_or(BODY_FIELD);
+    consuming.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut in_flight = InFlight::new(config.concurrency);
     loop {
         tokio::select! {

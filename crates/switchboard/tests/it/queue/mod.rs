@@ -293,3 +293,123 @@ fn configuration_examples_parse_and_build() {
     }
     assert_eq!(queues, 6, "three destinations and three sources");
 }
+
+/// Cuts every TCP connection process `pid` has to `127.0.0.1:{port}` (`ss -K`, as root), as a
+/// broker restart or a network failure would. Returns how many were cut.
+pub fn drop_connections(pid: u32, port: u16) -> usize {
+    let listing = std::process::Command::new("ss")
+        .args([
+            "-tnpH",
+            "state",
+            "established",
+            &format!("( dport = :{port} )"),
+        ])
+        .output()
+        .expect("run ss");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    let mut cut = 0;
+    for line in text.lines().filter(|l| l.contains(&format!("pid={pid},"))) {
+        let Some(local) = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+        else {
+            continue;
+        };
+        let local_port = local.trim_start_matches("127.0.0.1:");
+        let killed = std::process::Command::new("ss")
+            .args([
+                "-K",
+                "-tn",
+                &format!("( sport = :{local_port} and dport = :{port} )"),
+            ])
+            .output()
+            .expect("run ss -K");
+        assert!(killed.status.success(), "ss -K failed: {killed:?}");
+        cut += 1;
+    }
+    cut
+}
+
+/// A config file: queue source `qin` routed to `receiver`, and webhook source `src` routed to
+/// the queue destination `out` (TOML settings of each).
+pub fn both_ways_toml(receiver: &str, source_settings: &str, destination_settings: &str) -> String {
+    format!(
+        r#"{}
+[[sources]]
+id = "src"
+
+[[destinations]]
+id = "out"
+kind = "queue"
+timeout = "2s"
+retry = {{ schedule = ["200ms", "200ms", "200ms", "500ms", "500ms", "1s", "1s", "1s", "2s", "2s"] }}
+{destination_settings}
+
+[[routes]]
+source = "src"
+destination = "out"
+"#,
+        crash_toml(receiver, source_settings)
+    )
+}
+
+/// Both directions keep working after the connections to the broker (on `port`) are cut:
+/// `consumed(n)` waits until the receiver got marker `n` through the source, `publish(n)` puts
+/// marker `n` on the broker for the source, `published(n)` says whether marker `n`, ingested
+/// over HTTP, reached the broker through the destination.
+pub async fn survive_connection_loss<P, PF, Q, QF>(toml: &str, port: u16, publish: P, published: Q)
+where
+    P: Fn(u64) -> PF,
+    PF: std::future::Future<Output = ()>,
+    Q: Fn(u64) -> QF,
+    QF: std::future::Future<Output = bool>,
+{
+    let receiver = Receiver::always(200).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let process = Process::spawn(dir.path(), &toml.replace("RECEIVER_URL", &receiver.url));
+    let client = reqwest::Client::new();
+    let ingest = |n: u64| {
+        let request = client
+            .post(format!("{}/in/src", process.base))
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"n":{n}}}"#));
+        async move {
+            let response = request.send().await.expect("ingest");
+            assert_eq!(response.status(), 202);
+        }
+    };
+    let received = |n: u64| {
+        let receiver = &receiver;
+        async move {
+            receiver
+                .requests()
+                .iter()
+                .any(|r| marker(&r.body) == Some(n))
+                .then_some(())
+        }
+    };
+    for round in 0..3u64 {
+        let (from_broker, to_broker) = (round * 2, round * 2 + 1);
+        publish(from_broker).await;
+        eventually(
+            Duration::from_secs(60),
+            "a message through the source",
+            || received(from_broker),
+        )
+        .await;
+        ingest(to_broker).await;
+        eventually(
+            Duration::from_secs(60),
+            "a message through the destination",
+            || async { published(to_broker).await.then_some(()) },
+        )
+        .await;
+        let cut = drop_connections(process.pid(), port);
+        assert!(
+            cut >= 2,
+            "the source's and the destination's connections were cut ({cut})"
+        );
+    }
+    process.terminate();
+    assert!(process.wait(Duration::from_secs(30)).success());
+}

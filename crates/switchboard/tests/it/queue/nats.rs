@@ -258,3 +258,57 @@ async fn nats_source_survives_kill_9() {
     crash_and_restart(total, &settings(8), &settings(64)).await;
     js.delete_stream(&name).await.expect("delete stream");
 }
+
+/// Connections cut under both the source and the destination: the source reconnects and
+/// consumes on, the destination's next attempts reconnect and publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_survives_connection_loss() {
+    let Some(url) = broker_url(VAR, "nats_survives_connection_loss") else {
+        return;
+    };
+    let js = connect(&url).await;
+    let (source_stream, sink_stream) = (unique("SBRCIN"), unique("SBRCOUT"));
+    let (source_subject, sink_subject) = (
+        format!("sbrcin.{source_stream}"),
+        format!("sbrcout.{sink_stream}"),
+    );
+    create_stream(&js, &source_stream, &source_subject).await;
+    let sink = create_stream(&js, &sink_stream, &sink_subject).await;
+    let toml = both_ways_toml(
+        "RECEIVER_URL",
+        &format!(
+            "broker = \"nats\"\nurl = \"{url}\"\nstream = \"{source_stream}\"\nack_wait = \"2s\"\n"
+        ),
+        &format!("broker = \"nats\"\nurl = \"{url}\"\nsubject = \"{sink_subject}.e\"\n"),
+    );
+    let publish = |n: u64| {
+        let (js, subject) = (js.clone(), format!("{source_subject}.e"));
+        async move {
+            js.publish(subject, format!(r#"{{"n":{n}}}"#).into())
+                .await
+                .expect("publish")
+                .await
+                .expect("pub ack");
+        }
+    };
+    let published = |n: u64| {
+        let mut sink = sink.clone();
+        async move {
+            let Ok(info) = sink.info().await else {
+                return false;
+            };
+            let last = info.state.last_sequence;
+            for seq in 1..=last {
+                if let Ok(message) = sink.get_raw_message(seq).await
+                    && marker(&message.payload) == Some(n)
+                {
+                    return true;
+                }
+            }
+            false
+        }
+    };
+    survive_connection_loss(&toml, 4222, publish, published).await;
+    js.delete_stream(&source_stream).await.expect("delete");
+    js.delete_stream(&sink_stream).await.expect("delete");
+}

@@ -431,3 +431,55 @@ async fn recipe_queue_to_webhook_works_as_written() {
         .await
         .expect("delete queue");
 }
+
+/// Connections cut under both the source and the destination: the source reconnects and
+/// consumes on, the destination's next attempts reconnect and publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_survives_connection_loss() {
+    let Some(url) = broker_url(VAR, "rabbitmq_survives_connection_loss") else {
+        return;
+    };
+    let (_connection, channel) = channel(&url).await;
+    let (source_queue, sink_queue) = (unique("sb.rcin."), unique("sb.rcout."));
+    declare_queue(&channel, &source_queue).await;
+    declare_queue(&channel, &sink_queue).await;
+    let toml = both_ways_toml(
+        "RECEIVER_URL",
+        &format!("broker = \"rabbitmq\"\nurl = \"{url}\"\nqueue = \"{source_queue}\"\n"),
+        &format!("broker = \"rabbitmq\"\nurl = \"{url}\"\nrouting_key = \"{sink_queue}\"\n"),
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let publish = |n: u64| {
+        let (channel, queue) = (channel.clone(), source_queue.clone());
+        async move {
+            publish(
+                &channel,
+                &queue,
+                format!(r#"{{"n":{n}}}"#).as_bytes(),
+                BasicProperties::default().with_message_id(format!("rc-{n}").into()),
+            )
+            .await;
+        }
+    };
+    let published = |n: u64| {
+        let (channel, queue, seen) = (channel.clone(), sink_queue.clone(), seen.clone());
+        async move {
+            while let Ok(Some(message)) = channel
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+            {
+                if let Some(m) = marker(&message.delivery.data) {
+                    seen.lock().expect("lock").insert(m);
+                }
+            }
+            seen.lock().expect("lock").contains(&n)
+        }
+    };
+    survive_connection_loss(&toml, 5672, publish, published).await;
+    for queue in [&source_queue, &sink_queue] {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .expect("delete queue");
+    }
+}

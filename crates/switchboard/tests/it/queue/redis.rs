@@ -254,3 +254,42 @@ async fn redis_source_survives_kill_9() {
     assert_eq!(reply.count(), 0, "nothing left pending");
     let _: i64 = redis.del(&key).await.expect("DEL");
 }
+
+/// Connections cut under both the source and the destination: the source reconnects and
+/// consumes on, the destination's next attempts reconnect and add.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_survives_connection_loss() {
+    let Some(url) = broker_url(VAR, "redis_survives_connection_loss") else {
+        return;
+    };
+    let redis = connect(&url).await;
+    let (source_key, sink_key) = (unique("sb:rcin:"), unique("sb:rcout:"));
+    let toml = both_ways_toml(
+        "RECEIVER_URL",
+        &format!(
+            "broker = \"redis\"\nurl = \"{url}\"\nstream = \"{source_key}\"\nack_wait = \"2s\"\n"
+        ),
+        &format!("broker = \"redis\"\nurl = \"{url}\"\nstream = \"{sink_key}\"\n"),
+    );
+    let publish = |n: u64| {
+        let (mut redis, key) = (redis.clone(), source_key.clone());
+        async move {
+            let _: String = redis
+                .xadd(&key, "*", &[("body", format!(r#"{{"n":{n}}}"#))])
+                .await
+                .expect("XADD");
+        }
+    };
+    let published = |n: u64| {
+        let (mut redis, key) = (redis.clone(), sink_key.clone());
+        async move {
+            entries(&mut redis, &key)
+                .await
+                .iter()
+                .any(|(_, fields)| fields.get("body").and_then(|b| marker(b)) == Some(n))
+        }
+    };
+    survive_connection_loss(&toml, 6379, publish, published).await;
+    let mut redis = redis;
+    let _: i64 = redis.del(&[&source_key, &sink_key]).await.expect("DEL");
+}

@@ -53,9 +53,9 @@ impl Publisher {
     ) -> Result<String, Failure> {
         let subject = rendered(message.rendered, "subject", false, MAX_SUBJECT)?;
         if subject.contains(|c: char| c.is_whitespace() || c.is_control())
-            || subject.starts_with('.')
-            || subject.ends_with('.')
-            || subject.contains("..")
+            || subject
+                .split('.')
+                .any(|token| token.is_empty() || token == "*" || token == ">")
         {
             return Err(Failure::Permanent(format!(
                 "the subject rendered as `{subject}`, which is not a valid NATS subject"
