@@ -413,3 +413,54 @@ where
     process.terminate();
     assert!(process.wait(Duration::from_secs(30)).success());
 }
+
+/// Queue sources through the management API: created with their settings, shown with the
+/// URL's password redacted, refused with the reason when the settings are wrong. (The broker
+/// is never reached: the port refuses connections, so the source only logs and retries.)
+#[tokio::test]
+async fn queue_sources_through_the_api() {
+    let server = crate::support::TestServer::start(crate::support::config_to(
+        "http://127.0.0.1:9/unused",
+        quick_retries(),
+    ))
+    .await;
+    let api = server.api();
+    let created = api
+        .post(
+            "/v1/sources",
+            &json!({"id": "orders", "kind": "queue", "settings": {
+                "broker": "redis", "url": "redis://app:hunter2@127.0.0.1:9/0",
+                "stream": "orders", "type_header": "type",
+            }}),
+        )
+        .await;
+    let body = created.ok(201).clone();
+    assert_eq!(body["kind"], "queue");
+    assert_eq!(body["settings"]["stream"], "orders");
+    assert_eq!(
+        body["settings"]["url"],
+        "redis://app:<redacted>@127.0.0.1:9/0"
+    );
+    assert!(!created.text.contains("hunter2"), "{}", created.text);
+    let shown = api.get("/v1/sources/orders").await;
+    assert!(!shown.text.contains("hunter2"), "{}", shown.text);
+    assert!(body["ingest_path"].is_null());
+
+    let refused = api
+        .post(
+            "/v1/sources",
+            &json!({"id": "bad", "kind": "queue", "settings": {
+                "broker": "nats", "url": "nats://127.0.0.1:9", "queue": "x",
+            }}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(
+        refused
+            .text
+            .contains("`queue` is not a setting of broker `nats`"),
+        "{}",
+        refused.text
+    );
+    server.stop().await;
+}
