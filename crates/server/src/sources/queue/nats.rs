@@ -51,9 +51,15 @@ pub(super) async fn session(
             Ok(consumer) => consumer,
             // An existing consumer whose settings cannot change (its start, on older
             // servers anything): use it as it is.
-            Err(create) => stream.get_consumer(&durable).await.map_err(|e| {
-                format!("consumer `{durable}` on stream `{stream_name}`: {create}; {e}")
-            })?,
+            Err(create) => {
+                let existing = stream.get_consumer(&durable).await.map_err(|e| {
+                    format!("consumer `{durable}` on stream `{stream_name}`: {create}; {e}")
+                })?;
+                tracing::warn!(source = context.emitter.source(), stream = stream_name,
+                    consumer = %durable, error = %create,
+                    "could not update the durable consumer; consuming with its current settings");
+                existing
+            }
         };
     let mut messages = consumer
         .stream()
