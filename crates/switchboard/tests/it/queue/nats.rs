@@ -102,12 +102,9 @@ async fn nats_destination_without_a_stream_retries_until_one_exists() {
     let name = unique("SBLATE");
     let subject = format!("sblate.{name}");
     let mut config = config_to("http://127.0.0.1:9/unused", quick_retries());
-    let mut destination = queue_destination(json!({
+    let destination = queue_destination(json!({
         "broker": "nats", "url": url, "subject": format!("{subject}.x"),
     }));
-    if let switchboard_core::config::DestinationConfig::Queue(queue) = &mut destination {
-        queue.retry = schedule_ms(&[200; 40]);
-    }
     to_queue(&mut config, destination);
     let server = TestServer::start(config).await;
     let event = server.ingest_ok("src", r#"{"n":1}"#).await;
