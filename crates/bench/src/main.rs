@@ -12,6 +12,10 @@
 //!   answers only after `--hang-for` (10 s); events published at `--rate` per second (20) for
 //!   `--duration` (30 s), each to the endpoints of one of `--event-types` types (10); reports the
 //!   healthy endpoints' delivery lag against the 1 s p99 target and what the hanging ones got.
+//! - `--mode queue`: for each `--broker` (NATS JetStream, RabbitMQ, Redis Streams on this
+//!   machine), queue source throughput (`--events` messages (20,000) consumed, stored and
+//!   acknowledged) and queue destination throughput (`--events` ingested events published and
+//!   confirmed by the broker).
 //!
 //! Ingest and deliver modes can store in PostgreSQL (`--database-url URL` or `--postgres` for
 //! `postgres://postgres@127.0.0.1:5432/test`; a fresh schema per run, dropped afterwards) with
@@ -25,6 +29,7 @@ mod harness;
 mod load;
 mod modes;
 mod outbound;
+mod queue;
 mod report;
 
 use std::io::IsTerminal;
@@ -47,7 +52,8 @@ use crate::report::Output;
         backlog), backlog (memory with a large backlog), fanout (publish API: 1 tenant, \
         --endpoints endpoints, --events events; publish latency, deliveries/s, delivery lag), \
         hang (--endpoints endpoints of which --hanging answer after --hang-for; events at \
-        --rate/s for --duration; healthy endpoints' lag against the 1 s p99 target).\n\n\
+        --rate/s for --duration; healthy endpoints' lag against the 1 s p99 target), queue \
+        (per --broker: queue source and queue destination messages/s).\n\n\
         Logs: SWITCHBOARD_LOG (or RUST_LOG), e.g. SWITCHBOARD_LOG=info; default warn."
 )]
 pub struct Args {
@@ -144,6 +150,26 @@ pub struct Args {
     /// Print one JSON line per measurement on stdout (the table then goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Queue mode: the brokers to measure, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "nats,rabbitmq,redis"
+    )]
+    pub broker: Vec<QueueBrokerArg>,
+    /// Queue mode: the NATS server (JetStream enabled).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Queue mode: the RabbitMQ server.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// Queue mode: the Redis server.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Queue mode: the queue source's `concurrency` (messages stored at once).
+    #[arg(long, default_value_t = 64)]
+    pub queue_concurrency: usize,
 }
 
 /// The database of `--postgres`.
@@ -189,6 +215,41 @@ pub enum Mode {
     Fanout,
     /// Outbound delivery lag of healthy endpoints while some endpoints hang.
     Hang,
+    /// Queue source and queue destination throughput per broker.
+    Queue,
+}
+
+/// `--broker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueBrokerArg {
+    /// NATS JetStream.
+    Nats,
+    /// RabbitMQ.
+    Rabbitmq,
+    /// Redis Streams.
+    Redis,
+}
+
+impl QueueBrokerArg {
+    /// The broker's name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nats => "nats",
+            Self::Rabbitmq => "rabbitmq",
+            Self::Redis => "redis",
+        }
+    }
+}
+
+impl Args {
+    /// The URL of `broker`.
+    pub fn broker_url(&self, broker: QueueBrokerArg) -> String {
+        match broker {
+            QueueBrokerArg::Nats => self.nats_url.clone(),
+            QueueBrokerArg::Rabbitmq => self.amqp_url.clone(),
+            QueueBrokerArg::Redis => self.redis_url.clone(),
+        }
+    }
 }
 
 /// `--durability`.
@@ -258,6 +319,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Backlog => modes::backlog(&args, &settings, out).await,
         Mode::Fanout => outbound::fanout(&args, &settings, out).await,
         Mode::Hang => outbound::hang(&args, &settings, out).await,
+        Mode::Queue => queue::queue(&args, &settings, out).await,
     }
 }
 

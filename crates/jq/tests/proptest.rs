@@ -116,8 +116,10 @@ fn limits() -> Limits {
     }
 }
 
-/// Generous: the bound is the timeout plus the time to unwind and drop what was built.
-const SLACK: Duration = Duration::from_millis(1000);
+/// Generous: the bound is the timeout plus the time to unwind and drop what was built, on a
+/// machine that may be running other builds (CI once measured 1.1 s for a 50 ms timeout at a
+/// load of 11 on 2 cores). What this catches is an evaluation that does not stop.
+const SLACK: Duration = Duration::from_millis(4000);
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]

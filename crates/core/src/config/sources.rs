@@ -12,6 +12,9 @@ mod websocket;
 
 pub use schedule::ScheduleSource;
 pub use websocket::{WebsocketSource, message_text};
+mod queue;
+
+pub use queue::{DEFAULT_QUEUE_CONSUMER, QueueSource, QueueStart};
 
 /// `[[sources]]`: where events come from. A `webhook` source (the default `kind`) receives
 /// them at `/in/{id}`; other kinds fetch them (queues, streams, schedules) and store each one
@@ -68,6 +71,8 @@ pub enum SourceKind {
     Websocket(WebsocketSource),
     /// An HTTP API polled on a cron schedule (`kind = "schedule"`).
     Schedule(ScheduleSource),
+    /// Consumed from a broker: NATS JetStream, RabbitMQ or Redis Streams.
+    Queue(Box<QueueSource>),
 }
 
 impl SourceKind {
@@ -77,11 +82,12 @@ impl SourceKind {
             Self::Webhook => "webhook",
             Self::Websocket(_) => "websocket",
             Self::Schedule(_) => "schedule",
+            Self::Queue(_) => "queue",
         }
     }
 
     /// Every kind name, for error messages.
-    pub const KINDS: &'static [&'static str] = &["webhook", "websocket", "schedule"];
+    pub const KINDS: &'static [&'static str] = &["webhook", "queue", "websocket", "schedule"];
 
     /// Reads the settings of a fetching kind `name` from the keys left beside `id` and `kind`.
     /// Each kind parses its own struct (`deny_unknown_fields`), so typos are caught.
@@ -102,6 +108,11 @@ impl SourceKind {
                 source.validate()?;
                 return Ok(Self::Schedule(source));
             }
+            "queue" => {
+                let queue: QueueSource = parse(settings)?;
+                queue.validate()?;
+                return Ok(Self::Queue(Box::new(queue)));
+            }
             _ => {}
         }
         Err(format!(
@@ -116,6 +127,7 @@ impl SourceKind {
             Self::Webhook => Ok(Map::new()),
             Self::Websocket(source) => as_map(source),
             Self::Schedule(source) => as_map(source),
+            Self::Queue(queue) => as_map(queue.as_ref()),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! queue consumers run on every node and share the queue.
 
 mod common;
+pub mod queue;
 pub mod schedule;
 pub mod supervisor;
 pub mod websocket;
@@ -140,6 +141,7 @@ pub fn placement(kind: &SourceKind) -> Option<Placement> {
     match kind {
         SourceKind::Webhook => None,
         SourceKind::Websocket(_) | SourceKind::Schedule(_) => Some(Placement::OneNode),
+        SourceKind::Queue(_) => Some(Placement::EveryNode),
     }
 }
 
@@ -148,7 +150,8 @@ pub fn placement(kind: &SourceKind) -> Option<Placement> {
 /// the configuration loads or the API call is made.
 pub fn check(source: &switchboard_core::config::SourceConfig) -> Result<(), String> {
     match &source.kind {
-        SourceKind::Webhook => Ok(()),
+        // A queue source's settings are fully checked when they are parsed.
+        SourceKind::Webhook | SourceKind::Queue(_) => Ok(()),
         SourceKind::Websocket(settings) => websocket::check(settings),
         SourceKind::Schedule(settings) => schedule::check(settings),
     }
@@ -167,5 +170,6 @@ pub fn task(
             Some(Box::pin(websocket::run(settings.clone(), context)))
         }
         SourceKind::Schedule(settings) => Some(Box::pin(schedule::run(settings.clone(), context))),
+        SourceKind::Queue(config) => Some(queue::task(config.as_ref().clone(), context)),
     }
 }

@@ -53,7 +53,11 @@ pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<Ex
         env!("CARGO_PKG_VERSION"),
     ));
     for source in &config.sources {
-        say(format!("  send events to http://{addr}/in/{}", source.id));
+        if source.is_webhook() {
+            say(format!("  send events to http://{addr}/in/{}", source.id));
+        } else {
+            say(format!("  {} source `{}`", source.kind.name(), source.id));
+        }
     }
     if config.sources.is_empty() {
         say("  no sources configured yet: add [[sources]] to the configuration file".into());

@@ -15,6 +15,7 @@ mod multinode;
 mod notify;
 mod outbound;
 mod providers;
+mod queue;
 mod receivers;
 mod recipes;
 mod retries;

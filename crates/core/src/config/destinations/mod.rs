@@ -11,6 +11,7 @@ use crate::retry::RetryPolicy;
 mod email;
 mod http;
 mod postgres;
+mod queue;
 mod s3;
 mod slack;
 mod sms;
@@ -19,6 +20,7 @@ mod teams;
 pub use email::{EmailDestination, EmailProvider, SENDGRID_API, SmtpTls, is_loopback_host};
 pub use http::HttpDestination;
 pub use postgres::{OnConflict, PostgresDestination, is_sql_identifier, split_table_name};
+pub use queue::{QueueBroker, QueueDestination};
 pub use s3::{S3_DEFAULT_KEY, S3_UPLOAD_MARGIN, S3Destination, S3Format, is_bucket_name};
 pub use slack::{SLACK_API, SlackDestination};
 pub use sms::{SmsDestination, SmsProvider, TWILIO_API};
@@ -42,6 +44,8 @@ pub enum DestinationConfig {
     Email(EmailDestination),
     /// Text messages through Twilio.
     Sms(SmsDestination),
+    /// A message broker: NATS JetStream, RabbitMQ or Redis Streams.
+    Queue(QueueDestination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -80,6 +84,7 @@ impl DestinationConfig {
             Self::S3(d) => d,
             Self::Email(d) => d,
             Self::Sms(d) => d,
+            Self::Queue(d) => d,
         }
     }
 
@@ -99,12 +104,14 @@ impl DestinationConfig {
             Self::S3(_) => "s3",
             Self::Email(_) => "email",
             Self::Sms(_) => "sms",
+            Self::Queue(_) => "queue",
         }
     }
 
     /// Every `kind` name.
-    pub const KINDS: &'static [&'static str] =
-        &["http", "slack", "teams", "postgres", "s3", "email", "sms"];
+    pub const KINDS: &'static [&'static str] = &[
+        "http", "slack", "teams", "postgres", "s3", "email", "sms", "queue",
+    ];
 
     /// Timeout, retries, limits and ordering.
     pub fn policy(&self) -> DeliveryPolicy<'_> {

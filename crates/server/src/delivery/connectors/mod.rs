@@ -7,6 +7,7 @@
 
 pub mod email;
 pub mod postgres;
+pub mod queue;
 pub mod s3;
 mod sigv4;
 pub mod slack;
@@ -82,6 +83,7 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::S3(config) => Some(Arc::new(s3::S3::new(config)?)),
         DestinationConfig::Email(config) => Some(Arc::new(email::Email::new(config)?)),
         DestinationConfig::Sms(config) => Some(Arc::new(sms::Sms::new(config)?)),
+        DestinationConfig::Queue(config) => Some(Arc::new(queue::Queue::new(config)?)),
     })
 }
 
