@@ -76,6 +76,8 @@ async fn source(
         url: receiver.url.clone(),
         timeout: Duration::from_secs(3600),
         retry: Default::default(),
+        filter: None,
+        transform: None,
     };
     let started = Instant::now();
     let server = Server::start_with(settings, Some(&route), |config| {
