@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{DeliveryPolicy, DestinationKind, default_timeout, http_url};
+use super::{DestinationKind, default_timeout, http_url};
 use crate::duration;
 use crate::retry::RetryPolicy;
 
@@ -197,19 +197,7 @@ pub fn is_loopback_host(host: &str) -> bool {
 }
 
 impl DestinationKind for EmailDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         if self.from.trim().is_empty() {

@@ -8,6 +8,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::retry::RetryPolicy;
 
+/// The `id` and `policy` of a [`DestinationKind`] whose struct has the common fields (`id`,
+/// `timeout`, `retry`, `max_in_flight`, `rate_limit`, `ordered`): every kind so far.
+macro_rules! common_destination_fields {
+    () => {
+        fn id(&self) -> &str {
+            &self.id
+        }
+
+        fn policy(&self) -> $crate::config::DeliveryPolicy<'_> {
+            $crate::config::DeliveryPolicy {
+                timeout: self.timeout,
+                retry: &self.retry,
+                max_in_flight: self.max_in_flight,
+                rate_limit: self.rate_limit,
+                ordered: self.ordered,
+            }
+        }
+    };
+}
+
 mod email;
 mod http;
 mod postgres;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveryPolicy, DestinationKind, default_timeout};
+use super::{DestinationKind, default_timeout};
 use crate::duration;
 use crate::retry::RetryPolicy;
 
@@ -144,19 +144,7 @@ fn check_columns(what: &str, names: &[String]) -> Result<(), String> {
 }
 
 impl DestinationKind for PostgresDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         if !(self.url.starts_with("postgres://") || self.url.starts_with("postgresql://")) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveryPolicy, DestinationKind, default_timeout};
+use super::{DestinationKind, default_timeout};
 use crate::config::redact_url_password;
 use crate::duration;
 use crate::retry::RetryPolicy;
@@ -143,19 +143,7 @@ impl std::fmt::Debug for QueueDestination {
 }
 
 impl DestinationKind for QueueDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         self.broker.check_url(&self.url)?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveryPolicy, DestinationKind, default_timeout, http_url};
+use super::{DestinationKind, default_timeout, http_url};
 use crate::duration;
 use crate::retry::RetryPolicy;
 
@@ -49,19 +49,7 @@ pub struct SlackDestination {
 }
 
 impl DestinationKind for SlackDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         match (&self.webhook_url, &self.token, &self.channel) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::email::one_or_many;
-use super::{DeliveryPolicy, DestinationKind, default_timeout, http_url};
+use super::{DestinationKind, default_timeout, http_url};
 use crate::duration;
 use crate::retry::RetryPolicy;
 
@@ -107,19 +107,7 @@ fn is_sid(sid: &str, prefix: &str) -> bool {
 }
 
 impl DestinationKind for SmsDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         if !is_sid(&self.account_sid, "AC") {

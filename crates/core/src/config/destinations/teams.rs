@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveryPolicy, DestinationKind, default_timeout, http_url};
+use super::{DestinationKind, default_timeout, http_url};
 use crate::duration;
 use crate::retry::RetryPolicy;
 
@@ -37,19 +37,7 @@ pub struct TeamsDestination {
 }
 
 impl DestinationKind for TeamsDestination {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn policy(&self) -> DeliveryPolicy<'_> {
-        DeliveryPolicy {
-            timeout: self.timeout,
-            retry: &self.retry,
-            max_in_flight: self.max_in_flight,
-            rate_limit: self.rate_limit,
-            ordered: self.ordered,
-        }
-    }
+    common_destination_fields!();
 
     fn validate(&self) -> Result<(), String> {
         http_url("webhook_url", &self.webhook_url)
