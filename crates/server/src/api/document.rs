@@ -5,7 +5,7 @@
 //!   otherwise be documented as `application/json`);
 //! - every response has a `description` (required by OpenAPI);
 //! - operation ids are unique (utoipa uses the handler's name, and every resource has a `list`);
-//! - every `POST` documents the optional `Idempotency-Key` header and its `409`/`422`;
+//! - every `POST` documents the optional `Idempotency-Key` header and its `400`/`409`/`422`;
 //! - operations with a JSON body document `400`, `413` and `415`.
 
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
@@ -118,6 +118,9 @@ fn add_idempotency_key(operation: &mut Operation) {
         .get_or_insert_with(Vec::new)
         .push(RefOr::T(parameter));
     let responses = &mut operation.responses.responses;
+    responses.entry("400".to_owned()).or_insert_with(|| {
+        problem_response("The Idempotency-Key header is not 1–255 visible ASCII characters.")
+    });
     responses.entry("409".to_owned()).or_insert_with(|| {
         problem_response(
             "A request with this Idempotency-Key is still being processed \
