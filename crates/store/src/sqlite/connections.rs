@@ -81,7 +81,7 @@ pub(super) async fn list(pool: &SqlitePool) -> Result<Vec<ConnectionRecord>> {
 }
 
 pub(super) async fn delete(pool: &SqlitePool, id: &str) -> Result<bool> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("DELETE FROM oauth_states WHERE connection_id = ?")
         .bind(id)
         .execute(&mut *tx)
@@ -121,7 +121,7 @@ pub(super) async fn update_tokens(pool: &SqlitePool, u: &TokenUpdate) -> Result<
 }
 
 pub(super) async fn put_state(pool: &SqlitePool, r: &OAuthStateRecord) -> Result<()> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("DELETE FROM oauth_states WHERE expires_at <= ?")
         .bind(r.created_at)
         .execute(&mut *tx)

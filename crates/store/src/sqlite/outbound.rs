@@ -13,7 +13,7 @@ pub(super) async fn add_deliveries(
     deliveries: &[NewDelivery],
     now: UnixMillis,
 ) -> Result<u64> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let sendable: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM events WHERE id = ? AND body_pruned_at IS NULL")
             .bind(event_id)
@@ -169,7 +169,7 @@ pub(super) async fn heartbeat(
     now: UnixMillis,
     ttl_ms: i64,
 ) -> Result<u32> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(
         "INSERT INTO nodes (id, started_at, last_seen) VALUES (?1, ?2, ?2) \
          ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",

@@ -23,7 +23,7 @@ pub(super) async fn insert_events(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut inserted = std::collections::HashSet::with_capacity(events.len());
     for chunk in events.chunks(CHUNK) {
         let headers: Vec<(String, Option<String>)> = chunk
@@ -121,7 +121,7 @@ pub(super) async fn record_rejections(
     if rejections.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let headers: Vec<String> = rejections
         .iter()
         .map(|r| headers_json(&r.headers))
@@ -280,7 +280,7 @@ async fn claim_in_transaction(
     conn: &mut sqlx::SqliteConnection,
     claims: &[Claim<'_>],
 ) -> Result<Vec<Vec<ClaimedDelivery>>> {
-    let mut tx = sqlx::Connection::begin(conn).await?;
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?;
     let mut batches = Vec::with_capacity(claims.len());
     for claim in claims {
         if claim.limit == 0 {
@@ -365,7 +365,7 @@ pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> R
         return Ok(());
     }
     let now = switchboard_core::time::now_millis();
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for chunk in completions.chunks(CHUNK) {
         let headers: Vec<String> = chunk
             .iter()
