@@ -146,6 +146,26 @@ fn as_map(settings: &impl Serialize) -> Result<Map<String, Value>, serde_json::E
     }
 }
 
+/// Refuses a jq setting given as blank text, naming it.
+fn check_programs(programs: &[(&str, &Option<String>)]) -> Result<(), String> {
+    for (name, program) in programs {
+        if program.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            return Err(format!("{name} is empty; remove it or give a jq program"));
+        }
+    }
+    Ok(())
+}
+
+/// A kind's `headers` for `Debug`: the names, with every value hidden (values are secrets).
+fn redacted_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<&str, &str> {
+    headers
+        .keys()
+        .map(|name| (name.as_str(), "<redacted>"))
+        .collect()
+}
+
 /// Checks one of a kind's `headers`: the name an RFC 9110 token, the value free of control
 /// characters (the value is a secret, so the message does not show it).
 fn check_header(name: &str, value: &str) -> Result<(), String> {

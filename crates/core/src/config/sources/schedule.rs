@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::check_header;
+use super::{check_header, check_programs, redacted_headers};
 use crate::duration;
 
 /// A source that `GET`s a URL on a cron schedule and stores the response as one event, or —
@@ -74,11 +74,7 @@ pub struct ScheduleSource {
 
 impl fmt::Debug for ScheduleSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|name| (name.as_str(), "<redacted>"))
-            .collect();
+        let headers = redacted_headers(&self.headers);
         f.debug_struct("ScheduleSource")
             .field("schedule", &self.schedule)
             .field("timezone", &self.timezone)
@@ -172,16 +168,11 @@ impl ScheduleSource {
         {
             return Err("timezone is empty; remove it (UTC) or name a zone".into());
         }
-        for (name, program) in [
+        check_programs(&[
             ("items", &self.items),
             ("key", &self.key),
             ("event_type", &self.event_type),
-        ] {
-            if program.as_deref().is_some_and(|p| p.trim().is_empty()) {
-                return Err(format!("{name} is empty; remove it or give a jq program"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

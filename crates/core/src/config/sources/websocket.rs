@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::check_header;
+use super::{check_header, check_programs, redacted_headers};
 use crate::duration;
 
 /// A source that connects to a `ws://` or `wss://` stream and stores each message it receives
@@ -82,11 +82,7 @@ pub struct WebsocketSource {
 
 impl fmt::Debug for WebsocketSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let headers: BTreeMap<&str, &str> = self
-            .headers
-            .keys()
-            .map(|name| (name.as_str(), "<redacted>"))
-            .collect();
+        let headers = redacted_headers(&self.headers);
         f.debug_struct("WebsocketSource")
             .field("url", &crate::config::redact_url_password(&self.url))
             .field("headers", &headers)
@@ -207,16 +203,11 @@ impl WebsocketSource {
         if self.max_message_bytes == 0 {
             return Err("max_message_bytes must be > 0".into());
         }
-        for (name, program) in [
+        check_programs(&[
             ("filter", &self.filter),
             ("event_type", &self.event_type),
             ("dedup_key", &self.dedup_key),
-        ] {
-            if program.as_deref().is_some_and(|p| p.trim().is_empty()) {
-                return Err(format!("{name} is empty; remove it or give a jq program"));
-            }
-        }
-        Ok(())
+        ])
     }
 }
 
