@@ -6,6 +6,7 @@
 //! in bounded batches under a lease so that a backlog of any size never has to fit in memory.
 
 pub mod connections;
+pub mod feed;
 pub mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
 pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
+pub use feed::{FeedAttempt, FeedCursor, FeedEntry, FeedFilter, FeedItem, FeedPage, FeedPos};
 pub use model::*;
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
@@ -237,6 +239,20 @@ pub trait Store: Send + Sync + 'static {
         state_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<OAuthStateRecord>>;
+
+    /// Up to `limit` events and attempts committed after `after` that match `filter`, in
+    /// commit order (an attempt after its event), each with the cursor that resumes after it.
+    /// Reading page after page from any cursor yields every row exactly once, also while
+    /// several nodes write (see [`feed`]).
+    async fn feed_after(
+        &self,
+        after: &FeedCursor,
+        filter: &FeedFilter,
+        limit: u32,
+    ) -> Result<FeedPage>;
+
+    /// The cursor after everything committed so far: following from it shows what comes next.
+    async fn feed_head(&self) -> Result<FeedCursor>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

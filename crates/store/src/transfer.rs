@@ -48,8 +48,9 @@ use crate::sqlite::SqliteStore;
 pub const FORMAT: u64 = 1;
 
 /// Schema versions whose tables are exactly [`TABLES`] (plus the skipped ones). A database at
-/// another version is refused rather than copied partly.
-pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 8..=8;
+/// another version is refused rather than copied partly. (Version 11 only added PostgreSQL's
+/// `feed_xid`, which is [`NOT_COPIED`]; a store opened by this build is migrated to it.)
+pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 11..=11;
 
 /// Tables that are never copied: the migration bookkeeping (the target has its own), the
 /// heartbeats of running nodes and the leases they hold (which describe processes, not data),
@@ -549,6 +550,11 @@ pub async fn import<R: BufRead + Send>(
     Ok(summary)
 }
 
+/// Columns a backend fills in by itself and an import must not carry over: PostgreSQL's
+/// `feed_xid` (the live feed's commit order, see `crate::feed`) names a transaction of the
+/// database that wrote the row; imported rows get the importing transaction's.
+const NOT_COPIED: &[&str] = &["feed_xid"];
+
 /// Checks that every copied table exists with exactly the expected columns.
 async fn check_columns(store: Backend<'_>) -> Result<()> {
     for table in TABLES {
@@ -572,6 +578,7 @@ async fn check_columns(store: Backend<'_>) -> Result<()> {
             .iter()
             .map(String::as_str)
             .filter(|a| !table.columns.iter().any(|c| c.name == *a))
+            .filter(|a| !NOT_COPIED.contains(a))
             .collect();
         if !missing.is_empty() || !unexpected.is_empty() {
             return Err(TransferError::Columns {

@@ -22,6 +22,7 @@
 //! PostgreSQL `text` cannot hold NUL (U+0000), which SQLite stores happily; see `text`.
 
 mod connections;
+mod feed;
 mod management;
 mod migrate;
 mod outbound;
@@ -379,6 +380,19 @@ impl crate::Store for PgStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<Option<crate::OAuthStateRecord>> {
         connections::take_state(&self.pool, state_hash, now).await
+    }
+
+    async fn feed_after(
+        &self,
+        after: &crate::FeedCursor,
+        filter: &crate::FeedFilter,
+        limit: u32,
+    ) -> Result<crate::FeedPage> {
+        feed::after(&self.pool, after, filter, limit).await
+    }
+
+    async fn feed_head(&self) -> Result<crate::FeedCursor> {
+        feed::head(&self.pool).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -19,7 +19,7 @@ pub(super) fn parse_headers(raw: Option<String>) -> Result<Vec<(String, String)>
     }
 }
 
-fn event_from_row(row: &PgRow, with_body: bool) -> Result<EventRecord> {
+pub(super) fn event_from_row(row: &PgRow, with_body: bool) -> Result<EventRecord> {
     Ok(EventRecord {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
@@ -41,7 +41,7 @@ fn event_from_row(row: &PgRow, with_body: bool) -> Result<EventRecord> {
     })
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, octet_length(body)::bigint AS body_len, received_at, forward_headers, body_pruned_at";
+pub(super) const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, octet_length(body)::bigint AS body_len, received_at, forward_headers, body_pruned_at";
 
 pub(super) async fn list_events(pool: &PgPool, f: &EventFilter) -> Result<Vec<EventRecord>> {
     let mut q =

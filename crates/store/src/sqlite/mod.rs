@@ -6,6 +6,7 @@
 //! multi-row statements keep the per-row cost low. One data directory belongs to one process.
 
 mod connections;
+mod feed;
 mod management;
 mod migrate;
 mod outbound;
@@ -342,6 +343,19 @@ impl crate::Store for SqliteStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<Option<crate::OAuthStateRecord>> {
         connections::take_state(&self.writer, state_hash, now).await
+    }
+
+    async fn feed_after(
+        &self,
+        after: &crate::FeedCursor,
+        filter: &crate::FeedFilter,
+        limit: u32,
+    ) -> Result<crate::FeedPage> {
+        feed::after(&self.reader, after, filter, limit).await
+    }
+
+    async fn feed_head(&self) -> Result<crate::FeedCursor> {
+        feed::head(&self.reader).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -16,7 +16,7 @@ pub(super) fn parse_headers(raw: Option<String>) -> Result<Vec<(String, String)>
     }
 }
 
-fn event_from_row(row: &SqliteRow, with_body: bool) -> Result<EventRecord> {
+pub(super) fn event_from_row(row: &SqliteRow, with_body: bool) -> Result<EventRecord> {
     Ok(EventRecord {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
@@ -38,7 +38,7 @@ fn event_from_row(row: &SqliteRow, with_body: bool) -> Result<EventRecord> {
     })
 }
 
-const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, length(body) AS body_len, received_at, forward_headers, body_pruned_at";
+pub(super) const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, length(body) AS body_len, received_at, forward_headers, body_pruned_at";
 
 pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRecord>> {
     let mut q =

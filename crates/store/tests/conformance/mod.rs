@@ -2082,3 +2082,245 @@ pub async fn oauth_states_are_single_use(store: &dyn Store) {
     assert!(store.delete_connection("c1").await.expect("delete"));
     assert_eq!(store.take_oauth_state("s3", T0).await.expect("take"), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live feed
+// ---------------------------------------------------------------------------------------------
+
+/// A feed item as a short label: `e:<event id>` or `a:<event id>/<attempt>`.
+fn feed_label(item: &switchboard_store::FeedItem) -> String {
+    match &item.entry {
+        switchboard_store::FeedEntry::Event(e) => format!("e:{}", e.id),
+        switchboard_store::FeedEntry::Attempt(a) => {
+            format!("a:{}/{}", a.attempt.event_id, a.attempt.attempt)
+        }
+    }
+}
+
+/// Reads the feed to its end in pages of `limit`, returning the labels and the final cursor.
+async fn read_feed(
+    store: &dyn Store,
+    mut cursor: switchboard_store::FeedCursor,
+    filter: &switchboard_store::FeedFilter,
+    limit: u32,
+) -> (Vec<String>, switchboard_store::FeedCursor) {
+    let mut labels = Vec::new();
+    for _ in 0..1000 {
+        let page = store
+            .feed_after(&cursor, filter, limit)
+            .await
+            .expect("feed_after");
+        labels.extend(page.items.iter().map(feed_label));
+        if page.items.is_empty() {
+            return (labels, page.cursor);
+        }
+        cursor = page.cursor;
+    }
+    panic!("the feed never ended");
+}
+
+/// `labels` holds each of `expected` exactly once, events in commit order, attempts in commit
+/// order, and every attempt after its event. (How the two kinds interleave may differ by
+/// backend and page: SQLite has no order across tables, PostgreSQL orders by transaction.)
+fn assert_feed_order(labels: &[String], expected: &[&str]) {
+    let mut sorted: Vec<&str> = labels.iter().map(String::as_str).collect();
+    sorted.sort();
+    let mut want = expected.to_vec();
+    want.sort();
+    assert_eq!(sorted, want, "each item exactly once: {labels:?}");
+    let kind = |prefix: &str, list: &mut dyn Iterator<Item = &str>| -> Vec<String> {
+        list.filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(
+        kind("e:", &mut labels.iter().map(String::as_str)),
+        kind("e:", &mut expected.iter().copied()),
+        "events in commit order: {labels:?}"
+    );
+    assert_eq!(
+        kind("a:", &mut labels.iter().map(String::as_str)),
+        kind("a:", &mut expected.iter().copied()),
+        "attempts in commit order: {labels:?}"
+    );
+    for (i, label) in labels.iter().enumerate() {
+        if let Some(rest) = label.strip_prefix("a:") {
+            let event = format!("e:{}", rest.split('/').next().unwrap_or_default());
+            assert!(
+                labels[..i].contains(&event),
+                "{label} comes after its event: {labels:?}"
+            );
+        }
+    }
+}
+
+/// Waits until the feed from the beginning holds `count` items. On PostgreSQL a committed row
+/// shows once every older transaction of the server has ended (other tests' included).
+async fn feed_settled(store: &dyn Store, count: usize) {
+    let all = switchboard_store::FeedFilter::default();
+    for _ in 0..400 {
+        let (labels, _) =
+            read_feed(store, switchboard_store::FeedCursor::BEGINNING, &all, 1000).await;
+        if labels.len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the feed never showed {count} items");
+}
+
+/// Events and attempts come in commit order, attempts after their events; every page size and
+/// every resume point gives the same sequence, with no repeat; filters apply to both kinds, and
+/// the head cursor shows only what comes later.
+pub async fn feed_follows_commit_order(store: &dyn Store) {
+    use switchboard_store::{FeedCursor, FeedEntry, FeedFilter};
+    let mut first = new_event(
+        "01J0000000000000000000FE01",
+        "github",
+        T0,
+        &[("fd-1", "hook")],
+    );
+    first.event_type = Some("push".into());
+    let mut second = new_event("01J0000000000000000000FE02", "stripe", T0 + 1, &[]);
+    second.event_type = Some("charge.succeeded".into());
+    store.insert_events(&[first, second]).await.expect("insert");
+    let claimed = claim(store, claim_at(T0 + 10, 10, "w")).await;
+    assert_eq!(claimed.len(), 1);
+    complete(
+        store,
+        &[completion(&claimed[0], "w", NextStep::RetryAt(T0 + 20))],
+    )
+    .await;
+    let claimed = claim(store, claim_at(T0 + 30, 10, "w")).await;
+    complete(store, &[completion(&claimed[0], "w", NextStep::Succeeded)]).await;
+    let mut third = new_event("01J0000000000000000000FE03", "github", T0 + 40, &[]);
+    third.event_type = Some("issues".into());
+    store.insert_events(&[third]).await.expect("insert");
+    feed_settled(store, 5).await;
+
+    let all = FeedFilter::default();
+    let (labels, end) = read_feed(store, FeedCursor::BEGINNING, &all, 100).await;
+    let expected = [
+        "e:01J0000000000000000000FE01",
+        "e:01J0000000000000000000FE02",
+        "a:01J0000000000000000000FE01/1",
+        "a:01J0000000000000000000FE01/2",
+        "e:01J0000000000000000000FE03",
+    ];
+    assert_feed_order(&labels, &expected);
+    // Every page size walks the same items in a valid order.
+    for limit in [1, 2, 3] {
+        let (labels, _) = read_feed(store, FeedCursor::BEGINNING, &all, limit).await;
+        assert_feed_order(&labels, &expected);
+    }
+    // Resuming from any item's cursor gives exactly what follows it: no repeat, no gap.
+    let page = store
+        .feed_after(&FeedCursor::BEGINNING, &all, 100)
+        .await
+        .expect("feed_after");
+    for (i, item) in page.items.iter().enumerate() {
+        let resumed = FeedCursor::parse(&item.cursor.encode()).expect("cursor text");
+        let (rest, _) = read_feed(store, resumed, &all, 2).await;
+        let mut whole = labels[..=i].to_vec();
+        whole.extend(rest);
+        assert_feed_order(&whole, &expected);
+    }
+    // Nothing after the end, and the head is at the end.
+    assert!(read_feed(store, end, &all, 10).await.0.is_empty());
+    let head = store.feed_head().await.expect("feed_head");
+    assert!(read_feed(store, head, &all, 10).await.0.is_empty());
+
+    // Attempt details, and bodies only when asked for.
+    let with_body = FeedFilter {
+        with_body: true,
+        ..FeedFilter::default()
+    };
+    let page = store
+        .feed_after(&FeedCursor::BEGINNING, &with_body, 100)
+        .await
+        .expect("feed_after");
+    match &page.items[0].entry {
+        FeedEntry::Event(e) => {
+            assert_eq!(e.body, b"{\"event\":\"01J0000000000000000000FE01\"}");
+            assert_eq!(e.event_type.as_deref(), Some("push"));
+        }
+        FeedEntry::Attempt(_) => panic!("an event comes first"),
+    }
+    let second_attempt = page
+        .items
+        .iter()
+        .find(|i| feed_label(i) == "a:01J0000000000000000000FE01/2")
+        .expect("second attempt");
+    match &second_attempt.entry {
+        FeedEntry::Attempt(a) => {
+            assert_eq!(a.source, "github");
+            assert_eq!(a.event_type.as_deref(), Some("push"));
+            assert_eq!(a.route_id, "route-hook");
+            assert_eq!(a.attempt.outcome, "delivered");
+            assert_eq!(a.delivery_status, DeliveryStatus::Succeeded);
+            assert_eq!(a.delivery_attempts, 2);
+        }
+        FeedEntry::Event(_) => panic!("an attempt"),
+    }
+    let page = store
+        .feed_after(&FeedCursor::BEGINNING, &all, 100)
+        .await
+        .expect("feed_after");
+    match &page.items[0].entry {
+        FeedEntry::Event(e) => assert!(e.body.is_empty()),
+        FeedEntry::Attempt(_) => panic!("an event comes first"),
+    }
+
+    // Filters: by source (events and the attempts of its events), by type, by kind.
+    let github = FeedFilter {
+        sources: vec!["github".into()],
+        ..FeedFilter::default()
+    };
+    let (labels, _) = read_feed(store, FeedCursor::BEGINNING, &github, 1).await;
+    assert_feed_order(
+        &labels,
+        &[
+            "e:01J0000000000000000000FE01",
+            "a:01J0000000000000000000FE01/1",
+            "a:01J0000000000000000000FE01/2",
+            "e:01J0000000000000000000FE03",
+        ],
+    );
+    let charges = FeedFilter {
+        event_types: vec!["charge.succeeded".into(), "issues".into()],
+        ..FeedFilter::default()
+    };
+    let (labels, _) = read_feed(store, FeedCursor::BEGINNING, &charges, 100).await;
+    assert_eq!(
+        labels,
+        [
+            "e:01J0000000000000000000FE02",
+            "e:01J0000000000000000000FE03"
+        ]
+    );
+    let outcomes = FeedFilter {
+        no_events: true,
+        ..FeedFilter::default()
+    };
+    let (labels, _) = read_feed(store, FeedCursor::BEGINNING, &outcomes, 100).await;
+    assert_eq!(
+        labels,
+        [
+            "a:01J0000000000000000000FE01/1",
+            "a:01J0000000000000000000FE01/2"
+        ]
+    );
+    // A filtered reader's cursor moves past what it skipped: from it, only newer rows come.
+    let (_, filtered_end) = read_feed(store, FeedCursor::BEGINNING, &charges, 100).await;
+    let fourth = new_event("01J0000000000000000000FE04", "stripe", T0 + 50, &[]);
+    store.insert_events(&[fourth]).await.expect("insert");
+    feed_settled(store, 6).await;
+    let stripe = FeedFilter {
+        sources: vec!["stripe".into()],
+        ..FeedFilter::default()
+    };
+    let (labels, _) = read_feed(store, filtered_end, &stripe, 100).await;
+    assert_eq!(labels, ["e:01J0000000000000000000FE04"]);
+    let (labels, _) = read_feed(store, head, &all, 100).await;
+    assert_eq!(labels, ["e:01J0000000000000000000FE04"]);
+}
