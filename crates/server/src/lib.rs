@@ -14,6 +14,7 @@ pub mod connections;
 pub mod delivery;
 pub mod health;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod operations;
 pub mod problem;
@@ -135,14 +136,16 @@ pub async fn run(
         config.delivery.circuit.clone(),
     ));
     health.load(store.list_health().await?);
+    let pulse = live::Pulse::new();
     let (committer, committer_task) = Committer::spawn(
         store.clone(),
         config.storage.max_batch,
         wake.clone(),
         due.clone(),
+        pulse.clone(),
     );
     let (completer, completer_task) =
-        delivery::completer::spawn(store.clone(), wake.clone(), due.clone());
+        delivery::completer::spawn(store.clone(), wake.clone(), due.clone(), pulse.clone());
     let operations = operations::Operations::new(committer.clone(), registry.clone());
     let worker = Arc::new(Worker {
         store: store.clone(),
@@ -231,6 +234,14 @@ pub async fn run(
             .map(api::auth::hash_token),
         metrics_require_token: config.server.metrics_require_token,
         connections,
+        // Streams end when shutdown begins: an open stream would hold the listener's graceful
+        // shutdown forever.
+        live: Arc::new(live::Live::new(
+            store.clone(),
+            pulse,
+            config.stream.clone(),
+            shutdown.clone(),
+        )),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;

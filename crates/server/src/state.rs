@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics_require_token: bool,
     /// Connections to third-party APIs (credentials, tokens, the proxy's client).
     pub connections: Arc<crate::connections::Connections>,
+    /// The live feed of events and attempts (`/v1/stream`, live views).
+    pub live: Arc<crate::live::Live>,
 }
 
 /// Builds the source table from configuration.

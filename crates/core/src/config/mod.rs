@@ -58,6 +58,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Connections to third-party APIs: provider files, OAuth2 callback, proxy policies.
     pub connections: ConnectionsConfig,
+    /// The live stream (`GET /v1/stream`, `switchboard listen` and `tail`).
+    pub stream: StreamConfig,
 }
 
 /// `[server]`
@@ -352,6 +354,35 @@ impl Default for CircuitConfig {
     }
 }
 
+/// `[stream]`: the live stream of events and delivery outcomes (`GET /v1/stream`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Most streams open at once on this node; one more is answered `429`.
+    pub max_streams: usize,
+    /// Items a stream holds for a slow client before it stops reading the store for it
+    /// (back-pressure: the client resumes where it is, nothing is dropped).
+    pub buffer: usize,
+    /// How often a stream looks for rows written by other nodes. Rows this node commits wake
+    /// streams at once.
+    #[serde(with = "duration::human")]
+    pub poll_interval: Duration,
+    /// Idle time after which a stream sends a keep-alive comment, so proxies keep it open.
+    #[serde(with = "duration::human")]
+    pub keep_alive: Duration,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: 64,
+            buffer: 256,
+            poll_interval: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
 /// `[retention]`: how long stored data is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -416,6 +447,12 @@ impl Config {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes must be > 0".into());
+        }
+        if self.stream.buffer == 0 || self.stream.poll_interval.is_zero() {
+            return invalid("stream.buffer and stream.poll_interval must be > 0".into());
+        }
+        if self.stream.keep_alive.is_zero() {
+            return invalid("stream.keep_alive must be > 0".into());
         }
         if self.delivery.concurrency == 0 || self.delivery.per_destination_concurrency == 0 {
             return invalid("delivery concurrency limits must be > 0".into());

@@ -20,6 +20,7 @@ pub mod replay;
 pub mod resources;
 pub mod routes_api;
 pub mod sources;
+pub mod stream;
 pub mod tenants;
 pub mod tokens;
 
@@ -72,7 +73,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         description = "Manage sources, destinations and routes; tenants, their endpoints and the event-type catalog; publish messages to tenants; inspect events, deliveries and attempts; replay; manage tokens. Authenticate with `Authorization: Bearer <token>`. Errors are RFC 9457 problem+json.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, stream::StreamEvent, stream::StreamAttempt)),
     tags(
         (name = "events", description = "Stored events"),
         (name = "deliveries", description = "Deliveries, attempts and replay"),
@@ -104,7 +105,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(endpoints::router())
             .merge(event_types::router())
             .merge(tokens::router())
-            .merge(connections::router()),
+            .merge(connections::router())
+            .merge(stream::router()),
     )
 }
 

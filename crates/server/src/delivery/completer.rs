@@ -52,9 +52,10 @@ pub fn spawn(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     due: Arc<DueBook>,
+    pulse: crate::live::Pulse,
 ) -> (CompleterHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(store, wake, due, rx));
+    let task = tokio::spawn(run(store, wake, due, pulse, rx));
     (CompleterHandle { tx }, task)
 }
 
@@ -62,6 +63,7 @@ async fn run(
     store: Arc<dyn Store>,
     wake: Arc<Notify>,
     due: Arc<DueBook>,
+    pulse: crate::live::Pulse,
     mut rx: mpsc::UnboundedReceiver<Message>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -90,6 +92,8 @@ async fn run(
                 due.due_at(&c.attempt.destination, at);
             }
             wake.notify_one();
+            // Live streams on this node show the outcomes without waiting for a poll.
+            pulse.fire();
             batch.clear();
         }
         for done in flushes.drain(..) {

@@ -43,9 +43,10 @@ impl Committer {
         max_batch: usize,
         wake: Arc<Notify>,
         due: Arc<DueBook>,
+        pulse: crate::live::Pulse,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(store, max_batch.max(1), wake, due, rx));
+        let task = tokio::spawn(run(store, max_batch.max(1), wake, due, pulse, rx));
         (Self { tx }, task)
     }
 
@@ -69,6 +70,7 @@ async fn run(
     max_batch: usize,
     wake: Arc<Notify>,
     due: Arc<DueBook>,
+    pulse: crate::live::Pulse,
     mut rx: mpsc::Receiver<(NewEvent, Reply)>,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
@@ -96,6 +98,8 @@ async fn run(
                     metrics::counter!(counter, "source" => event.source.clone()).increment(1);
                 }
                 wake.notify_one();
+                // Live streams on this node show the new events without waiting for a poll.
+                pulse.fire();
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }

@@ -12,6 +12,7 @@ mod data;
 mod endpoints;
 mod input;
 mod inspect;
+mod live;
 mod offline;
 mod outbound;
 mod output;
@@ -131,6 +132,10 @@ enum Command {
     Replay(inspect::ReplayArgs),
     /// Post a test event to a source (`POST /in/<source>`) and print its id.
     Send(send::SendArgs),
+    /// Forward a (possibly remote) Switchboard's events to a local URL as they arrive.
+    Listen(live::ListenArgs),
+    /// Print events and delivery outcomes as they happen, one line each.
+    Tail(live::TailArgs),
     /// Print the signature headers a provider would send for a body (offline).
     Sign(sigtool::SignArgs),
     /// Check a request's signature headers the way a source's verifier does (offline).
@@ -297,6 +302,8 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Attempts(args) => inspect::attempts(&ctx, args).await,
         Command::Replay(args) => inspect::replay(&ctx, args).await,
         Command::Send(args) => send::run(&ctx, args).await,
+        Command::Listen(args) => live::listen(&ctx, args).await,
+        Command::Tail(args) => live::tail(&ctx, args).await,
         Command::Sign(args) => sigtool::sign(&ctx, args),
         Command::Verify(args) => sigtool::verify(&ctx, args),
         Command::Trigger(args) => trigger::run(args).await,

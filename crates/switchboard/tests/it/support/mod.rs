@@ -85,11 +85,15 @@ impl TestServer {
     }
 
     /// Starts the server on an existing data directory.
-    pub async fn start_in(mut config: Config, dir: tempfile::TempDir) -> Self {
+    pub async fn start_in(config: Config, dir: tempfile::TempDir) -> Self {
+        Self::start_on(config, dir, "127.0.0.1:0").await
+    }
+
+    /// Starts the server on an existing data directory and a given address (a restart on the
+    /// port clients know).
+    pub async fn start_on(mut config: Config, dir: tempfile::TempDir, addr: &str) -> Self {
         config.server.data_dir = dir.path().to_path_buf();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(switchboard_server::run(
