@@ -211,6 +211,8 @@ async fn stream_filters_by_source_and_kind_and_limits_open_streams() {
         transform: None,
     });
     config.stream.max_streams = 3;
+    // The request timeout bounds reading a request, not an endless response.
+    config.server.request_timeout = Duration::from_secs(1);
     let server = TestServer::start(config).await;
 
     let mut other_events = Stream::open(&server.base, "source=other&include=events", None).await;
@@ -223,6 +225,7 @@ async fn stream_filters_by_source_and_kind_and_limits_open_streams() {
         .await
         .problem(429, "too_many_streams");
 
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let skipped = server.ingest_ok("src", "{}").await;
     let wanted = server.ingest_ok("other", "{}").await;
     let event = other_events.next().await;
