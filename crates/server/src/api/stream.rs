@@ -41,9 +41,10 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// Only these sources (comma-separated); events and the attempts of their deliveries.
+    /// Only these sources (comma-separated, at most 100); events and the attempts of their
+    /// deliveries.
     pub source: Option<String>,
-    /// Only these event types (comma-separated).
+    /// Only these event types (comma-separated, at most 100).
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub event_type: Option<String>,
@@ -115,6 +116,9 @@ pub struct StreamAttempt {
     pub started_at: String,
 }
 
+/// Most values of one filter (each becomes a bound parameter of every store query).
+const MAX_FILTER_VALUES: usize = 100;
+
 fn list(value: Option<&str>) -> Vec<String> {
     value
         .unwrap_or_default()
@@ -147,9 +151,17 @@ fn parse(q: StreamQuery, headers: &HeaderMap) -> Result<(FeedFilter, Start), Pro
             &format!("`{bad}` is not one of events, attempts"),
         ));
     }
+    let sources = list(q.source.as_deref());
+    let event_types = list(q.event_type.as_deref());
+    if sources.len() > MAX_FILTER_VALUES {
+        return Err(invalid("source", "at most 100 sources"));
+    }
+    if event_types.len() > MAX_FILTER_VALUES {
+        return Err(invalid("type", "at most 100 types"));
+    }
     let filter = FeedFilter {
-        sources: list(q.source.as_deref()),
-        event_types: list(q.event_type.as_deref()),
+        sources,
+        event_types,
         no_events: !include.is_empty() && !include.iter().any(|k| k == "events"),
         no_attempts: !include.is_empty() && !include.iter().any(|k| k == "attempts"),
         with_body: q.body.unwrap_or(false),

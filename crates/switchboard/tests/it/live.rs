@@ -121,6 +121,10 @@ async fn stream_needs_a_token_and_checks_its_query() {
     api.get("/v1/stream?include=everything")
         .await
         .problem(422, "validation_failed");
+    let many: Vec<String> = (0..101).map(|i| format!("s{i}")).collect();
+    api.get(&format!("/v1/stream?source={}", many.join(",")))
+        .await
+        .problem(422, "validation_failed");
     let garbage = api
         .send(
             api.request(reqwest::Method::GET, "/v1/stream")
