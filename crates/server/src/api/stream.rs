@@ -263,7 +263,7 @@ pub async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
     let (filter, start) = parse(q, &headers)?;
-    let permit = state.live.admit().map_err(|e| {
+    let slot = state.live.admit().map_err(|e| {
         Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",
@@ -280,16 +280,15 @@ pub async fn stream(
         .id(after.encode())
         .event("ready")
         .data(format!("{{\"cursor\":\"{}\"}}", after.encode()));
-    // The permit lives as long as the stream: the slot frees when the client goes away.
-    let messages =
-        futures::stream::unfold((items, permit), move |(mut items, permit)| async move {
-            loop {
-                let item = items.recv().await?;
-                if let Some(message) = sse_message(item, with_body) {
-                    return Some((Ok::<_, Infallible>(message), (items, permit)));
-                }
+    // The slot lives as long as the stream: it frees when the client goes away.
+    let messages = futures::stream::unfold((items, slot), move |(mut items, slot)| async move {
+        loop {
+            let item = items.recv().await?;
+            if let Some(message) = sse_message(item, with_body) {
+                return Some((Ok::<_, Infallible>(message), (items, slot)));
             }
-        });
+        }
+    });
     let messages = futures::stream::iter([Ok(ready)]).chain(messages);
     let keep_alive = KeepAlive::new().interval(state.live.config().keep_alive);
     Ok(Sse::new(messages).keep_alive(keep_alive).into_response())

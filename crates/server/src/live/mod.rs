@@ -14,7 +14,7 @@
 //! ```ignore
 //! let live: &Live = &state.live;
 //! let after = live.start(Start::Now).await?;          // or Start::Beginning, Start::After(c)
-//! let permit = live.admit()?;                           // None when stream.max_streams are open
+//! let slot = live.admit()?;                             // Err when stream.max_streams are open
 //! let mut items = live.follow(after, FeedFilter { sources: vec!["github".into()], ..Default::default() });
 //! while let Some(item) = items.recv().await {          // ends on shutdown
 //!     // item.entry: FeedEntry::Event(EventRecord) | FeedEntry::Attempt(FeedAttempt)
@@ -81,6 +81,28 @@ pub enum Start {
 #[error("{0} live streams are open, the most this node allows (stream.max_streams)")]
 pub struct TooManyStreams(pub usize);
 
+/// An open stream's place among `stream.max_streams`; freed when dropped. Keeps the
+/// `switchboard_streams_open` gauge current.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Slot {
+    fn publish(&self) {
+        let open = self.max.saturating_sub(self.slots.available_permits());
+        metrics::gauge!("switchboard_streams_open").set(open as f64);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        self.publish();
+    }
+}
+
 /// The feed, shared by every follower of this node.
 pub struct Live {
     store: Arc<dyn Store>,
@@ -121,12 +143,20 @@ impl Live {
         }
     }
 
-    /// Takes one of the `stream.max_streams` slots; hold the permit while the stream is open.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, TooManyStreams> {
-        self.slots
+    /// Takes one of the `stream.max_streams` slots; hold it while the stream is open.
+    pub fn admit(&self) -> Result<Slot, TooManyStreams> {
+        let permit = self
+            .slots
             .clone()
             .try_acquire_owned()
-            .map_err(|_| TooManyStreams(self.config.max_streams))
+            .map_err(|_| TooManyStreams(self.config.max_streams))?;
+        let slot = Slot {
+            permit: Some(permit),
+            slots: self.slots.clone(),
+            max: self.config.max_streams,
+        };
+        slot.publish();
+        Ok(slot)
     }
 
     /// Follows the feed after `after`: a task reads the store page by page and sends each

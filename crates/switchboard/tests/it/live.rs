@@ -246,6 +246,20 @@ async fn stream_filters_by_source_and_kind_and_limits_open_streams() {
         .await;
     assert!(all.iter().any(|m| m.data["id"] == skipped.as_str()));
 
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    // (The recorder is shared by every server of this test process, so only its presence is
+    // checked, not the count.)
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_streams_open ")),
+        "{metrics}"
+    );
     // Closing a stream frees its slot.
     drop(everything);
     eventually(Duration::from_secs(10), "a free stream slot", || async {
