@@ -21,6 +21,7 @@ pub mod retention;
 pub mod runtime;
 pub mod sources;
 pub mod state;
+pub mod telemetry;
 pub mod template;
 pub mod transform;
 pub mod verifiers;

@@ -130,6 +130,8 @@ pub struct ClaimedDelivery {
     pub exhausted_before: bool,
     /// Whether retention removed the event's body (the delivery cannot be sent).
     pub body_pruned: bool,
+    /// The event's request id and trace id (derived from its id and stored headers).
+    pub correlation: switchboard_core::correlation::Correlation,
 }
 
 /// What happens to a delivery after an attempt.

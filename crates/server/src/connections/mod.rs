@@ -762,6 +762,17 @@ impl Connections {
         id: &str,
         seen_version: Option<i64>,
     ) -> Result<Arc<Snapshot>, ConnectionError> {
+        use tracing::Instrument as _;
+        self.refresh_in_span(id, seen_version)
+            .instrument(crate::telemetry::spans::oauth_refresh(id))
+            .await
+    }
+
+    async fn refresh_in_span(
+        &self,
+        id: &str,
+        seen_version: Option<i64>,
+    ) -> Result<Arc<Snapshot>, ConnectionError> {
         let (_, state) = self.get(id).await?;
         let _local = state.refresh.lock().await;
         let margin = self.config.refresh_margin;

@@ -13,6 +13,7 @@ mod email;
 mod ingest;
 mod multinode;
 mod notify;
+mod observability;
 mod outbound;
 mod providers;
 mod queue;
