@@ -232,6 +232,7 @@ pub async fn run(
             .map(api::auth::hash_token),
         metrics_require_token: config.server.metrics_require_token,
         connections,
+        activity: Arc::default(),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;

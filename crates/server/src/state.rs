@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics_require_token: bool,
     /// Connections to third-party APIs (credentials, tokens, the proxy's client).
     pub connections: Arc<crate::connections::Connections>,
+    /// Accepted and rejected ingests per source on this node (`GET /v1/health`).
+    pub activity: Arc<crate::telemetry::activity::SourceActivity>,
 }
 
 /// Builds the source table from configuration.

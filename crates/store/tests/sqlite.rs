@@ -56,6 +56,8 @@ conformance_tests!(
     leases_have_one_holder,
     connections_round_trip_and_swap_tokens,
     oauth_states_are_single_use,
+    overview_reports_sources_backlog_nodes_and_leases,
+    claimed_deliveries_carry_the_events_correlation,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

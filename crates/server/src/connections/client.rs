@@ -344,6 +344,7 @@ impl ConnectionClient {
             let status = response.status;
             let now = now_millis();
             let rate = rate_state(&snapshot.provider.rate_limit, &response.headers, now);
+            state.pacer.observe(rate, now);
             if rate.remaining == Some(0)
                 && let Some(reset) = rate.reset_at
             {

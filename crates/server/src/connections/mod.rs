@@ -531,6 +531,16 @@ impl Connections {
         state
     }
 
+    /// This node's live state of connection `id` (circuit, pacing, calls in flight), if it
+    /// has made or prepared a call through it since it started.
+    pub fn live_state(&self, id: &str) -> Option<Arc<ConnState>> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// Reads the connection from the store (bypassing the cache) and caches it.
     pub async fn load(&self, id: &str) -> Result<(Arc<Snapshot>, Arc<ConnState>), ConnectionError> {
         let record = self

@@ -35,6 +35,7 @@ pub async fn ingest(
     let correlation = crate::telemetry::from_headers(&event_id, &headers);
     let span = crate::telemetry::spans::ingest(&source_id, &event_id, &correlation);
     let request_id = correlation.request_id.clone();
+    let counted = source_id.clone();
     let request = Request {
         source_id,
         uri,
@@ -42,7 +43,15 @@ pub async fn ingest(
         event_id,
         correlation,
     };
-    let mut response = accept(state, request, body).instrument(span).await;
+    let mut response = accept(state.clone(), request, body).instrument(span).await;
+    let status = response.status();
+    // Only configured sources are counted: unknown ids must not grow the map.
+    // 5xx (store unavailable, shutting down) is neither: the request was not judged.
+    if (status.is_success() || (status.is_client_error() && status != StatusCode::NOT_FOUND))
+        && state.registry.current().sources.contains_key(&counted)
+    {
+        state.activity.record(&counted, status.is_success());
+    }
     // Echo the request id so a caller that sent none can still find the event's log lines.
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response

@@ -3,6 +3,7 @@
 //! correlation of events (request id and W3C trace id, see [`switchboard_core::correlation`])
 //! with the headers that carry it downstream, and the span helpers the roles call.
 
+pub mod activity;
 pub mod correlation;
 mod otlp;
 pub mod spans;

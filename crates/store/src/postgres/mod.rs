@@ -25,6 +25,7 @@ mod connections;
 mod management;
 mod migrate;
 mod outbound;
+mod overview;
 mod reads;
 mod writes;
 
@@ -379,6 +380,15 @@ impl crate::Store for PgStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<Option<crate::OAuthStateRecord>> {
         connections::take_state(&self.pool, state_hash, now).await
+    }
+
+    async fn overview(
+        &self,
+        sources: &[String],
+        now: switchboard_core::time::UnixMillis,
+        node_ttl_ms: i64,
+    ) -> Result<crate::Overview> {
+        overview::overview(&self.pool, sources, now, node_ttl_ms).await
     }
 
     async fn ping(&self) -> Result<()> {

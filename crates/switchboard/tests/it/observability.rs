@@ -337,3 +337,55 @@ async fn spans_reach_an_otlp_grpc_collector() {
     let (endpoint, spans) = grpc_collector().await;
     spans_of_one_event(&endpoint, "grpc", &spans).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_document_shows_sources_destinations_and_workers() {
+    let receiver = Receiver::always(500).await;
+    let mut config = config_to(&receiver.url, schedule_ms(&[60_000]));
+    config.server.max_body_bytes = 64;
+    let server = TestServer::start(config).await;
+    let api = server.api();
+
+    assert_eq!(api.anonymous().get("/v1/health").await.status, 401);
+    let fresh = api.get("/v1/health").await;
+    let fresh = fresh.ok(200);
+    assert_eq!(fresh["sources"][0]["id"], "src");
+    assert_eq!(
+        fresh["sources"][0]["last_event_at"],
+        serde_json::Value::Null
+    );
+    assert_eq!(fresh["destinations"][0]["id"], "dst");
+    assert_eq!(fresh["destinations"][0]["circuit"], "closed");
+    assert_eq!(fresh["syncs"], serde_json::json!([]));
+    assert_eq!(fresh["connections"], serde_json::json!([]));
+
+    let event_id = server.ingest_ok("src", r#"{"n":1}"#).await;
+    let too_large = server.ingest("src", "x".repeat(100)).await;
+    assert_eq!(too_large.status(), 413);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+
+    let health = eventually(Duration::from_secs(20), "a failing destination", || async {
+        let doc = api.get("/v1/health").await.ok(200).clone();
+        (doc["destinations"][0]["consecutive_failures"] == 1
+            && doc["workers"]["nodes"]
+                .as_array()
+                .is_some_and(|n| !n.is_empty()))
+        .then_some(doc)
+    })
+    .await;
+    assert_eq!(health["status"], "degraded");
+    let source = &health["sources"][0];
+    assert!(source["last_event_at"].is_string(), "{source}");
+    assert_eq!(source["accepted"], 1);
+    assert_eq!(source["rejected"], 1);
+    assert_eq!(source["reject_rate"], 0.5);
+    let destination = &health["destinations"][0];
+    assert_eq!(destination["last_error"], "HTTP 500");
+    assert_eq!(destination["pending"], 1, "the retry waits: {destination}");
+    assert_eq!(destination["in_flight"], 0);
+    assert!(destination["failing_since"].is_string());
+    let deliveries = server.deliveries_of(&event_id).await;
+    assert_eq!(deliveries.len(), 1);
+    assert_eq!(health["workers"]["nodes"].as_array().map(Vec::len), Some(1));
+    server.stop().await;
+}
