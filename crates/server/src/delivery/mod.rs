@@ -343,6 +343,8 @@ impl Worker {
             Ok(batches) => batches,
             Err(error) => {
                 tracing::error!(%error, "claiming deliveries failed; retrying shortly");
+                metrics::counter!("switchboard_store_errors_total", "operation" => "claim")
+                    .increment(1);
                 pass.wake_at(now + 1000);
                 return pass;
             }
