@@ -1,17 +1,103 @@
 //! Prometheus metrics. One recorder per process (the `metrics` facade is global); gauges that
 //! describe the store (backlog) are refreshed when `/metrics` is scraped.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use switchboard_core::config::MetricsConfig;
+
+use crate::statsd::StatsdRecorder;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the process-wide recorder once and returns its handle (`None` if another recorder
-/// was installed by the embedding program).
+/// Installs the process-wide recorder (Prometheus, plus StatsD when `[metrics] statsd` is set)
+/// and returns the StatsD recorder to flush. The first call in a process decides: a later
+/// server in the same process (tests) shares the recorders already installed.
+pub fn install(config: &MetricsConfig) -> Option<Arc<StatsdRecorder>> {
+    let mut statsd = None;
+    HANDLE.get_or_init(|| {
+        let prometheus = build_prometheus()?;
+        let handle = prometheus.handle();
+        let installed = match &config.statsd {
+            None => metrics::set_global_recorder(prometheus).is_ok(),
+            Some(_) => {
+                let recorder = Arc::new(StatsdRecorder::new(&config.statsd_prefix));
+                statsd = Some(recorder.clone());
+                let fanout = metrics_util::layers::FanoutBuilder::default()
+                    .add_recorder(prometheus)
+                    .add_recorder(SharedRecorder(recorder))
+                    .build();
+                metrics::set_global_recorder(fanout).is_ok()
+            }
+        };
+        if !installed {
+            return None;
+        }
+        describe();
+        Some(handle)
+    });
+    if statsd.is_none() && config.statsd.is_some() {
+        tracing::warn!("metrics were set up earlier in this process; StatsD export is not added");
+    }
+    statsd
+}
+
+/// An `Arc`'d recorder, so the flush task and the fanout share one.
+struct SharedRecorder(Arc<StatsdRecorder>);
+
+impl metrics::Recorder for SharedRecorder {
+    fn describe_counter(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_counter(k, u, d);
+    }
+    fn describe_gauge(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_gauge(k, u, d);
+    }
+    fn describe_histogram(
+        &self,
+        k: metrics::KeyName,
+        u: Option<metrics::Unit>,
+        d: metrics::SharedString,
+    ) {
+        self.0.describe_histogram(k, u, d);
+    }
+    fn register_counter(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.0.register_counter(k, m)
+    }
+    fn register_gauge(&self, k: &metrics::Key, m: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.0.register_gauge(k, m)
+    }
+    fn register_histogram(
+        &self,
+        k: &metrics::Key,
+        m: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.0.register_histogram(k, m)
+    }
+}
+
+/// The Prometheus handle (`None` if another recorder was installed by the embedding program).
+/// Installs the recorder without StatsD if [`install`] did not run.
 pub fn handle() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
+    if HANDLE.get().is_none() {
+        install(&MetricsConfig::default());
+    }
+    HANDLE.get().and_then(Option::as_ref)
+}
+
+fn build_prometheus() -> Option<metrics_exporter_prometheus::PrometheusRecorder> {
+    {
+        {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Full("switchboard_attempt_duration_seconds".into()),
@@ -36,12 +122,9 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 })
                 .ok()?
                 .build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).ok()?;
-            describe();
-            Some(handle)
-        })
-        .as_ref()
+            Some(recorder)
+        }
+    }
 }
 
 fn describe() {

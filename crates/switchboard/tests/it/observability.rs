@@ -389,3 +389,55 @@ async fn health_document_shows_sources_destinations_and_workers() {
     assert_eq!(health["workers"]["nodes"].as_array().map(Vec::len), Some(1));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_reach_a_statsd_agent_over_udp() {
+    let agent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind udp");
+    let port = agent.local_addr().expect("addr").port();
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = received.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = agent.recv(&mut buf).await {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            sink.lock()
+                .expect("lines")
+                .extend(text.lines().map(str::to_owned));
+        }
+    });
+    let receiver = Receiver::always(200).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let toml = format!(
+        "[metrics]\nstatsd = \"127.0.0.1:{port}\"\nstatsd_prefix = \"sb.\"\nstatsd_interval = \"100ms\"\n{}",
+        config_toml(&receiver.url, "")
+    );
+    let (process, _logs) = Process::spawn_logged(dir.path(), &toml, &[]);
+    let response = reqwest::Client::new()
+        .post(format!("{}/in/src", process.base))
+        .body(r#"{"n":1}"#)
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 202);
+    receiver.wait_for(1, Duration::from_secs(20)).await;
+    let lines = eventually(Duration::from_secs(20), "statsd lines", || async {
+        let lines = received.lock().expect("lines").clone();
+        let has = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+        (has("sb.switchboard_events_received_total:1|c|#source:src")
+            && has("sb.switchboard_attempts_total:1|c|#")
+            && has("sb.switchboard_attempt_duration_seconds:"))
+        .then_some(lines)
+    })
+    .await;
+    let attempts = lines
+        .iter()
+        .find(|l| l.starts_with("sb.switchboard_attempts_total:"))
+        .expect("attempts line");
+    assert!(
+        attempts.contains("destination:dst") && attempts.contains("outcome:delivered"),
+        "{attempts}"
+    );
+    drop(process);
+}
