@@ -82,6 +82,12 @@ async fn correlation_id_runs_from_the_ingest_log_line_to_the_receivers_headers()
     .await;
     assert_eq!(attempt_line["span"]["name"], "attempt");
     assert_eq!(attempt_line["span"]["request_id"], "req-obs-1");
+    // The event as the API shows it names both ids.
+    let api = ApiClient::new(&process.base, Some(crate::support::process::ADMIN_TOKEN));
+    let stored = api.get(&format!("/v1/events/{event_id}")).await;
+    let stored = stored.ok(200);
+    assert_eq!(stored["request_id"], "req-obs-1");
+    assert_eq!(stored["trace_id"], hex_of_uuid(&event_id));
 
     // 2. Without one, the event id is the request id.
     let response = client
