@@ -88,6 +88,10 @@ async fn correlation_id_runs_from_the_ingest_log_line_to_the_receivers_headers()
     let stored = stored.ok(200);
     assert_eq!(stored["request_id"], "req-obs-1");
     assert_eq!(stored["trace_id"], hex_of_uuid(&event_id));
+    let attempts = api.get(&format!("/v1/attempts?event_id={event_id}")).await;
+    let attempts = attempts.ok(200);
+    assert_eq!(attempts[0]["request_id"], "req-obs-1");
+    assert_eq!(attempts[0]["trace_id"], hex_of_uuid(&event_id));
 
     // 2. Without one, the event id is the request id.
     let response = client
