@@ -150,3 +150,79 @@ impl MetricsConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use crate::config::{LogFormat, OtlpProtocol};
+
+    #[test]
+    fn sections_parse_and_env_overrides_them() {
+        let mut config = Config::from_toml(
+            r#"
+[log]
+format = "json"
+level = "debug"
+
+[tracing]
+endpoint = "http://collector:4318"
+protocol = "grpc"
+sample_ratio = 0.5
+
+[metrics]
+statsd = "127.0.0.1:8125"
+statsd_interval = "2s"
+"#,
+        )
+        .expect("parses");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.tracing.protocol, OtlpProtocol::Grpc);
+        assert_eq!(config.metrics.statsd_interval.as_secs(), 2);
+        config.validate().expect("valid");
+        config
+            .apply_env([
+                ("SWITCHBOARD_LOG_FORMAT".to_owned(), "text".to_owned()),
+                (
+                    "SWITCHBOARD_OTLP_PROTOCOL".to_owned(),
+                    "http/protobuf".to_owned(),
+                ),
+                ("SWITCHBOARD_STATSD".to_owned(), "agent:9125".to_owned()),
+            ])
+            .expect("env");
+        assert_eq!(config.log.format, LogFormat::Pretty);
+        assert_eq!(config.tracing.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(config.metrics.statsd.as_deref(), Some("agent:9125"));
+        assert!(
+            config
+                .apply_env([("SWITCHBOARD_LOG_FORMAT".to_owned(), "xml".to_owned())])
+                .is_err()
+        );
+        assert!(
+            Config::default().tracing.endpoint.is_none(),
+            "off by default"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_key() {
+        for (toml, key) in [
+            (
+                "[tracing]\nendpoint = \"collector:4318\"",
+                "tracing.endpoint",
+            ),
+            ("[tracing]\nsample_ratio = 2.0", "tracing.sample_ratio"),
+            ("[metrics]\nstatsd = \"localhost\"", "metrics.statsd"),
+            ("[metrics]\nstatsd = \"localhost:0\"", "metrics.statsd"),
+        ] {
+            let error = Config::from_toml(toml)
+                .expect("parses")
+                .validate()
+                .expect_err(toml)
+                .to_string();
+            assert!(error.contains(key), "{toml}: {error}");
+        }
+        let error = Config::from_toml("[log]\nformat = \"xml\"").expect_err("unknown format");
+        assert!(error.to_string().contains("format"), "{error}");
+        assert!(Config::from_toml("[tracing]\nendpont = \"x\"").is_err());
+    }
+}
