@@ -4,6 +4,7 @@
 //! the rules (when to retry, what a config may say) are written once and unit-tested in isolation.
 
 pub mod config;
+pub mod correlation;
 pub mod duration;
 pub mod ids;
 pub mod outbound;

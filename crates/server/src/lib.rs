@@ -22,6 +22,8 @@ pub mod retention;
 pub mod runtime;
 pub mod sources;
 pub mod state;
+pub mod statsd;
+pub mod telemetry;
 pub mod template;
 pub mod transform;
 pub mod verifiers;
@@ -128,7 +130,15 @@ pub async fn run(
             "re-queued deliveries left in flight by a previous run"
         );
     }
-    let _ = metrics::handle();
+    let statsd_task = match (metrics::install(&config.metrics), &config.metrics.statsd) {
+        (Some(recorder), Some(target)) => Some(tokio::spawn(statsd::flush_loop(
+            recorder,
+            target.clone(),
+            config.metrics.statsd_interval,
+            shutdown.child_token(),
+        ))),
+        _ => None,
+    };
 
     let wake = Arc::new(Notify::new());
     let due = Arc::new(delivery::due::DueBook::new());
@@ -242,6 +252,7 @@ pub async fn run(
             config.stream.clone(),
             shutdown.clone(),
         )),
+        activity: Arc::default(),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -262,7 +273,10 @@ pub async fn run(
     let _ = rejections_task.await;
     worker_shutdown.cancel();
     let _ = worker_task.await;
-    for task in [pruner_task, refresh_task].into_iter().flatten() {
+    for task in [pruner_task, refresh_task, statsd_task]
+        .into_iter()
+        .flatten()
+    {
         let _ = task.await;
     }
     // The worker (and its operational events) are done, as are the ingest handlers: the

@@ -63,6 +63,8 @@ pub struct AppState {
     pub connections: Arc<crate::connections::Connections>,
     /// The live feed of events and attempts (`/v1/stream`, live views).
     pub live: Arc<crate::live::Live>,
+    /// Accepted and rejected ingests per source on this node (`GET /v1/health`).
+    pub activity: Arc<crate::telemetry::activity::SourceActivity>,
 }
 
 /// Builds the source table from configuration.

@@ -256,4 +256,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;
+
+    /// The health overview: the latest event of each of `sources`, the backlog per
+    /// destination, the nodes seen since `now - node_ttl_ms` and the leases held at `now`.
+    async fn overview(
+        &self,
+        sources: &[String],
+        now: UnixMillis,
+        node_ttl_ms: i64,
+    ) -> Result<Overview>;
 }

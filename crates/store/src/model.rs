@@ -130,6 +130,8 @@ pub struct ClaimedDelivery {
     pub exhausted_before: bool,
     /// Whether retention removed the event's body (the delivery cannot be sent).
     pub body_pruned: bool,
+    /// The event's request id and trace id (derived from its id and stored headers).
+    pub correlation: switchboard_core::correlation::Correlation,
 }
 
 /// What happens to a delivery after an attempt.
@@ -424,4 +426,39 @@ pub struct HoldRecord {
     pub last_error: Option<String>,
     /// Deliveries of the key waiting behind it.
     pub waiting: u64,
+}
+
+/// What `GET /v1/health` reads from the store in one go (cheap indexed queries only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overview {
+    /// Latest event time per asked source (absent: no event stored).
+    pub last_event_at: Vec<(String, UnixMillis)>,
+    /// Deliveries waiting per destination: `(destination, pending, in_flight)`.
+    pub backlog: Vec<(String, u64, u64)>,
+    /// Nodes seen within the ttl, by id.
+    pub nodes: Vec<NodeRecord>,
+    /// Named leases not yet expired, by name.
+    pub leases: Vec<LeaseRecord>,
+}
+
+/// A node sharing the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Node id.
+    pub id: String,
+    /// When it started.
+    pub started_at: UnixMillis,
+    /// Its last heartbeat.
+    pub last_seen: UnixMillis,
+}
+
+/// A held named lease (a schedule, a stream, a token refresh…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// Lease name.
+    pub name: String,
+    /// Holding node.
+    pub owner: String,
+    /// When it lapses unless renewed.
+    pub expires_at: UnixMillis,
 }

@@ -57,6 +57,8 @@ conformance_tests!(
     connections_round_trip_and_swap_tokens,
     oauth_states_are_single_use,
     feed_follows_commit_order,
+    overview_reports_sources_backlog_nodes_and_leases,
+    claimed_deliveries_carry_the_events_correlation,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -17,11 +17,13 @@ use crate::ids::is_valid_resource_id;
 
 mod connections;
 mod destinations;
+mod observability;
 mod routes;
 mod sources;
 
 pub use connections::*;
 pub use destinations::*;
+pub use observability::*;
 pub use routes::*;
 pub use sources::*;
 
@@ -60,6 +62,12 @@ pub struct Config {
     pub connections: ConnectionsConfig,
     /// The live stream (`GET /v1/stream`, `switchboard listen` and `tail`).
     pub stream: StreamConfig,
+    /// Log format and level.
+    pub log: LogConfig,
+    /// OpenTelemetry traces over OTLP (off by default).
+    pub tracing: TracingConfig,
+    /// Metrics exports beyond `/metrics` (StatsD).
+    pub metrics: MetricsConfig,
 }
 
 /// `[server]`
@@ -432,6 +440,18 @@ impl Config {
                 "SWITCHBOARD_MAX_BODY_BYTES" => {
                     self.server.max_body_bytes = value.parse().map_err(|_| bad("not a number"))?
                 }
+                "SWITCHBOARD_LOG_FORMAT" if !value.is_empty() => {
+                    self.log.format =
+                        LogFormat::parse(&value).ok_or_else(|| bad("expected pretty or json"))?
+                }
+                "SWITCHBOARD_OTLP_ENDPOINT" if !value.is_empty() => {
+                    self.tracing.endpoint = Some(value)
+                }
+                "SWITCHBOARD_OTLP_PROTOCOL" if !value.is_empty() => {
+                    self.tracing.protocol = OtlpProtocol::parse(&value)
+                        .ok_or_else(|| bad("expected http/protobuf or grpc"))?
+                }
+                "SWITCHBOARD_STATSD" if !value.is_empty() => self.metrics.statsd = Some(value),
                 "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS" => {
                     self.security.allow_private_networks =
                         parse_bool(&value).ok_or_else(|| bad("expected true or false"))?
@@ -454,6 +474,8 @@ impl Config {
         if self.stream.keep_alive.is_zero() {
             return invalid("stream.keep_alive must be > 0".into());
         }
+        self.tracing.validate().map_err(ConfigError::Invalid)?;
+        self.metrics.validate().map_err(ConfigError::Invalid)?;
         if self.delivery.concurrency == 0 || self.delivery.per_destination_concurrency == 0 {
             return invalid("delivery concurrency limits must be > 0".into());
         }

@@ -77,6 +77,35 @@ pub struct Attempt {
     pub response_body: String,
     /// `utf8` or `base64`.
     pub response_body_encoding: &'static str,
+    /// The event's request id, sent as `X-Request-Id` with the attempt (null when the event
+    /// is gone).
+    pub request_id: Option<String>,
+    /// The event's trace id, sent in the attempt's `traceparent`.
+    pub trace_id: Option<String>,
+}
+
+/// Fills the request id and trace id of `attempts` from their events (one read per event).
+pub async fn with_correlation(
+    store: &dyn switchboard_store::Store,
+    mut attempts: Vec<Attempt>,
+) -> Result<Vec<Attempt>, switchboard_store::StoreError> {
+    let mut known: std::collections::HashMap<String, Option<(String, String)>> =
+        std::collections::HashMap::new();
+    for attempt in &mut attempts {
+        if !known.contains_key(&attempt.event_id) {
+            let ids = store.get_event(&attempt.event_id).await?.map(|event| {
+                let c =
+                    switchboard_core::correlation::Correlation::derive(&event.id, &event.headers);
+                (c.request_id, c.trace_id)
+            });
+            known.insert(attempt.event_id.clone(), ids);
+        }
+        if let Some(Some((request_id, trace_id))) = known.get(&attempt.event_id) {
+            attempt.request_id = Some(request_id.clone());
+            attempt.trace_id = Some(trace_id.clone());
+        }
+    }
+    Ok(attempts)
 }
 
 /// A delivery with its attempts.
@@ -155,6 +184,8 @@ fn attempt(a: AttemptRecord) -> Attempt {
             .collect(),
         response_body,
         response_body_encoding,
+        request_id: None,
+        trace_id: None,
     }
 }
 
@@ -203,9 +234,13 @@ pub async fn get(
         .list_attempts(None, Some(&id))
         .await
         .map_err(internal)?;
+    let attempt_log = attempts.into_iter().map(attempt).collect();
+    let attempt_log = with_correlation(state.store.as_ref(), attempt_log)
+        .await
+        .map_err(internal)?;
     Ok(Json(DeliveryDetail {
         delivery: delivery(record),
-        attempt_log: attempts.into_iter().map(attempt).collect(),
+        attempt_log,
     }))
 }
 
@@ -232,7 +267,12 @@ pub async fn attempts(
         .list_attempts(q.event_id.as_deref(), q.delivery_id.as_deref())
         .await
         .map_err(internal)?;
-    Ok(Json(rows.into_iter().map(attempt).collect()))
+    let attempts = rows.into_iter().map(attempt).collect();
+    Ok(Json(
+        with_correlation(state.store.as_ref(), attempts)
+            .await
+            .map_err(internal)?,
+    ))
 }
 
 /// Routes of this resource.

@@ -51,6 +51,10 @@ pub struct EventSummary {
     pub tenant: Option<String>,
     /// When retention removed the body (RFC 3339); the event and its deliveries stay.
     pub payload_pruned_at: Option<String>,
+    /// The request id every log line and delivery of this event carries (`X-Request-Id`).
+    pub request_id: String,
+    /// The W3C trace id of this event's spans and of its deliveries' `traceparent`.
+    pub trace_id: String,
 }
 
 /// A delivery as listed with its event.
@@ -132,7 +136,10 @@ pub fn parse_status(value: Option<&str>) -> Result<Option<DeliveryStatus>, Probl
 
 /// The listing view of a stored event (also used by the offline CLI).
 pub fn summary(e: &EventRecord) -> EventSummary {
+    let correlation = switchboard_core::correlation::Correlation::derive(&e.id, &e.headers);
     EventSummary {
+        request_id: correlation.request_id,
+        trace_id: correlation.trace_id,
         id: e.id.clone(),
         source: e.source.clone(),
         event_type: e.event_type.clone(),

@@ -12,6 +12,7 @@ pub mod endpoints;
 pub mod event_types;
 pub mod events;
 pub mod extract;
+pub mod health;
 pub mod idempotency;
 pub mod pagination;
 pub mod publish;
@@ -84,7 +85,8 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)"),
-        (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog")
+        (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog"),
+        (name = "health", description = "The state of every source, destination, connection, sync and worker")
     )
 )]
 struct ApiDoc;
@@ -106,7 +108,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(event_types::router())
             .merge(tokens::router())
             .merge(connections::router())
-            .merge(stream::router()),
+            .merge(stream::router())
+            .merge(health::router()),
     )
 }
 

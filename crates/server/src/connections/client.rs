@@ -10,9 +10,11 @@
 //! retryable statuses, with exponential backoff and jitter, waiting at least what `Retry-After`
 //! or the reset header asks.
 
+use crate::telemetry::Outgoing;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use switchboard_core::correlation::Correlation;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -237,9 +239,24 @@ impl ConnectionClient {
     }
 
     /// Makes `request` through connection `id`.
+    /// The call carries `X-Request-Id` and `traceparent`: the caller's request id (or a new
+    /// one) and the caller's trace (or a new one), with the `proxy call` span as the parent.
     pub async fn call(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
+        use tracing::Instrument as _;
         let started = Instant::now();
-        let result = self.call_inner(id, request).await;
+        let correlation = crate::telemetry::from_headers(
+            &switchboard_core::ids::new_event_id(),
+            &request.headers,
+        );
+        let span = crate::telemetry::spans::proxy_call(id, request.method.as_str(), &correlation);
+        let result = self
+            .call_inner(id, request, &correlation)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| match &result {
+            Ok(response) => tracing::info!(connection = %id, status = response.status.as_u16(), attempts = response.attempts, "connection call"),
+            Err(error) => tracing::info!(connection = %id, %error, "connection call failed"),
+        });
         let outcome = match &result {
             Ok(response) if response.status.is_success() => "success",
             Ok(response) if response.status.is_client_error() => "client_error",
@@ -254,7 +271,12 @@ impl ConnectionClient {
         result
     }
 
-    async fn call_inner(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
+    async fn call_inner(
+        &self,
+        id: &str,
+        request: ApiRequest,
+        correlation: &Correlation,
+    ) -> Result<ApiResponse, CallError> {
         let connections = &self.connections;
         let (mut snapshot, state) = connections.get(id).await?;
         match snapshot.status {
@@ -300,7 +322,9 @@ impl ConnectionClient {
                 .enter(state.timeout)
                 .await
                 .ok_or(CallError::Busy)?;
-            let sent = self.send_once(&snapshot, &state, &request).await;
+            let sent = self
+                .send_once(&snapshot, &state, &request, correlation)
+                .await;
             drop(permit);
             let response = match sent {
                 Ok(response) => response,
@@ -320,6 +344,7 @@ impl ConnectionClient {
             let status = response.status;
             let now = now_millis();
             let rate = rate_state(&snapshot.provider.rate_limit, &response.headers, now);
+            state.pacer.observe(rate, now);
             if rate.remaining == Some(0)
                 && let Some(reset) = rate.reset_at
             {
@@ -387,6 +412,7 @@ impl ConnectionClient {
         snapshot: &Snapshot,
         state: &ConnState,
         request: &ApiRequest,
+        correlation: &Correlation,
     ) -> Result<ApiResponse, CallError> {
         let base = snapshot
             .expand(&snapshot.provider.base_url)
@@ -422,6 +448,12 @@ impl ConnectionClient {
                 continue;
             }
             headers.append(name.clone(), value.clone());
+        }
+        // The call's correlation replaces the caller's headers (same request id and trace).
+        if let Some(outgoing) =
+            Outgoing::new(correlation, crate::telemetry::spans::current_span_id())
+        {
+            outgoing.apply(&mut headers);
         }
         let credentials = &snapshot.credentials;
         let invalid = |what: &str| {

@@ -531,6 +531,16 @@ impl Connections {
         state
     }
 
+    /// This node's live state of connection `id` (circuit, pacing, calls in flight), if it
+    /// has made or prepared a call through it since it started.
+    pub fn live_state(&self, id: &str) -> Option<Arc<ConnState>> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
     /// Reads the connection from the store (bypassing the cache) and caches it.
     pub async fn load(&self, id: &str) -> Result<(Arc<Snapshot>, Arc<ConnState>), ConnectionError> {
         let record = self
@@ -758,6 +768,17 @@ impl Connections {
     /// within the margin; `Some(v)` (a `401`, or an explicit refresh) refreshes unless the
     /// stored version moved past `v` in the meantime (someone else refreshed).
     pub async fn refresh(
+        &self,
+        id: &str,
+        seen_version: Option<i64>,
+    ) -> Result<Arc<Snapshot>, ConnectionError> {
+        use tracing::Instrument as _;
+        self.refresh_in_span(id, seen_version)
+            .instrument(crate::telemetry::spans::oauth_refresh(id))
+            .await
+    }
+
+    async fn refresh_in_span(
         &self,
         id: &str,
         seen_version: Option<i64>,

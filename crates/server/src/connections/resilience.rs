@@ -22,6 +22,8 @@ pub struct Pacer {
     /// No call before this instant (unix ms): set by `Retry-After`, or a window with no calls
     /// left until its reset.
     paused_until: AtomicI64,
+    /// The provider's last rate-limit headers and when they were read (for `/v1/health`).
+    last_seen: Mutex<Option<(RateState, UnixMillis)>>,
 }
 
 impl Pacer {
@@ -37,6 +39,7 @@ impl Pacer {
         Self {
             limiter,
             paused_until: AtomicI64::new(0),
+            last_seen: Mutex::new(None),
         }
     }
 
@@ -70,6 +73,18 @@ impl Pacer {
     pub fn pause_until(&self, until: UnixMillis) {
         let until = until.min(now_millis() + MAX_PAUSE.as_millis() as i64);
         self.paused_until.fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Remembers what the provider's rate-limit headers said at `now` (when they said anything).
+    pub fn observe(&self, rate: RateState, now: UnixMillis) {
+        if rate != RateState::default() {
+            *self.last_seen.lock().unwrap_or_else(|p| p.into_inner()) = Some((rate, now));
+        }
+    }
+
+    /// The last rate-limit headers seen, and when.
+    pub fn last_seen(&self) -> Option<(RateState, UnixMillis)> {
+        *self.last_seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// When calls are held until, if in the future.

@@ -109,6 +109,8 @@ async fn write(store: &dyn Store, batch: &[Completion]) {
             Ok(()) => return,
             Err(error) => {
                 tracing::error!(%error, attempt, size = batch.len(), "recording attempts failed; retrying");
+                metrics::counter!("switchboard_store_errors_total", "operation" => "complete")
+                    .increment(1);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

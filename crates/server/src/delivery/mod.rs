@@ -30,6 +30,7 @@ use switchboard_store::{Claim, ClaimedDelivery, Completion, NewAttempt, NextStep
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use self::completer::CompleterHandle;
 use self::destinations::HttpTarget;
@@ -342,6 +343,8 @@ impl Worker {
             Ok(batches) => batches,
             Err(error) => {
                 tracing::error!(%error, "claiming deliveries failed; retrying shortly");
+                metrics::counter!("switchboard_store_errors_total", "operation" => "claim")
+                    .increment(1);
                 pass.wake_at(now + 1000);
                 return pass;
             }
@@ -464,8 +467,14 @@ impl Worker {
         }
     }
 
-    /// Makes one attempt and queues its completion.
+    /// Makes one attempt and queues its completion, inside a span carrying the event's
+    /// correlation (so every log line of the attempt has it, and traces link it to the event).
     async fn attempt(&self, delivery: ClaimedDelivery) {
+        let span = crate::telemetry::spans::attempt(&delivery);
+        self.attempt_in_span(delivery).instrument(span).await
+    }
+
+    async fn attempt_in_span(&self, delivery: ClaimedDelivery) {
         let attempt_no = delivery.attempts + 1;
         let run_attempt = delivery.run_attempts + 1;
         let started_at = now_millis();
@@ -496,7 +505,10 @@ impl Worker {
         };
         let route = runtime.route_programs.get(&delivery.route_id).cloned();
         drop(runtime);
-        let prepared = match prepare(&target, route, &delivery).await {
+        let prepared = match prepare(&target, route, &delivery)
+            .instrument(crate::telemetry::spans::route(&delivery.route_id))
+            .await
+        {
             Ok(Plan::Send(prepared)) => prepared,
             Ok(Plan::Filtered) => {
                 tracing::debug!(delivery = %delivery.id, route = %delivery.route_id, "filtered out by the route");
@@ -531,7 +543,15 @@ impl Worker {
             }
         };
         let report = match &target.connector {
-            None => self.sender.send(&target, &delivery.id, &prepared).await,
+            None => {
+                let outgoing = crate::telemetry::Outgoing::new(
+                    &delivery.correlation,
+                    crate::telemetry::spans::current_span_id(),
+                );
+                self.sender
+                    .send(&target, &delivery.id, &prepared, outgoing.as_ref())
+                    .await
+            }
             Some(connector) => {
                 connector
                     .deliver(connectors::Attempt {

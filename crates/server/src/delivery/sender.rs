@@ -10,6 +10,8 @@ use switchboard_signatures::standard_webhooks;
 
 use super::destinations::HttpTarget;
 use super::ssrf::{BlockedAddress, GuardedResolver, Policy};
+use crate::telemetry::Outgoing;
+use switchboard_core::correlation::{REQUEST_ID_HEADER, TRACEPARENT_HEADER};
 
 /// The `user-agent` of every delivery.
 pub const USER_AGENT_VALUE: &str = concat!("Switchboard/", env!("CARGO_PKG_VERSION"));
@@ -79,6 +81,7 @@ impl Sender {
         target: &HttpTarget,
         delivery_id: &str,
         prepared: &Prepared,
+        outgoing: Option<&Outgoing>,
     ) -> AttemptReport {
         let body = prepared.body.as_slice();
         let content_type = prepared.content_type.as_deref();
@@ -125,9 +128,21 @@ impl Sender {
         if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
             request = request.header(CONTENT_TYPE, ct);
         }
+        // The event's correlation, unless the destination sets these headers itself.
+        if let Some(outgoing) = outgoing {
+            let configured = |name: &str| target.headers.iter().any(|(k, _)| k.as_str() == name);
+            if !configured(REQUEST_ID_HEADER) {
+                request = request.header(REQUEST_ID_HEADER, outgoing.request_id.clone());
+            }
+            if !configured(TRACEPARENT_HEADER) {
+                request = request.header(TRACEPARENT_HEADER, outgoing.traceparent.clone());
+            }
+        }
         // Per-message headers first, then the destination's own (which win on a clash).
         for (name, value) in &prepared.headers {
-            if super::destinations::is_reserved_header(name) {
+            if super::destinations::is_reserved_header(name)
+                || (outgoing.is_some() && Outgoing::is_own(name))
+            {
                 continue;
             }
             if let (Ok(name), Ok(value)) = (

@@ -83,7 +83,11 @@ async fn run(
             replies.push(reply);
         }
         metrics::histogram!("switchboard_ingest_batch_size").record(events.len() as f64);
-        match store.insert_events(&events).await {
+        let started = std::time::Instant::now();
+        let inserted = store.insert_events(&events).await;
+        metrics::histogram!("switchboard_ingest_commit_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        match inserted {
             Ok(outcomes) => {
                 for (event, outcome) in events.iter().zip(&outcomes) {
                     let counter = match outcome {
@@ -106,6 +110,8 @@ async fn run(
             }
             Err(error) => {
                 tracing::error!(%error, batch = events.len(), "ingest commit failed");
+                metrics::counter!("switchboard_store_errors_total", "operation" => "commit")
+                    .increment(1);
                 let error = Arc::new(error);
                 for reply in replies.drain(..) {
                     let _ = reply.send(Err(error.clone()));

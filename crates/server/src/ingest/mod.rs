@@ -10,17 +10,20 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use switchboard_core::correlation::{Correlation, REQUEST_ID_HEADER};
 use switchboard_core::ids::{new_delivery_id, new_event_id};
 use switchboard_core::time::now_millis;
 use switchboard_store::{InsertOutcome, NewDelivery, NewEvent, Rejection as StoredRejection};
+use tracing::Instrument as _;
 
 use crate::problem::Problem;
 use crate::state::{AppState, SourceRuntime};
 use crate::verifiers::{Inbound, Rejection, Verdict};
 
-/// The ingest handler.
+/// The ingest handler. The event's id is chosen first so that its `ingest` span (and every
+/// log line inside it) carries the event's request id and trace id from the start.
 pub async fn ingest(
     State(state): State<Arc<AppState>>,
     Path(source_id): Path<String>,
@@ -28,6 +31,57 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let event_id = new_event_id();
+    let correlation = crate::telemetry::from_headers(&event_id, &headers);
+    let span = crate::telemetry::spans::ingest(&source_id, &event_id, &correlation);
+    let request_id = correlation.request_id.clone();
+    let counted = source_id.clone();
+    let request = Request {
+        source_id,
+        uri,
+        headers,
+        event_id,
+        correlation,
+    };
+    let mut response = accept(state.clone(), request, body).instrument(span).await;
+    let status = response.status();
+    // Only configured sources are counted: unknown ids must not grow the map.
+    // 5xx (store unavailable, shutting down) is neither: the request was not judged.
+    if (status.is_success() || (status.is_client_error() && status != StatusCode::NOT_FOUND))
+        && state.registry.current().sources.contains_key(&counted)
+    {
+        state.activity.record(&counted, status.is_success());
+    }
+    // Echo the request id so a caller that sent none can still find the event's log lines.
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
+    response
+}
+
+/// An ingest request, once its event id and correlation are chosen.
+struct Request {
+    source_id: String,
+    uri: Uri,
+    headers: HeaderMap,
+    event_id: String,
+    correlation: Correlation,
+}
+
+async fn accept(
+    state: Arc<AppState>,
+    request: Request,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Request {
+        source_id,
+        uri,
+        headers,
+        event_id,
+        correlation,
+    } = request;
     let runtime = state.registry.current();
     let Some(source) = runtime.sources.get(&source_id) else {
         return Problem::new(
@@ -87,7 +141,7 @@ pub async fn ingest(
         }
     };
     let event = NewEvent {
-        id: new_event_id(),
+        id: event_id,
         source: source_id.clone(),
         tenant: None,
         event_type: accepted.event_type.clone(),
@@ -117,13 +171,18 @@ pub async fn ingest(
     };
     let id = event.id.clone();
     let routes = event.deliveries.len();
-    match state.committer.commit(event).await {
+    let committed = state
+        .committer
+        .commit(event)
+        .instrument(crate::telemetry::spans::commit(routes))
+        .await;
+    match committed {
         Ok(InsertOutcome::Inserted) if accepted.empty_ack => {
-            tracing::debug!(event = %id, source = %source_id, routes, "event stored");
+            tracing::info!(event = %id, source = %source_id, routes, request_id = %correlation.request_id, trace_id = %correlation.trace_id, "event stored");
             StatusCode::OK.into_response()
         }
         Ok(InsertOutcome::Inserted) => {
-            tracing::debug!(event = %id, source = %source_id, routes, "event stored");
+            tracing::info!(event = %id, source = %source_id, routes, request_id = %correlation.request_id, trace_id = %correlation.trace_id, "event stored");
             (
                 StatusCode::ACCEPTED,
                 axum::Json(serde_json::json!({ "id": id })),
@@ -131,7 +190,7 @@ pub async fn ingest(
                 .into_response()
         }
         Ok(InsertOutcome::Duplicate { original_id }) => {
-            tracing::info!(event = %original_id, source = %source_id, "duplicate ignored");
+            tracing::info!(event = %original_id, source = %source_id, request_id = %correlation.request_id, "duplicate ignored");
             (
                 StatusCode::OK,
                 axum::Json(serde_json::json!({ "id": original_id, "duplicate": true })),
@@ -143,7 +202,7 @@ pub async fn ingest(
                 .into_response()
         }
         Err(commit::CommitError::Store(error)) => {
-            tracing::error!(source = %source_id, %error, "could not store event");
+            tracing::error!(source = %source_id, request_id = %correlation.request_id, %error, "could not store event");
             Problem::unavailable("the event could not be stored; retry later").into_response()
         }
     }

@@ -26,6 +26,7 @@ mod feed;
 mod management;
 mod migrate;
 mod outbound;
+mod overview;
 mod reads;
 mod writes;
 
@@ -393,6 +394,15 @@ impl crate::Store for PgStore {
 
     async fn feed_head(&self) -> Result<crate::FeedCursor> {
         feed::head(&self.pool).await
+    }
+
+    async fn overview(
+        &self,
+        sources: &[String],
+        now: switchboard_core::time::UnixMillis,
+        node_ttl_ms: i64,
+    ) -> Result<crate::Overview> {
+        overview::overview(&self.pool, sources, now, node_ttl_ms).await
     }
 
     async fn ping(&self) -> Result<()> {

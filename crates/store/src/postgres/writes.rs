@@ -361,6 +361,7 @@ pub(super) async fn claim_due(pool: &PgPool, claim: &Claim<'_>) -> Result<Vec<Cl
                 ordering_key: row.try_get("ordering_key")?,
                 exhausted_before: row.try_get("exhausted")?,
                 body_pruned: false,
+                correlation: placeholder_correlation(),
             },
         ));
     }
@@ -374,8 +375,8 @@ pub(super) async fn claim_due(pool: &PgPool, claim: &Claim<'_>) -> Result<Vec<Cl
     let mut events = HashMap::with_capacity(event_ids.len());
     for chunk in event_ids.chunks(CHUNK) {
         let rows = sqlx::query(
-            "SELECT id, source, tenant, event_type, received_at, forward_headers, body_pruned_at, \
-             content_type, body FROM events WHERE id = ANY($1::text[])",
+            "SELECT id, source, tenant, event_type, received_at, forward_headers, headers, \
+             body_pruned_at, content_type, body FROM events WHERE id = ANY($1::text[])",
         )
         .bind(chunk)
         .fetch_all(pool)
@@ -391,6 +392,10 @@ pub(super) async fn claim_due(pool: &PgPool, claim: &Claim<'_>) -> Result<Vec<Cl
                 body_pruned: row.try_get::<Option<i64>, _>("body_pruned_at")?.is_some(),
                 content_type: row.try_get("content_type")?,
                 body: row.try_get("body")?,
+                correlation: switchboard_core::correlation::Correlation::derive(
+                    &id,
+                    &super::reads::parse_headers(row.try_get("headers")?)?,
+                ),
             };
             events.insert(id, event);
         }
@@ -410,6 +415,7 @@ pub(super) async fn claim_due(pool: &PgPool, claim: &Claim<'_>) -> Result<Vec<Cl
         delivery.body_pruned = event.body_pruned;
         delivery.content_type.clone_from(&event.content_type);
         delivery.body.clone_from(&event.body);
+        delivery.correlation.clone_from(&event.correlation);
     }
     Ok(claimed)
 }
@@ -424,6 +430,12 @@ struct ClaimedEvent {
     body_pruned: bool,
     content_type: Option<String>,
     body: Vec<u8>,
+    correlation: switchboard_core::correlation::Correlation,
+}
+
+/// The correlation of a claimed row until its event is read (`fill` replaces it).
+fn placeholder_correlation() -> switchboard_core::correlation::Correlation {
+    switchboard_core::correlation::Correlation::derive("", &[])
 }
 
 pub(super) async fn complete(pool: &PgPool, completions: &[Completion]) -> Result<()> {

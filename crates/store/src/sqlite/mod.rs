@@ -10,6 +10,7 @@ mod feed;
 mod management;
 mod migrate;
 mod outbound;
+mod overview;
 mod reads;
 mod writes;
 
@@ -356,6 +357,15 @@ impl crate::Store for SqliteStore {
 
     async fn feed_head(&self) -> Result<crate::FeedCursor> {
         feed::head(&self.reader).await
+    }
+
+    async fn overview(
+        &self,
+        sources: &[String],
+        now: switchboard_core::time::UnixMillis,
+        node_ttl_ms: i64,
+    ) -> Result<crate::Overview> {
+        overview::overview(&self.reader, sources, now, node_ttl_ms).await
     }
 
     async fn ping(&self) -> Result<()> {

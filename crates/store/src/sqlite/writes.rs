@@ -224,6 +224,7 @@ fn claimed_from_rows(rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<ClaimedDeli
             ordering_key: row.try_get("ordering_key")?,
             exhausted_before: row.try_get::<i64, _>("exhausted")? != 0,
             body_pruned: false,
+            correlation: placeholder_correlation(),
         });
     }
     Ok(claimed)
@@ -306,7 +307,7 @@ async fn fill_events(reader: &SqlitePool, claimed: &mut [&mut ClaimedDelivery]) 
     let mut bodies = std::collections::HashMap::with_capacity(event_ids.len());
     for chunk in event_ids.chunks(CHUNK) {
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT id, source, tenant, event_type, received_at, forward_headers, body_pruned_at, content_type, body FROM events WHERE id IN (",
+            "SELECT id, source, tenant, event_type, received_at, forward_headers, headers, body_pruned_at, content_type, body FROM events WHERE id IN (",
         );
         let mut list = q.separated(", ");
         for id in chunk {
@@ -325,6 +326,10 @@ async fn fill_events(reader: &SqlitePool, claimed: &mut [&mut ClaimedDelivery]) 
                 body_pruned: row.try_get::<Option<i64>, _>("body_pruned_at")?.is_some(),
                 content_type: row.try_get("content_type")?,
                 body: row.try_get("body")?,
+                correlation: switchboard_core::correlation::Correlation::derive(
+                    &id,
+                    &super::reads::parse_headers(row.try_get("headers")?)?,
+                ),
             };
             bodies.insert(id, event);
         }
@@ -344,6 +349,7 @@ async fn fill_events(reader: &SqlitePool, claimed: &mut [&mut ClaimedDelivery]) 
         delivery.body_pruned = event.body_pruned;
         delivery.content_type.clone_from(&event.content_type);
         delivery.body.clone_from(&event.body);
+        delivery.correlation.clone_from(&event.correlation);
     }
     Ok(())
 }
@@ -358,6 +364,12 @@ struct ClaimedEvent {
     body_pruned: bool,
     content_type: Option<String>,
     body: Vec<u8>,
+    correlation: switchboard_core::correlation::Correlation,
+}
+
+/// The correlation of a claimed row until its event is read (`fill` replaces it).
+fn placeholder_correlation() -> switchboard_core::correlation::Correlation {
+    switchboard_core::correlation::Correlation::derive("", &[])
 }
 
 pub(super) async fn complete(pool: &SqlitePool, completions: &[Completion]) -> Result<()> {

@@ -2324,3 +2324,89 @@ pub async fn feed_follows_commit_order(store: &dyn Store) {
     let (labels, _) = read_feed(store, head, &all, 100).await;
     assert_eq!(labels, ["e:01J0000000000000000000FE04"]);
 }
+
+/// The health overview reads the latest event per source, the backlog per destination, live
+/// nodes and held leases.
+pub async fn overview_reports_sources_backlog_nodes_and_leases(store: &dyn Store) {
+    let empty = store
+        .overview(&["a".into()], T0, 1_000)
+        .await
+        .expect("overview");
+    assert_eq!(empty, switchboard_store::Overview::default());
+    let first = new_event("ov-1", "a", T0 + 1, &[("d-1", "dst-r1")]);
+    let second = new_event("ov-2", "a", T0 + 2, &[("d-2", "dst-r1"), ("d-3", "dst-r2")]);
+    let other = new_event("ov-3", "b", T0 + 3, &[]);
+    store
+        .insert_events(&[first, second, other])
+        .await
+        .expect("insert");
+    let mut claim = claim_at(T0 + 10, 1, "n1");
+    claim.destination = Some("dst-r1");
+    let claimed = store.claim_due(&claim).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    store.heartbeat("n1", T0, 1_000).await.expect("hb");
+    store.heartbeat("n0", T0 - 5_000, 1_000).await.expect("hb");
+    assert!(
+        store
+            .try_lease("job", "n1", T0, 1_000)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        store
+            .try_lease("gone", "n1", T0 - 5_000, 1_000)
+            .await
+            .expect("lease")
+    );
+    let overview = store
+        .overview(&["a".into(), "b".into(), "none".into()], T0 + 20, 1_000)
+        .await
+        .expect("overview");
+    assert_eq!(
+        overview.last_event_at,
+        vec![("a".into(), T0 + 2), ("b".into(), T0 + 3)]
+    );
+    assert_eq!(
+        overview.backlog,
+        vec![("dst-r1".into(), 1, 1), ("dst-r2".into(), 1, 0)]
+    );
+    assert_eq!(
+        overview
+            .nodes
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect::<Vec<_>>(),
+        ["n1"]
+    );
+    assert_eq!(overview.leases.len(), 1);
+    assert_eq!(overview.leases[0].name, "job");
+    assert_eq!(overview.leases[0].owner, "n1");
+    assert_eq!(overview.leases[0].expires_at, T0 + 1_000);
+}
+
+/// A claimed delivery carries its event's correlation, derived from the stored headers.
+pub async fn claimed_deliveries_carry_the_events_correlation(store: &dyn Store) {
+    let event_id = "01937d6e-8f1c-7a2b-9c3d-4e5f60718293";
+    let mut with_id = new_event(event_id, "a", T0, &[("d-c1", "dst")]);
+    with_id
+        .headers
+        .push(("X-Request-Id".into(), "req-7".into()));
+    let plain = new_event("plain-event", "a", T0, &[("d-c2", "dst")]);
+    store
+        .insert_events(&[with_id, plain])
+        .await
+        .expect("insert");
+    let mut claimed = store
+        .claim_due(&claim_at(T0 + 1, 10, "w"))
+        .await
+        .expect("claim");
+    claimed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(claimed[0].correlation.request_id, "req-7");
+    assert_eq!(
+        claimed[0].correlation.trace_id,
+        "01937d6e8f1c7a2b9c3d4e5f60718293"
+    );
+    assert_eq!(claimed[1].correlation.request_id, "plain-event");
+    assert_eq!(claimed[1].correlation.trace_id.len(), 32);
+}

@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 use switchboard_core::DeliveryStatus;
 use switchboard_core::time::{format_rfc3339, now_millis};
-use switchboard_server::api::deliveries::{Attempt, DeliveryDetail, delivery};
+use switchboard_server::api::deliveries::{Attempt, DeliveryDetail, delivery, with_correlation};
 use switchboard_server::api::events::{
     EventDelivery, EventDetail, EventSummary, Header, encode_body,
 };
@@ -153,9 +153,10 @@ impl Offline {
             .await?
             .ok_or_else(|| anyhow!("Not found: no delivery `{id}`"))?;
         let attempts = self.store.list_attempts(None, Some(id)).await?;
+        let attempt_log = attempts.into_iter().map(attempt).collect();
         to_json(DeliveryDetail {
             delivery: delivery(record),
-            attempt_log: attempts.into_iter().map(attempt).collect(),
+            attempt_log: with_correlation(self.store.as_ref(), attempt_log).await?,
         })
     }
 
@@ -166,7 +167,8 @@ impl Offline {
         delivery_id: Option<&str>,
     ) -> anyhow::Result<Value> {
         let rows = self.store.list_attempts(event_id, delivery_id).await?;
-        to_json(rows.into_iter().map(attempt).collect::<Vec<_>>())
+        let attempts = rows.into_iter().map(attempt).collect();
+        to_json(with_correlation(self.store.as_ref(), attempts).await?)
     }
 
     /// Re-queues deliveries; returns how many.
@@ -216,5 +218,7 @@ fn attempt(a: AttemptRecord) -> Attempt {
         response_headers: headers(a.response_headers),
         response_body,
         response_body_encoding,
+        request_id: None,
+        trace_id: None,
     }
 }

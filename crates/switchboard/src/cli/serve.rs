@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use switchboard_core::config::LogFormat;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use crate::settings::{self, ConfigArgs};
 
@@ -15,17 +15,22 @@ pub struct ServeArgs {
     /// Address to listen on (overrides `server.listen`).
     #[arg(long, env = "SWITCHBOARD_LISTEN")]
     listen: Option<SocketAddr>,
-    /// Log format.
-    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Log format (overrides `log.format`): `pretty` (or `text`) or `json`.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_parser = ["pretty", "text", "json"])]
+    log_format: Option<String>,
 }
 
 pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging(&args.log_format);
     let mut config = settings::load(config_args)?;
     if let Some(listen) = args.listen {
         config.server.listen = listen;
     }
+    let format = args.log_format.as_deref().and_then(LogFormat::parse);
+    let filter = ["SWITCHBOARD_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()));
+    let telemetry =
+        switchboard_server::telemetry::init(&config.log, &config.tracing, format, filter)?;
     // A server keeps running when its stdout goes away, so these lines ignore write errors
     // (a closed pipe must not panic or stop it).
     let say = |line: String| {
@@ -64,22 +69,10 @@ pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<Ex
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    switchboard_server::run(config, listener, shutdown).await?;
+    let result = switchboard_server::run(config, listener, shutdown).await;
+    telemetry.shutdown().await;
+    result?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_logging(format: &str) {
-    let filter = EnvFilter::try_from_env("SWITCHBOARD_LOG")
-        .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if format == "json" {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
 
 async fn watch_signals(shutdown: CancellationToken) {

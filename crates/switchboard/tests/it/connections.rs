@@ -496,6 +496,11 @@ message = "/error/message"
         .send(
             api.request(reqwest::Method::POST, "/v1/proxy/e1/items/42?x=1&y=two")
                 .header("x-custom", "kept")
+                .header("x-request-id", "proxy-req-1")
+                .header(
+                    "traceparent",
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                )
                 .header("proxy-authorization", "Basic c2VjcmV0")
                 .header("content-type", "application/json")
                 .body("{\"hello\":\"world\"}"),
@@ -520,6 +525,17 @@ message = "/error/message"
     );
     assert_eq!(header(&call.headers, "proxy-authorization"), None);
     assert_eq!(call.body.as_ref(), b"{\"hello\":\"world\"}");
+    // The caller's request id goes on; the call continues the caller's trace from its own span.
+    assert_eq!(
+        header(&call.headers, "x-request-id").as_deref(),
+        Some("proxy-req-1")
+    );
+    let traceparent = header(&call.headers, "traceparent").expect("traceparent");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+            && !traceparent.contains("00f067aa0ba902b7"),
+        "{traceparent}"
+    );
 
     // A retryable error that outlasts the retries: normalised, with the provider's status.
     let failed = api.get("/v1/proxy/e1/fail").await;
@@ -529,12 +545,22 @@ message = "/error/message"
         json!({"provider": "echo", "status": 503, "code": "overloaded",
                "message": "try again later", "retryable": true})
     );
-    let fails = upstream
+    let fails: Vec<Seen> = upstream
         .seen()
-        .iter()
+        .into_iter()
         .filter(|s| s.path.ends_with("/fail"))
-        .count();
-    assert_eq!(fails, 2, "one retry");
+        .collect();
+    assert_eq!(fails.len(), 2, "one retry");
+    // Without the caller's ids, the call gets a fresh request id, kept across its retries.
+    let ids: Vec<Option<String>> = fails
+        .iter()
+        .map(|s| header(&s.headers, "x-request-id"))
+        .collect();
+    assert!(
+        ids[0].is_some() && ids[0] != Some("proxy-req-1".into()),
+        "{ids:?}"
+    );
+    assert_eq!(ids[0], ids[1]);
 
     // Scopes: a read token may GET through the proxy but not POST.
     let token = api

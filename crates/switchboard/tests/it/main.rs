@@ -14,6 +14,7 @@ mod ingest;
 mod live;
 mod multinode;
 mod notify;
+mod observability;
 mod outbound;
 mod providers;
 mod queue;

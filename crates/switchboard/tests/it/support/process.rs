@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The admin token the spawned servers accept.
@@ -25,6 +26,28 @@ impl Process {
     /// [`Process::spawn`] listening on `listen` (e.g. the address of a killed node, to restart
     /// it on the same port), with extra environment variables (e.g. `SWITCHBOARD_MASTER_KEY`).
     pub fn spawn_with(dir: &Path, config_toml: &str, listen: &str, env: &[(&str, &str)]) -> Self {
+        Self::start(dir, config_toml, listen, env, None)
+    }
+
+    /// [`Process::spawn`] with extra environment variables, keeping every stderr line (the
+    /// logs) in the returned buffer.
+    pub fn spawn_logged(
+        dir: &Path,
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> (Self, Arc<Mutex<Vec<String>>>) {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let process = Self::start(dir, config_toml, "127.0.0.1:0", env, Some(logs.clone()));
+        (process, logs)
+    }
+
+    fn start(
+        dir: &Path,
+        config_toml: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+        logs: Option<Arc<Mutex<Vec<String>>>>,
+    ) -> Self {
         let config = dir.join("switchboard.toml");
         std::fs::write(&config, config_toml).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
@@ -39,10 +62,21 @@ impl Process {
             .env("SWITCHBOARD_ADMIN_TOKEN", ADMIN_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if logs.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("spawn switchboard");
         let stdout = child.stdout.take().expect("stdout");
+        if let (Some(logs), Some(stderr)) = (logs, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    logs.lock().expect("logs").push(line);
+                }
+            });
+        }
         // Own the child before anything can panic, so that it is killed on every path.
         let mut process = Self {
             child,

@@ -1,0 +1,355 @@
+//! `GET /v1/health`: one document with the state of every source, destination, connection,
+//! sync and worker node — what an operator (or the dashboard's overview) reads first when
+//! something between two systems breaks.
+//!
+//! Cluster-wide facts come from the store (last event, backlog, destination circuits as last
+//! persisted, nodes, leases, connection status); per-node facts (reject counts, connection
+//! circuits and rate-limit headroom) are this node's view and say so.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+use switchboard_core::time::{UnixMillis, now_millis};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::auth::{Auth, Read};
+use super::{ApiResult, internal};
+use crate::problem::Problem;
+use crate::state::AppState;
+use crate::transform::rfc3339;
+
+/// Nodes that have not sent a heartbeat for this long are not listed (the worker's ttl).
+const NODE_TTL_MS: i64 = 6_000;
+/// An OAuth2 token expiring within this margin is reported as `expiring`.
+const EXPIRING_MS: i64 = 5 * 60 * 1000;
+/// A destination with at least this many consecutive failures is `failing` even while its
+/// circuit is still closed.
+const FAILING_AFTER: u32 = 1;
+
+/// The health document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when a destination's circuit is open, a destination is failing, a
+    /// connection needs attention or no worker node is live.
+    pub status: &'static str,
+    /// When this document was made (RFC 3339).
+    pub checked_at: String,
+    /// Every configured source.
+    pub sources: Vec<SourceHealth>,
+    /// Every destination and tenant endpoint.
+    pub destinations: Vec<DestinationHealth>,
+    /// Every connection to a third-party API.
+    pub connections: Vec<ConnectionHealth>,
+    /// Sync jobs (empty until syncs exist; each entry will carry its last run).
+    #[schema(value_type = Vec<Object>)]
+    pub syncs: Vec<serde_json::Value>,
+    /// Worker nodes sharing the store, and the named leases they hold.
+    pub workers: WorkersHealth,
+}
+
+/// One source.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceHealth {
+    /// Source id.
+    pub id: String,
+    /// `webhook`, `queue`, `websocket`, `schedule`…
+    pub kind: String,
+    /// When its latest stored event was received (RFC 3339), across all nodes.
+    pub last_event_at: Option<String>,
+    /// When its latest rejected request arrived (RFC 3339).
+    pub last_rejection_at: Option<String>,
+    /// Requests accepted by this node since it started.
+    pub accepted: u64,
+    /// Requests rejected by this node since it started (bad signature, too large, rate limited).
+    pub rejected: u64,
+    /// `rejected / (accepted + rejected)` on this node, 0 without requests.
+    pub reject_rate: f64,
+}
+
+/// One destination (or tenant endpoint).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationHealth {
+    /// Destination (or endpoint) id.
+    pub id: String,
+    /// Owning tenant, for tenant endpoints.
+    pub tenant: Option<String>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit: String,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// First failure after the last success (RFC 3339).
+    pub failing_since: Option<String>,
+    /// Last successful attempt (RFC 3339).
+    pub last_success_at: Option<String>,
+    /// Last failed attempt (RFC 3339).
+    pub last_failure_at: Option<String>,
+    /// Error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Deliveries waiting to be sent.
+    pub pending: u64,
+    /// Deliveries being sent right now.
+    pub in_flight: u64,
+}
+
+/// One connection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionHealth {
+    /// Connection id.
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// `pending`, `active` or `needs_reauth`.
+    pub status: String,
+    /// `valid`, `expiring` (within 5 minutes), `expired` (refreshed on next use when a refresh
+    /// token exists), `static` (API key, basic, bearer: no expiry) or `missing`.
+    pub token: &'static str,
+    /// When the OAuth2 access token expires (RFC 3339).
+    pub token_expires_at: Option<String>,
+    /// Why the last refresh failed.
+    pub last_error: Option<String>,
+    /// This node's circuit for the connection: `closed`, `open`, `half_open` (`closed` before
+    /// the first call).
+    pub circuit: &'static str,
+    /// Calls in flight from this node.
+    pub in_flight: usize,
+    /// What the provider's rate-limit headers last said to this node.
+    pub rate_limit: Option<RateLimitHealth>,
+    /// Calls are held until this instant (RFC 3339) after a `429` or an exhausted window.
+    pub paused_until: Option<String>,
+}
+
+/// Rate-limit headroom.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateLimitHealth {
+    /// Calls left in the window.
+    pub remaining: Option<u64>,
+    /// When the window resets (RFC 3339).
+    pub reset_at: Option<String>,
+    /// When the headers were read (RFC 3339).
+    pub observed_at: String,
+}
+
+/// Worker nodes and leases.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkersHealth {
+    /// Nodes with a recent heartbeat.
+    pub nodes: Vec<NodeHealth>,
+    /// Named leases held now (schedules, streams, token refreshes…).
+    pub leases: Vec<LeaseHealth>,
+}
+
+/// One node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeHealth {
+    /// Node id.
+    pub id: String,
+    /// Started (RFC 3339).
+    pub started_at: String,
+    /// Last heartbeat (RFC 3339).
+    pub last_seen: String,
+}
+
+/// One held lease.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseHealth {
+    /// Lease name.
+    pub name: String,
+    /// Holding node.
+    pub owner: String,
+    /// Lapses unless renewed (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Routes of this module.
+pub fn router() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new().routes(routes!(health))
+}
+
+/// The state of every source, destination, connection, sync and worker.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, body = Health), (status = 401, body = Problem), (status = 500, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn health(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+) -> ApiResult<Json<Health>> {
+    let now = now_millis();
+    let runtime = state.registry.current();
+    let mut source_ids: Vec<String> = runtime.sources.keys().cloned().collect();
+    source_ids.sort_unstable();
+    let overview = state
+        .store
+        .overview(&source_ids, now, NODE_TTL_MS)
+        .await
+        .map_err(internal)?;
+    let time = |at: Option<UnixMillis>| at.map(rfc3339);
+
+    let mut sources = Vec::with_capacity(source_ids.len());
+    for id in &source_ids {
+        let kind = runtime
+            .sources
+            .get(id)
+            .map(|s| s.kind.to_string())
+            .unwrap_or_default();
+        let last_rejection_at = state
+            .store
+            .list_rejections(id, 1)
+            .await
+            .map_err(internal)?
+            .first()
+            .map(|r| r.received_at);
+        let counts = state.activity.get(id);
+        sources.push(SourceHealth {
+            id: id.clone(),
+            kind,
+            last_event_at: time(
+                overview
+                    .last_event_at
+                    .iter()
+                    .find(|(s, _)| s == id)
+                    .map(|(_, at)| *at),
+            ),
+            last_rejection_at: time(last_rejection_at),
+            accepted: counts.accepted,
+            rejected: counts.rejected,
+            reject_rate: counts.reject_rate(),
+        });
+    }
+
+    let stored_health = state.store.list_health().await.map_err(internal)?;
+    let mut destination_ids: Vec<&String> = runtime.destinations.keys().collect();
+    destination_ids.sort_unstable();
+    let destinations: Vec<DestinationHealth> = destination_ids
+        .into_iter()
+        .map(|id| {
+            // This node's book is the freshest; the store has what another node persisted.
+            let record = state
+                .health
+                .get(id)
+                .or_else(|| stored_health.iter().find(|h| &h.destination == id).cloned());
+            let (pending, in_flight) = overview
+                .backlog
+                .iter()
+                .find(|(d, _, _)| d == id)
+                .map_or((0, 0), |(_, p, f)| (*p, *f));
+            let tenant = runtime.destinations.get(id).and_then(|t| t.tenant.clone());
+            match record {
+                Some(h) => DestinationHealth {
+                    id: id.clone(),
+                    tenant,
+                    circuit: h.state,
+                    consecutive_failures: h.consecutive_failures,
+                    failing_since: time(h.failing_since),
+                    last_success_at: time(h.last_success_at),
+                    last_failure_at: time(h.last_failure_at),
+                    last_error: h.last_error,
+                    pending,
+                    in_flight,
+                },
+                None => DestinationHealth {
+                    id: id.clone(),
+                    tenant,
+                    circuit: "closed".into(),
+                    consecutive_failures: 0,
+                    failing_since: None,
+                    last_success_at: None,
+                    last_failure_at: None,
+                    last_error: None,
+                    pending,
+                    in_flight,
+                },
+            }
+        })
+        .collect();
+
+    let records = state.store.list_connections().await.map_err(internal)?;
+    let connections: Vec<ConnectionHealth> = records
+        .into_iter()
+        .map(|record| connection_health(&state, record, now))
+        .collect();
+
+    let workers = WorkersHealth {
+        nodes: overview
+            .nodes
+            .into_iter()
+            .map(|n| NodeHealth {
+                id: n.id,
+                started_at: rfc3339(n.started_at),
+                last_seen: rfc3339(n.last_seen),
+            })
+            .collect(),
+        leases: overview
+            .leases
+            .into_iter()
+            .map(|l| LeaseHealth {
+                name: l.name,
+                owner: l.owner,
+                expires_at: rfc3339(l.expires_at),
+            })
+            .collect(),
+    };
+    let degraded = destinations
+        .iter()
+        .any(|d| d.circuit != "closed" || d.consecutive_failures >= FAILING_AFTER)
+        || connections
+            .iter()
+            .any(|c| c.status != "active" || c.circuit != "closed" || c.token == "missing")
+        || workers.nodes.is_empty();
+    Ok(Json(Health {
+        status: if degraded { "degraded" } else { "ok" },
+        checked_at: rfc3339(now),
+        sources,
+        destinations,
+        connections,
+        syncs: Vec::new(),
+        workers,
+    }))
+}
+
+fn connection_health(
+    state: &AppState,
+    record: switchboard_store::ConnectionRecord,
+    now: UnixMillis,
+) -> ConnectionHealth {
+    let oauth = record.auth_mode.starts_with("oauth2");
+    let token = match (oauth, record.tokens.is_some(), record.expires_at) {
+        (false, _, _) => "static",
+        (true, false, _) => "missing",
+        (true, true, None) => "valid",
+        (true, true, Some(at)) if at <= now => "expired",
+        (true, true, Some(at)) if at - now <= EXPIRING_MS => "expiring",
+        (true, true, Some(_)) => "valid",
+    };
+    let live = state.connections.live_state(&record.id);
+    let (circuit, in_flight, rate_limit, paused_until) = match &live {
+        None => ("closed", 0, None, None),
+        Some(live) => (
+            live.circuit.state().as_str(),
+            live.bulkhead.in_flight(live.max_concurrent),
+            live.pacer
+                .last_seen()
+                .map(|(rate, observed_at)| RateLimitHealth {
+                    remaining: rate.remaining,
+                    reset_at: rate.reset_at.map(rfc3339),
+                    observed_at: rfc3339(observed_at),
+                }),
+            live.pacer.paused_until().map(rfc3339),
+        ),
+    };
+    ConnectionHealth {
+        id: record.id,
+        provider: record.provider,
+        status: record.status,
+        token,
+        token_expires_at: record.expires_at.map(rfc3339),
+        last_error: record.last_error,
+        circuit,
+        in_flight,
+        rate_limit,
+        paused_until,
+    }
+}
