@@ -23,6 +23,7 @@ pub mod sources;
 pub mod state;
 pub mod template;
 pub mod transform;
+pub mod ui;
 pub mod verifiers;
 
 use std::sync::Arc;
@@ -231,6 +232,7 @@ pub async fn run(
             .map(api::auth::hash_token),
         metrics_require_token: config.server.metrics_require_token,
         connections,
+        ui: ui::UiState::new(shutdown.clone()),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -295,6 +297,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .merge(ingest)
         .merge(api::router(state.clone()))
         .merge(connections::routes::router())
+        .merge(ui::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics_require_token: bool,
     /// Connections to third-party APIs (credentials, tokens, the proxy's client).
     pub connections: Arc<crate::connections::Connections>,
+    /// The dashboard's own bookkeeping (signed-out sessions).
+    pub ui: crate::ui::UiState,
 }
 
 /// Builds the source table from configuration.

@@ -294,15 +294,18 @@ fn find(state: &AppState, id: &str) -> Result<Destination, Problem> {
 #[utoipa::path(get, path = "/destinations", tag = "destinations",
     responses((status = 200, body = Vec<Destination>), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Destination>> {
+    Json(all(&state))
+}
+
+/// Every destination, as the API shows them (shared with the dashboard).
+pub fn all(state: &AppState) -> Vec<Destination> {
     let runtime = state.registry.current();
-    Json(
-        runtime
-            .config
-            .destinations
-            .iter()
-            .map(|d| view(&runtime, d))
-            .collect(),
-    )
+    runtime
+        .config
+        .destinations
+        .iter()
+        .map(|d| view(&runtime, d))
+        .collect()
 }
 
 /// One destination.

@@ -26,3 +26,4 @@ mod store_sinks;
 mod streams;
 mod transfer;
 mod trigger;
+mod ui;

@@ -1,0 +1,178 @@
+//! `GET /ui/live`: the dashboard's Server-Sent Events stream (session cookie, no token in the
+//! page), carrying new events and delivery outcomes as JSON.
+//!
+//! The items come from ONE function, [`poll`], behind a narrow seam: today it reads the store
+//! for rows newer than a cursor every second; it is meant to be swapped for the server's shared
+//! live feed without touching the stream or the page script. The script (`assets/ui.js`) only
+//! knows the item shapes below.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Serialize;
+use switchboard_store::{DeliveryFilter, EventFilter, StoreError};
+
+use super::session::Session;
+use crate::state::AppState;
+
+/// How often [`poll`] looks for news.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most rows one poll reads per kind.
+const BATCH: u32 = 200;
+
+/// One live item, as the page script receives it (SSE event name = `kind`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LiveItem {
+    /// An event was stored.
+    Event {
+        /// Event id.
+        id: String,
+        /// Source id.
+        source: String,
+        /// Event type.
+        #[serde(rename = "type")]
+        event_type: Option<String>,
+        /// Body size.
+        body_bytes: u64,
+        /// Receive time (RFC 3339).
+        received_at: String,
+    },
+    /// A delivery changed status (created, attempted, finished, replayed).
+    Delivery {
+        /// Delivery id.
+        id: String,
+        /// Its event.
+        event_id: String,
+        /// Destination id.
+        destination: String,
+        /// New status.
+        status: String,
+        /// Attempts so far.
+        attempts: u32,
+        /// Last error.
+        last_error: Option<String>,
+        /// Time of the change (RFC 3339).
+        updated_at: String,
+    },
+}
+
+impl LiveItem {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Event { .. } => "event",
+            Self::Delivery { .. } => "delivery",
+        }
+    }
+}
+
+/// Where a stream is: the newest event and delivery change it has passed on.
+#[derive(Debug, Clone, Default)]
+pub struct Cursor {
+    event_seq: i64,
+    delivery: (i64, String),
+}
+
+/// A cursor at "now": only what happens after it is reported.
+pub async fn start(state: &AppState) -> Result<Cursor, StoreError> {
+    let mut cursor = Cursor::default();
+    let _ = poll(state, &mut cursor).await?;
+    Ok(cursor)
+}
+
+/// THE SEAM: what happened since `cursor` (oldest first), moving the cursor past it.
+pub async fn poll(state: &AppState, cursor: &mut Cursor) -> Result<Vec<LiveItem>, StoreError> {
+    let events = state
+        .store
+        .list_events(&EventFilter {
+            limit: BATCH,
+            ..Default::default()
+        })
+        .await?;
+    let mut items = Vec::new();
+    for e in events.iter().rev().filter(|e| e.seq > cursor.event_seq) {
+        items.push(LiveItem::Event {
+            id: e.id.clone(),
+            source: e.source.clone(),
+            event_type: e.event_type.clone(),
+            body_bytes: e.body_len,
+            received_at: switchboard_core::time::format_rfc3339(e.received_at),
+        });
+    }
+    if let Some(newest) = events.first() {
+        cursor.event_seq = cursor.event_seq.max(newest.seq);
+    }
+    let mut deliveries = state
+        .store
+        .list_deliveries(&DeliveryFilter {
+            limit: BATCH,
+            ..Default::default()
+        })
+        .await?;
+    deliveries.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+    for d in deliveries {
+        let key = (d.updated_at, d.id.clone());
+        if key <= cursor.delivery {
+            continue;
+        }
+        items.push(LiveItem::Delivery {
+            id: d.id,
+            event_id: d.event_id,
+            destination: d.destination,
+            status: d.status.as_str().to_owned(),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            updated_at: switchboard_core::time::format_rfc3339(d.updated_at),
+        });
+        cursor.delivery = key;
+    }
+    Ok(items)
+}
+
+/// `GET /ui/live`
+pub async fn stream(
+    _session: Session,
+    State(state): State<Arc<AppState>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let cursor = match start(&state).await {
+        Ok(cursor) => Some(cursor),
+        Err(error) => {
+            tracing::error!(%error, "dashboard live stream could not start");
+            None
+        }
+    };
+    let shutdown = state.ui.shutdown().clone();
+    let stream = futures::stream::unfold(
+        (state, cursor, Vec::<LiveItem>::new()),
+        move |(state, mut cursor, mut pending)| {
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    if let Some(item) = pending.pop() {
+                        let event = Event::default()
+                            .event(item.name())
+                            .json_data(&item)
+                            .unwrap_or_else(|_| Event::default().comment("unencodable item"));
+                        return Some((Ok(event), (state, cursor, pending)));
+                    }
+                    let current = cursor.as_mut()?;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(INTERVAL) => {}
+                    }
+                    match poll(&state, current).await {
+                        // Reversed: `pop` hands them out oldest first.
+                        Ok(items) => pending = items.into_iter().rev().collect(),
+                        Err(error) => tracing::warn!(%error, "dashboard live poll failed"),
+                    }
+                }
+            }
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

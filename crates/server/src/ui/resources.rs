@@ -1,0 +1,286 @@
+//! Sources (ingest URL, last event, "send test event"), destinations (circuit state), tenants
+//! with their endpoints, and connections (status, scopes, expiry, "Connect").
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use maud::html;
+use serde::Deserialize;
+use switchboard_core::ids::new_event_id;
+use switchboard_core::time::now_millis;
+use switchboard_store::{EventFilter, NewEvent};
+
+use super::layout::{self, badge, copy_button, csrf, time};
+use super::session::Session;
+use super::{UiResult, enc, html_response, see_other};
+use crate::api::internal;
+use crate::problem::Problem;
+use crate::state::AppState;
+
+/// The origin the browser used to reach us, for showing full ingest URLs.
+fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+    {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}
+
+/// `GET /ui/sources`
+pub async fn sources(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> UiResult<Response> {
+    let sources = crate::api::sources::all(&state);
+    let base = origin(&headers);
+    let mut last = Vec::with_capacity(sources.len());
+    for s in &sources {
+        let newest = state
+            .store
+            .list_events(&EventFilter {
+                source: Some(s.id.clone()),
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .map_err(internal)?;
+        last.push(newest.first().map(|e| e.received_at));
+    }
+    let body = html! {
+        table.list aria-label="Sources" {
+            thead { tr { th { "Source" } th { "Kind" } th { "Verifier" } th { "Ingest URL" } th { "Last event" } th { "Actions" } } }
+            tbody {
+                @for (s, last) in sources.iter().zip(&last) {
+                    tr {
+                        td { a href={ "/ui/events?source=" (enc(&s.id)) } { (s.id) } }
+                        td { (s.kind) }
+                        td { (s.verifier.get("kind").and_then(|k| k.as_str()).unwrap_or("none")) }
+                        td {
+                            @if let Some(path) = &s.ingest_path {
+                                @let url = format!("{base}{path}");
+                                code { (url) } " " (copy_button(&url, &format!("Copy the ingest URL of {}", s.id)))
+                            } @else { "—" }
+                        }
+                        td { @if let Some(at) = last { (time(*at)) } @else { "never" } }
+                        td {
+                            @if session.can_write() {
+                                form.inline method="post" action={ "/ui/sources/" (enc(&s.id)) "/test-event" } {
+                                    (csrf(&session))
+                                    button type="submit" aria-label={ "Send a test event to " (s.id) } { "Send test event" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if sources.is_empty() { p.empty { "No sources yet (add them in switchboard.toml or through POST /v1/sources)." } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Sources",
+        "/ui/sources",
+        body,
+    )))
+}
+
+/// `POST /ui/sources/{id}/test-event`: stores a test event as if it had arrived (it is routed
+/// like any other), and shows it.
+pub async fn test_event(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    let runtime = state.registry.current();
+    if !runtime.config.sources.iter().any(|s| s.id == id) {
+        return Err(Problem::not_found(format!("no source `{id}`")).into());
+    }
+    let now = now_millis();
+    let event_id = new_event_id();
+    let payload = serde_json::json!({
+        "type": "switchboard.test",
+        "id": event_id,
+        "sent_from": "dashboard",
+    });
+    let event = NewEvent {
+        id: event_id.clone(),
+        source: id.clone(),
+        tenant: None,
+        event_type: Some("switchboard.test".into()),
+        dedup_key: None,
+        headers: vec![("x-switchboard-test".into(), "dashboard".into())],
+        content_type: Some("application/json".into()),
+        body: payload.to_string().into_bytes(),
+        received_at: now,
+        forward_headers: Vec::new(),
+        deliveries: runtime.new_deliveries(&id),
+    };
+    state.committer.commit(event).await.map_err(internal)?;
+    Ok(see_other(&format!("/ui/events/{}", enc(&event_id))))
+}
+
+/// `GET /ui/destinations`
+pub async fn destinations(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+) -> UiResult<Response> {
+    let destinations = crate::api::destinations::all(&state);
+    let body = html! {
+        table.list aria-label="Destinations" {
+            thead { tr { th { "Destination" } th { "Kind" } th { "Target" } th { "Circuit" } th { "Failures in a row" } th { "Last success" } th { "Last error" } th { "Actions" } } }
+            tbody {
+                @for d in &destinations {
+                    @let health = state.health.get(&d.id);
+                    tr {
+                        td { (d.id) }
+                        td { (d.kind) }
+                        td { code { (d.url) } }
+                        td { (badge(health.as_ref().map_or("closed", |h| h.state.as_str()))) }
+                        td.num { (health.as_ref().map_or(0, |h| h.consecutive_failures)) }
+                        td { @if let Some(at) = health.as_ref().and_then(|h| h.last_success_at) { (time(at)) } @else { "—" } }
+                        td { (health.as_ref().and_then(|h| h.last_error.clone()).unwrap_or_default()) }
+                        td {
+                            a href={ "/ui/deliveries?destination=" (enc(&d.id)) } { "Deliveries" } " · "
+                            a href={ "/ui/deliveries?status=failed&destination=" (enc(&d.id)) } { "Dead letters" }
+                        }
+                    }
+                }
+            }
+        }
+        @if destinations.is_empty() { p.empty { "No destinations yet." } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Destinations",
+        "/ui/destinations",
+        body,
+    )))
+}
+
+/// `GET /ui/tenants`
+pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> UiResult<Response> {
+    let runtime = state.registry.current();
+    let body = html! {
+        @if runtime.tenants.is_empty() { p.empty { "No tenants yet (create them through POST /v1/tenants)." } }
+        @for tenant in runtime.tenants.values() {
+            section aria-label={ "Tenant " (tenant.id) } {
+                h2 { (tenant.name) " " small { code { (tenant.id) } } }
+                table.list aria-label={ "Endpoints of " (tenant.id) } {
+                    thead { tr { th { "Endpoint" } th { "URL" } th { "Event types" } th { "State" } th { "Circuit" } } }
+                    tbody {
+                        @for e in runtime.tenant_endpoints(&tenant.id) {
+                            @let health = state.health.get(&e.id);
+                            tr {
+                                td { code { (e.id) } @if !e.description.is_empty() { br; small { (e.description) } } }
+                                td { code { (e.url) } }
+                                td { @if e.event_types.is_empty() { "all" } @else { (e.event_types.join(", ")) } }
+                                td {
+                                    @if e.enabled { (badge("active")) } @else {
+                                        (badge("disabled"))
+                                        @if let Some(reason) = &e.disabled_reason { " " small { (reason) } }
+                                    }
+                                }
+                                td { (badge(health.as_ref().map_or("closed", |h| h.state.as_str()))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Tenants & endpoints",
+        "/ui/tenants",
+        body,
+    )))
+}
+
+/// `GET /ui/connections`
+pub async fn connections(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+) -> UiResult<Response> {
+    let records = state
+        .connections
+        .store()
+        .list_connections()
+        .await
+        .map_err(internal)?;
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        match state.connections.snapshot_of(record) {
+            Ok(snapshot) => rows.push(crate::api::connections::view(&snapshot)),
+            Err(error) => tracing::error!(%error, "a stored connection is unreadable"),
+        }
+    }
+    let body = html! {
+        table.list aria-label="Connections" {
+            thead { tr { th { "Connection" } th { "Provider" } th { "Auth" } th { "Status" } th { "Scopes" } th { "Expires" } th { "Last error" } th { "Actions" } } }
+            tbody {
+                @for c in &rows {
+                    tr {
+                        td { code { (c.id) } }
+                        td { (c.provider) }
+                        td { (c.auth_mode) }
+                        td { (badge(c.status.as_str())) }
+                        td { (c.scopes.join(" ")) }
+                        td { (c.expires_at.as_deref().unwrap_or("—")) }
+                        td { (c.last_error.as_deref().unwrap_or("")) }
+                        td {
+                            @if session.can_write() && c.auth_mode == "oauth2" {
+                                form.inline method="post" action={ "/ui/connections/" (enc(&c.id)) "/connect" } {
+                                    (csrf(&session))
+                                    button type="submit" aria-label={ "Connect " (c.id) } { "Connect" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if rows.is_empty() { p.empty { "No connections yet (create them through POST /v1/connections)." } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Connections",
+        "/ui/connections",
+        body,
+    )))
+}
+
+/// `POST /ui/connections/{id}/connect`: starts the OAuth2 authorization and sends the browser to
+/// the provider.
+pub async fn connect(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    #[derive(Deserialize)]
+    struct Empty {}
+    let _: Empty = session.form(&body)?;
+    session.require_write()?;
+    let url = state
+        .connections
+        .start_authorization(&id)
+        .await
+        .map_err(crate::api::connections::store_problem)?;
+    Ok(see_other(&url))
+}
