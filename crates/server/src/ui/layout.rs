@@ -31,6 +31,8 @@ pub fn page(session: &Session, title: &str, current: &str, body: Markup) -> Mark
                 meta name="csrf-token" content=(session.csrf);
                 title { (title) " · Switchboard" }
                 link rel="stylesheet" href="/ui/assets/ui.css";
+                // No favicon request (it would 404 at the site root).
+                link rel="icon" href="data:,";
                 script src="/ui/assets/ui.js" defer {}
             }
             body {
@@ -76,6 +78,8 @@ pub fn bare(title: &str, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Switchboard" }
                 link rel="stylesheet" href="/ui/assets/ui.css";
+                // No favicon request (it would 404 at the site root).
+                link rel="icon" href="data:,";
             }
             body.bare {
                 main id="main" {

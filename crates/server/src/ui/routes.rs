@@ -50,7 +50,7 @@ fn create_form(session: &Session, state: &AppState) -> Markup {
             h2 #new-route-h { "New route" }
             form.stack method="post" action="/ui/routes" {
                 (csrf(session))
-                label { "Id (optional) " input type="text" name="id" pattern="[A-Za-z0-9_-]{1,64}" placeholder="source-destination"; }
+                label { "Id (optional) " input type="text" name="id" pattern="[A-Za-z0-9_\\-]{1,64}" placeholder="source-destination"; }
                 label { "Source "
                     select name="source" required {
                         @for s in &runtime.config.sources { option value=(s.id) { (s.id) } }

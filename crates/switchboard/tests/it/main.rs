@@ -27,3 +27,4 @@ mod streams;
 mod transfer;
 mod trigger;
 mod ui;
+mod ui_browser;
