@@ -449,7 +449,17 @@ pub async fn update(
     Path((tenant, id)): Path<(String, String)>,
     ApiJson(patch): ApiJson<EndpointPatch>,
 ) -> ApiResult<Json<Endpoint>> {
-    let current = lookup(&state.registry.current(), &tenant, &id)?;
+    patch_endpoint(&state, &tenant, &id, patch).await.map(Json)
+}
+
+/// Applies a patch to an endpoint (shared with the dashboard's enable/disable).
+pub async fn patch_endpoint(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    patch: EndpointPatch,
+) -> ApiResult<Endpoint> {
+    let current = lookup(&state.registry.current(), tenant, id)?;
     let was_enabled = current.enabled;
     let mut value = serde_json::to_value(&current).map_err(internal)?;
     let changes = [
@@ -476,14 +486,14 @@ pub async fn update(
     if spec.enabled {
         spec.disabled_reason = None;
     }
-    apply(&state, Change::PutEndpoint(spec.clone(), false)).await?;
+    apply(state, Change::PutEndpoint(spec.clone(), false)).await?;
     if re_enabled {
-        state.health.reset(&id, now_millis());
+        state.health.reset(id, now_millis());
     }
-    state.due.unknown(&id);
+    state.due.unknown(id);
     state.wake.notify_one();
     let runtime = state.registry.current();
-    Ok(Json(view(&runtime, &spec, false)))
+    Ok(view(&runtime, &spec, false))
 }
 
 /// Deletes an endpoint. Its pending deliveries are cancelled; the history stays.
@@ -551,7 +561,17 @@ pub async fn rotate_secret(
     } else {
         super::extract::parse_json(&body)?
     };
-    let mut spec = lookup(&state.registry.current(), &tenant, &id)?;
+    rotate(&state, &tenant, &id, input).await.map(Json)
+}
+
+/// Rotates an endpoint's signing secret (shared with the dashboard).
+pub async fn rotate(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    input: RotateInput,
+) -> ApiResult<Rotated> {
+    let mut spec = lookup(&state.registry.current(), tenant, id)?;
     let grace = match input.grace.as_deref() {
         None => DEFAULT_ROTATION_GRACE,
         Some(text) => humantime::parse_duration(text)
@@ -576,11 +596,11 @@ pub async fn rotate_secret(
     }
     spec.validate()
         .map_err(|message| Problem::field("secret", message))?;
-    apply(&state, Change::PutEndpoint(spec, false)).await?;
-    Ok(Json(Rotated {
+    apply(state, Change::PutEndpoint(spec, false)).await?;
+    Ok(Rotated {
         secret: new_secret,
         previous_expires_at: (!grace.is_zero()).then(|| format_rfc3339(expires_at)),
-    }))
+    })
 }
 
 /// The endpoint's health: circuit state, failures, last error, disabled flag.

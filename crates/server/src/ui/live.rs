@@ -134,9 +134,21 @@ pub async fn poll(state: &AppState, cursor: &mut Cursor) -> Result<Vec<LiveItem>
     Ok(items)
 }
 
+/// How many polls pass between checks that the stream's session still holds.
+const RECHECK_EVERY: u32 = 30;
+
+/// A stream's state between items.
+struct Streaming {
+    state: Arc<AppState>,
+    session: Session,
+    cursor: Cursor,
+    pending: Vec<LiveItem>,
+    polls: u32,
+}
+
 /// `GET /ui/live`
 pub async fn stream(
-    _session: Session,
+    session: Session,
     State(state): State<Arc<AppState>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let cursor = match start(&state).await {
@@ -147,32 +159,41 @@ pub async fn stream(
         }
     };
     let shutdown = state.ui.shutdown().clone();
-    let stream = futures::stream::unfold(
-        (state, cursor, Vec::<LiveItem>::new()),
-        move |(state, mut cursor, mut pending)| {
-            let shutdown = shutdown.clone();
-            async move {
-                loop {
-                    if let Some(item) = pending.pop() {
-                        let event = Event::default()
-                            .event(item.name())
-                            .json_data(&item)
-                            .unwrap_or_else(|_| Event::default().comment("unencodable item"));
-                        return Some((Ok(event), (state, cursor, pending)));
-                    }
-                    let current = cursor.as_mut()?;
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return None,
-                        _ = tokio::time::sleep(INTERVAL) => {}
-                    }
-                    match poll(&state, current).await {
-                        // Reversed: `pop` hands them out oldest first.
-                        Ok(items) => pending = items.into_iter().rev().collect(),
-                        Err(error) => tracing::warn!(%error, "dashboard live poll failed"),
-                    }
+    let streaming = cursor.map(|cursor| Streaming {
+        state,
+        session,
+        cursor,
+        pending: Vec::new(),
+        polls: 0,
+    });
+    let stream = futures::stream::unfold(streaming, move |streaming| {
+        let shutdown = shutdown.clone();
+        async move {
+            let mut s = streaming?;
+            loop {
+                if let Some(item) = s.pending.pop() {
+                    let event = Event::default()
+                        .event(item.name())
+                        .json_data(&item)
+                        .unwrap_or_else(|_| Event::default().comment("unencodable item"));
+                    return Some((Ok(event), Some(s)));
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(INTERVAL) => {}
+                }
+                s.polls = s.polls.wrapping_add(1);
+                // A signed-out, expired or revoked session stops receiving.
+                if s.polls % RECHECK_EVERY == 0 && !s.session.still_valid(&s.state).await {
+                    return None;
+                }
+                match poll(&s.state, &mut s.cursor).await {
+                    // Reversed: `pop` hands them out oldest first.
+                    Ok(items) => s.pending = items.into_iter().rev().collect(),
+                    Err(error) => tracing::warn!(%error, "dashboard live poll failed"),
                 }
             }
-        },
-    );
+        }
+    });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

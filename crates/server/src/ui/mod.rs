@@ -130,6 +130,14 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/sources/{id}/test-event", post(resources::test_event))
         .route("/ui/destinations", get(resources::destinations))
         .route("/ui/tenants", get(resources::tenants))
+        .route(
+            "/ui/tenants/{tenant}/endpoints/{id}/rotate-secret",
+            post(resources::rotate_endpoint_secret),
+        )
+        .route(
+            "/ui/tenants/{tenant}/endpoints/{id}/{action}",
+            post(resources::set_endpoint_enabled),
+        )
         .route("/ui/connections", get(resources::connections))
         .route("/ui/connections/{id}/connect", post(resources::connect))
         .route("/ui/routes", get(routes::list).post(routes::create))

@@ -182,7 +182,7 @@ pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> Ui
             section aria-label={ "Tenant " (tenant.id) } {
                 h2 { (tenant.name) " " small { code { (tenant.id) } } }
                 table.list aria-label={ "Endpoints of " (tenant.id) } {
-                    thead { tr { th { "Endpoint" } th { "URL" } th { "Event types" } th { "State" } th { "Circuit" } } }
+                    thead { tr { th { "Endpoint" } th { "URL" } th { "Event types" } th { "State" } th { "Circuit" } th { "Actions" } } }
                     tbody {
                         @for e in runtime.tenant_endpoints(&tenant.id) {
                             @let health = state.health.get(&e.id);
@@ -197,6 +197,23 @@ pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> Ui
                                     }
                                 }
                                 td { (badge(health.as_ref().map_or("closed", |h| h.state.as_str()))) }
+                                td {
+                                    @if session.can_write() {
+                                        @let base = format!("/ui/tenants/{}/endpoints/{}", enc(&tenant.id), enc(&e.id));
+                                        form.inline method="post" action={ (base) "/" (if e.enabled { "disable" } else { "enable" }) } {
+                                            (csrf(&session))
+                                            button type="submit" aria-label={ (if e.enabled { "Disable " } else { "Enable " }) (e.id) } {
+                                                (if e.enabled { "Disable" } else { "Enable" })
+                                            }
+                                        }
+                                        " "
+                                        form.inline method="post" action={ (base) "/rotate-secret" } {
+                                            (csrf(&session))
+                                            button type="submit" aria-label={ "Rotate the signing secret of " (e.id) }
+                                                data-confirm="Rotate this endpoint's signing secret? The old one keeps signing for 24 hours." { "Rotate secret" }
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
@@ -283,4 +300,59 @@ pub async fn connect(
         .await
         .map_err(crate::api::connections::store_problem)?;
     Ok(see_other(&url))
+}
+
+/// `POST /ui/tenants/{tenant}/endpoints/{id}/enable` and `…/disable`.
+pub async fn set_endpoint_enabled(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path((tenant, id, action)): Path<(String, String, String)>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
+    };
+    crate::api::endpoints::patch_endpoint(
+        &state,
+        &tenant,
+        &id,
+        crate::api::endpoints::EndpointPatch {
+            enabled: Some(enabled),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(see_other("/ui/tenants"))
+}
+
+/// `POST /ui/tenants/{tenant}/endpoints/{id}/rotate-secret`: rotates with the default grace
+/// period and shows the new secret once.
+pub async fn rotate_endpoint_secret(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path((tenant, id)): Path<(String, String)>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    let rotated = crate::api::endpoints::rotate(&state, &tenant, &id, Default::default()).await?;
+    let body = html! {
+        p role="status" { "The signing secret of endpoint " code { (id) } " was rotated." }
+        p { "New secret (shown once here; also at " code { "GET /v1/tenants/" (tenant) "/endpoints/" (id) "/secret" } "):" }
+        p { code data-testid="new-secret" { (rotated.secret) } " " (copy_button(&rotated.secret, "Copy the new secret")) }
+        @if let Some(until) = &rotated.previous_expires_at {
+            p.hint { "The previous secret also signs deliveries until " (until) "." }
+        }
+        p { a href="/ui/tenants" { "Back to tenants" } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Secret rotated",
+        "/ui/tenants",
+        body,
+    )))
 }

@@ -89,9 +89,18 @@ pub struct Session {
     pub csrf: String,
     sid: String,
     exp: i64,
+    token_hash: String,
 }
 
 impl Session {
+    /// Whether the session still holds: not expired, not signed out, its token not revoked
+    /// (long-lived live streams check this now and then).
+    pub async fn still_valid(&self, state: &AppState) -> bool {
+        self.exp > now_millis()
+            && !state.ui.is_signed_out(&self.sid)
+            && principal_for_hash(state, &self.token_hash).await.is_ok()
+    }
+
     /// Whether the session's token may change things.
     pub fn can_write(&self) -> bool {
         self.principal.scope >= Scope::Write
@@ -192,6 +201,7 @@ async fn load(state: &AppState, headers: &HeaderMap) -> Option<Session> {
         csrf: session.csrf,
         sid: session.sid,
         exp: session.exp,
+        token_hash: session.token,
     })
 }
 

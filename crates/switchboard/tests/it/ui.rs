@@ -685,3 +685,71 @@ async fn ui_live_stream_carries_new_events_and_outcomes() {
     assert!(ended.is_ok(), "the live stream ends at shutdown");
     stop.await.expect("ok");
 }
+
+#[tokio::test]
+async fn ui_disables_enables_and_rotates_a_tenant_endpoint() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(&receiver.url, schedule_ms(&[]))).await;
+    let api = server.api();
+    api.post(
+        "/v1/tenants",
+        &serde_json::json!({"id": "acme", "name": "Acme <Corp>"}),
+    )
+    .await
+    .ok(201);
+    let created = api
+        .post(
+            "/v1/tenants/acme/endpoints",
+            &serde_json::json!({"url": receiver.url}),
+        )
+        .await;
+    let created = created.ok(201);
+    let id = created["id"].as_str().expect("id").to_owned();
+    let old_secret = created["secret"].as_str().expect("secret").to_owned();
+    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    let page = browser.page("/ui/tenants").await;
+    assert!(
+        page.contains("Acme &lt;Corp&gt;") && page.contains(&id),
+        "{page}"
+    );
+    assert!(!page.contains(&old_secret), "listings never show secrets");
+    let csrf = browser.csrf().await;
+    let base = format!("/ui/tenants/acme/endpoints/{id}");
+
+    let disabled = browser
+        .post(&format!("{base}/disable"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    let view = api.get(&format!("/v1/tenants/acme/endpoints/{id}")).await;
+    assert_eq!(view.ok(200)["enabled"], false);
+    assert!(browser.page("/ui/tenants").await.contains(">Enable<"));
+    let enabled = browser
+        .post(&format!("{base}/enable"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(enabled.status(), StatusCode::SEE_OTHER);
+    let view = api.get(&format!("/v1/tenants/acme/endpoints/{id}")).await;
+    assert_eq!(view.ok(200)["enabled"], true);
+
+    let rotated = browser
+        .post(&format!("{base}/rotate-secret"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let html = rotated.text().await.expect("ok");
+    let secret = api
+        .get(&format!("/v1/tenants/acme/endpoints/{id}/secret"))
+        .await;
+    let new_secret = secret.ok(200)["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_ne!(new_secret, old_secret);
+    assert!(html.contains(&new_secret), "the new secret is shown once");
+    // Without the CSRF token nothing changes.
+    let refused = browser.post(&format!("{base}/disable"), &[]).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let unknown = browser
+        .post(&format!("{base}/explode"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+}
