@@ -69,7 +69,8 @@ impl IntoResponse for UiError {
 
 /// An HTML page with the dashboard's security headers: a strict Content-Security-Policy (no
 /// inline scripts, so even a markup mistake could not run injected code), no framing, no
-/// caching of pages that show payloads.
+/// caching of pages that show payloads. (No `form-action`: browsers apply it to the redirect
+/// after a POST, which would block "Connect" from reaching the OAuth provider.)
 pub fn html_response(markup: Markup) -> Response {
     let mut response = markup.into_response();
     let headers = response.headers_mut();
@@ -77,7 +78,7 @@ pub fn html_response(markup: Markup) -> Response {
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+             connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -140,6 +141,10 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/ui/connections", get(resources::connections))
         .route("/ui/connections/{id}/connect", post(resources::connect))
+        .route(
+            "/ui/connections/{id}/test",
+            post(resources::test_connection),
+        )
         .route("/ui/routes", get(routes::list).post(routes::create))
         .route("/ui/routes/{id}", get(routes::detail))
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))

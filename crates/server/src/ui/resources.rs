@@ -267,6 +267,13 @@ pub async fn connections(
                                     button type="submit" aria-label={ "Connect " (c.id) } { "Connect" }
                                 }
                             }
+                            @if session.can_write() {
+                                form.inline method="post" action={ "/ui/connections/" (enc(&c.id)) "/test" } {
+                                    (csrf(&session))
+                                    label { span.visually-hidden { "Path to GET through " (c.id) } input type="text" name="path" placeholder="path, e.g. user" size="12"; }
+                                    button type="submit" aria-label={ "Test " (c.id) } { "Test" }
+                                }
+                            }
                         }
                     }
                 }
@@ -353,6 +360,69 @@ pub async fn rotate_endpoint_secret(
         &session,
         "Secret rotated",
         "/ui/tenants",
+        body,
+    )))
+}
+
+/// The connection test form.
+#[derive(Debug, Deserialize)]
+pub struct TestCall {
+    /// Path below the provider's base URL.
+    #[serde(default)]
+    path: String,
+}
+
+/// Most characters of a test call's response shown.
+const TEST_EXCERPT_CHARS: usize = 4000;
+
+/// `POST /ui/connections/{id}/test`: a `GET` through the connection (the same client as the
+/// proxy: credentials, pacing, retries, circuit breaker), showing status, latency and body.
+pub async fn test_connection(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let form: TestCall = session.form(&body)?;
+    session.require_write()?;
+    let client = crate::connections::client::ConnectionClient::new(state.connections.clone());
+    let started = std::time::Instant::now();
+    let result = client
+        .call(
+            &id,
+            crate::connections::client::ApiRequest::new(
+                axum::http::Method::GET,
+                form.path.trim().to_owned(),
+            ),
+        )
+        .await;
+    let latency = started.elapsed().as_millis();
+    let body = html! {
+        p { "GET " code { (form.path.trim()) } " through connection " code { (id) } }
+        @match &result {
+            Ok(response) => {
+                @let status = response.status.as_u16();
+                p role="status" {
+                    (badge(if response.status.is_success() { "succeeded" } else { "failed" }))
+                    " HTTP " (status) " in " (latency) " ms (" (response.attempts) " attempt(s))"
+                }
+                @let text = String::from_utf8_lossy(&response.body);
+                @let pretty = serde_json::from_slice::<serde_json::Value>(&response.body).ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok());
+                pre.payload data-testid="test-response" {
+                    (pretty.unwrap_or_else(|| text.chars().take(TEST_EXCERPT_CHARS).collect()))
+                }
+            }
+            Err(error) => {
+                p.error role="alert" { (error.to_string()) }
+            }
+        }
+        p { a href="/ui/connections" { "Back to connections" } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Connection test",
+        "/ui/connections",
         body,
     )))
 }

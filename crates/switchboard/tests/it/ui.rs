@@ -753,3 +753,78 @@ async fn ui_disables_enables_and_rotates_a_tenant_endpoint() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ui_tests_a_connection_through_its_client() {
+    const KEY: &str = "ui-key-NEVER-SHOWN-31";
+    // A provider API answering GET /api/status, and recording the key it got.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let app = axum::Router::new().route(
+        "/api/status",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let record = record.clone();
+            async move {
+                let key = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                record.lock().expect("lock").push(key);
+                axum::Json(serde_json::json!({"ok": true, "note": "<b>fine</b>"}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api_base = format!("http://{}/api", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let providers = tempfile::tempdir().expect("providers dir");
+    std::fs::write(
+        providers.path().join("keyed.toml"),
+        format!(
+            "id = \"keyed\"\nname = \"Keyed\"\nbase_url = \"{api_base}\"\nauth_modes = [\"api_key\"]\n"
+        ),
+    )
+    .expect("provider file");
+    let upstream = Receiver::always(200).await;
+    let mut config = config_to(&upstream.url, schedule_ms(&[]));
+    config.connections.providers_dir = Some(providers.path().to_owned());
+    let server = TestServer::start(config).await;
+    server
+        .api()
+        .post(
+            "/v1/connections",
+            &serde_json::json!({"id": "k1", "provider": "keyed", "credentials": {"api_key": KEY}}),
+        )
+        .await
+        .ok(201);
+    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    let page = browser.page("/ui/connections").await;
+    assert!(page.contains("k1") && page.contains("keyed") && !page.contains(KEY));
+    let csrf = browser.csrf().await;
+    let response = browser
+        .post(
+            "/ui/connections/k1/test",
+            &[("csrf", &csrf), ("path", "status")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("ok");
+    assert!(html.contains("HTTP 200"), "{html}");
+    assert!(!html.contains(KEY), "the credential is never shown");
+    assert!(html.contains("&lt;b&gt;fine&lt;/b&gt;"), "{html}");
+    let keys = seen.lock().expect("lock").clone();
+    assert_eq!(keys.len(), 1);
+    assert!(keys[0].contains(KEY), "the call carried the credential");
+    let unknown = browser
+        .post(
+            "/ui/connections/nope/test",
+            &[("csrf", &csrf), ("path", "")],
+        )
+        .await;
+    assert_eq!(unknown.status(), StatusCode::OK);
+    assert!(unknown.text().await.expect("ok").contains("role=\"alert\""));
+    server.stop().await;
+}
