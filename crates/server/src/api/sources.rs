@@ -188,10 +188,18 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<SourceInput>,
 ) -> ApiResult<(StatusCode, Json<Source>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_source(&state, input).await?),
+    ))
+}
+
+/// Validates and stores a new source (shared with the dashboard).
+pub async fn create_source(state: &AppState, input: SourceInput) -> ApiResult<Source> {
     let config = to_config(input)?;
     let id = config.id.clone();
-    apply(&state, Change::PutSource(config, true)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+    apply(state, Change::PutSource(config, true)).await?;
+    find(state, &id)
 }
 
 /// Replaces a source.

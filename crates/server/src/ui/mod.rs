@@ -127,9 +127,19 @@ pub fn router() -> Router<Arc<AppState>> {
             "/ui/replay",
             get(deliveries::bulk_confirm).post(deliveries::bulk_replay),
         )
-        .route("/ui/sources", get(resources::sources))
+        .route(
+            "/ui/sources",
+            get(resources::sources).post(resources::create_source),
+        )
         .route("/ui/sources/{id}/test-event", post(resources::test_event))
-        .route("/ui/destinations", get(resources::destinations))
+        .route(
+            "/ui/destinations",
+            get(resources::destinations).post(resources::create_destination),
+        )
+        .route(
+            "/ui/destinations/{id}/rotate-secret",
+            post(resources::rotate_destination_secret),
+        )
         .route("/ui/tenants", get(resources::tenants))
         .route(
             "/ui/tenants/{tenant}/endpoints/{id}/rotate-secret",

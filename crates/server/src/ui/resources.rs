@@ -87,7 +87,24 @@ pub async fn sources(
                 }
             }
         }
-        @if sources.is_empty() { p.empty { "No sources yet (add them in switchboard.toml or through POST /v1/sources)." } }
+        @if sources.is_empty() { p.empty { "No sources yet." } }
+        @if session.can_write() {
+            section aria-labelledby="new-source-h" {
+                h2 #new-source-h { "New webhook source" }
+                form.stack method="post" action="/ui/sources" {
+                    (csrf(&session))
+                    label { "Id " input type="text" name="id" required pattern="[A-Za-z0-9_\\-]{1,64}" placeholder="github"; }
+                    label { "Verifier "
+                        select name="verifier" {
+                            @for (kind, label) in VERIFIERS { option value=(kind) { (label) } }
+                        }
+                    }
+                    label { "Signing secret (for verifiers that need one) " input type="password" name="secret" autocomplete="off"; }
+                    button type="submit" { "Create source" }
+                }
+                p.hint { "Other kinds (queue, websocket, schedule) and verifiers with more settings: switchboard.toml or POST /v1/sources." }
+            }
+        }
     };
     Ok(html_response(layout::page(
         &session,
@@ -95,6 +112,58 @@ pub async fn sources(
         "/ui/sources",
         body,
     )))
+}
+
+/// Verifiers the create form offers: those configured by their secrets alone.
+const VERIFIERS: &[(&str, &str)] = &[
+    ("none", "none (accept every request)"),
+    ("standard-webhooks", "Standard Webhooks / Svix"),
+    ("github", "GitHub"),
+    ("stripe", "Stripe"),
+    ("slack", "Slack"),
+    ("shopify", "Shopify"),
+];
+
+/// The create-source form.
+#[derive(Debug, Deserialize)]
+pub struct SourceForm {
+    /// Source id.
+    id: String,
+    /// Verifier kind.
+    verifier: String,
+    /// Its secret, if it needs one.
+    #[serde(default)]
+    secret: String,
+}
+
+/// `POST /ui/sources`: creates a webhook source, validated as `POST /v1/sources` does.
+pub async fn create_source(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> UiResult {
+    let form: SourceForm = session.form(&body)?;
+    session.require_write()?;
+    if !VERIFIERS.iter().any(|(kind, _)| *kind == form.verifier) {
+        return Err(Problem::field("verifier", "choose one of the listed verifiers").into());
+    }
+    let mut verifier = serde_json::json!({ "kind": form.verifier });
+    if form.verifier != "none" {
+        verifier["secrets"] = serde_json::json!([form.secret.trim()]);
+    }
+    crate::api::sources::create_source(
+        &state,
+        crate::api::sources::SourceInput {
+            id: form.id.trim().to_owned(),
+            kind: None,
+            settings: None,
+            verifier: Some(verifier),
+            max_body_bytes: None,
+            rate_limit: None,
+        },
+    )
+    .await?;
+    Ok(see_other("/ui/sources"))
 }
 
 /// `POST /ui/sources/{id}/test-event`: stores a test event as if it had arrived (it is routed
@@ -158,12 +227,32 @@ pub async fn destinations(
                         td {
                             a href={ "/ui/deliveries?destination=" (enc(&d.id)) } { "Deliveries" } " · "
                             a href={ "/ui/deliveries?status=failed&destination=" (enc(&d.id)) } { "Dead letters" }
+                            @if session.can_write() && d.kind == "http" && d.managed_by == "api" {
+                                form.inline method="post" action={ "/ui/destinations/" (enc(&d.id)) "/rotate-secret" } {
+                                    (csrf(&session))
+                                    button type="submit" aria-label={ "Rotate the signing secret of " (d.id) }
+                                        data-confirm="Rotate this destination's signing secret? The old one stops signing at once." { "Rotate secret" }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
         @if destinations.is_empty() { p.empty { "No destinations yet." } }
+        @if session.can_write() {
+            section aria-labelledby="new-destination-h" {
+                h2 #new-destination-h { "New HTTP destination" }
+                form.stack method="post" action="/ui/destinations" {
+                    (csrf(&session))
+                    label { "Id " input type="text" name="id" required pattern="[A-Za-z0-9_\\-]{1,64}" placeholder="billing"; }
+                    label { "URL " input type="url" name="url" required placeholder="https://example.com/hooks"; }
+                    label { "Signing secret (optional; generated when empty) " input type="password" name="secret" autocomplete="off" placeholder="whsec_…"; }
+                    button type="submit" { "Create destination" }
+                }
+                p.hint { "Other kinds (slack, email, queue…) and retry policies: switchboard.toml or POST /v1/destinations." }
+            }
+        }
     };
     Ok(html_response(layout::page(
         &session,
@@ -423,6 +512,69 @@ pub async fn test_connection(
         &session,
         "Connection test",
         "/ui/connections",
+        body,
+    )))
+}
+
+/// The create-destination form.
+#[derive(Debug, Deserialize)]
+pub struct DestinationForm {
+    /// Destination id.
+    id: String,
+    /// Where to send.
+    url: String,
+    /// `whsec_…` secret (generated when empty).
+    #[serde(default)]
+    secret: String,
+}
+
+/// `POST /ui/destinations`: creates an HTTP destination, validated (SSRF policy included) as
+/// `POST /v1/destinations` does.
+pub async fn create_destination(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> UiResult {
+    let form: DestinationForm = session.form(&body)?;
+    session.require_write()?;
+    let secret = form.secret.trim();
+    crate::api::destinations::create_destination(
+        &state,
+        crate::api::destinations::DestinationInput {
+            id: form.id.trim().to_owned(),
+            kind: None,
+            url: Some(form.url.trim().to_owned()),
+            settings: None,
+            secret: (!secret.is_empty()).then(|| secret.to_owned()),
+            timeout: None,
+            retry: None,
+            headers: None,
+            max_in_flight: None,
+        },
+    )
+    .await?;
+    Ok(see_other("/ui/destinations"))
+}
+
+/// `POST /ui/destinations/{id}/rotate-secret`: a new generated secret, shown once.
+pub async fn rotate_destination_secret(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    let secret = crate::api::destinations::rotate_secret(&state, &id).await?;
+    let body = html! {
+        p role="status" { "The signing secret of destination " code { (id) } " was rotated; deliveries from now on are signed with it." }
+        p { code data-testid="new-secret" { (secret) } " " (copy_button(&secret, "Copy the new secret")) }
+        p { a href="/ui/destinations" { "Back to destinations" } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Secret rotated",
+        "/ui/destinations",
         body,
     )))
 }

@@ -155,6 +155,13 @@ async fn ui_pages_redirect_to_sign_in_without_a_session() {
         "/ui/routes/src-dst/dry-run".into(),
         "/ui/routes/src-dst/delete".into(),
         "/ui/sources/src/test-event".into(),
+        "/ui/sources".into(),
+        "/ui/destinations".into(),
+        "/ui/destinations/dst/rotate-secret".into(),
+        "/ui/connections/c1/test".into(),
+        "/ui/connections/c1/connect".into(),
+        "/ui/tenants/t/endpoints/e/disable".into(),
+        "/ui/tenants/t/endpoints/e/rotate-secret".into(),
         "/ui/sign-out".into(),
     ] {
         let response = browser.post(&path, &[("csrf", "x")]).await;
@@ -431,6 +438,12 @@ async fn ui_forms_refuse_a_missing_or_wrong_csrf_token() {
         ),
         ("/ui/routes/src-dst/delete", vec![]),
         ("/ui/sources/src/test-event", vec![]),
+        ("/ui/sources", vec![("id", "forged"), ("verifier", "none")]),
+        (
+            "/ui/destinations",
+            vec![("id", "forged"), ("url", "http://127.0.0.1:9/x")],
+        ),
+        ("/ui/destinations/dst/rotate-secret", vec![]),
         ("/ui/sign-out", vec![]),
     ];
     for (path, fields) in &cases {
@@ -449,6 +462,8 @@ async fn ui_forms_refuse_a_missing_or_wrong_csrf_token() {
     }
     // Nothing happened: no route, no replay, no test event, still signed in.
     assert!(server.api().get("/v1/routes/forged").await.status == 404);
+    assert!(server.api().get("/v1/sources/forged").await.status == 404);
+    assert!(server.api().get("/v1/destinations/forged").await.status == 404);
     assert_eq!(
         server.deliveries_of(&event).await[0].status.as_str(),
         "failed"
@@ -826,5 +841,81 @@ async fn ui_tests_a_connection_through_its_client() {
         .await;
     assert_eq!(unknown.status(), StatusCode::OK);
     assert!(unknown.text().await.expect("ok").contains("role=\"alert\""));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ui_creates_sources_and_destinations_and_rotates_a_destination_secret() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(&receiver.url, schedule_ms(&[]))).await;
+    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    let csrf = browser.csrf().await;
+    let created = browser
+        .post(
+            "/ui/sources",
+            &[
+                ("csrf", &csrf),
+                ("id", "gh"),
+                ("verifier", "github"),
+                ("secret", "s3cret-gh"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let page = browser.page("/ui/sources").await;
+    assert!(page.contains(&format!("{}/in/gh", server.base)) && !page.contains("s3cret-gh"));
+    // The verifier works: an unsigned request is refused.
+    assert_eq!(server.ingest("gh", "{}").await.status(), 401);
+    let bad = browser
+        .post(
+            "/ui/sources",
+            &[("csrf", &csrf), ("id", "x"), ("verifier", "bogus")],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let duplicate = browser
+        .post(
+            "/ui/sources",
+            &[("csrf", &csrf), ("id", "gh"), ("verifier", "none")],
+        )
+        .await;
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+
+    let created = browser
+        .post(
+            "/ui/destinations",
+            &[("csrf", &csrf), ("id", "billing"), ("url", &receiver.url)],
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::SEE_OTHER);
+    let api = server.api();
+    let before = api.get("/v1/destinations/billing/secret").await;
+    let before = before.ok(200)["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert!(before.starts_with("whsec_"));
+    let page = browser.page("/ui/destinations").await;
+    assert!(page.contains("billing") && !page.contains(&before));
+    let rotated = browser
+        .post("/ui/destinations/billing/rotate-secret", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let html = rotated.text().await.expect("ok");
+    let after = api.get("/v1/destinations/billing/secret").await;
+    let after = after.ok(200)["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(before, after);
+    assert!(html.contains(&after));
+    let bad_url = browser
+        .post(
+            "/ui/destinations",
+            &[
+                ("csrf", &csrf),
+                ("id", "nope"),
+                ("url", "ftp://example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(bad_url.status(), StatusCode::UNPROCESSABLE_ENTITY);
     server.stop().await;
 }
