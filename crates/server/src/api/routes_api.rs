@@ -161,11 +161,16 @@ pub async fn update(
     _auth: Auth<Write>,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    ApiJson(mut input): ApiJson<RouteInput>,
+    ApiJson(input): ApiJson<RouteInput>,
 ) -> ApiResult<Json<Route>> {
-    check_path_id(&id, input.id.get_or_insert_with(|| id.clone()))?;
-    apply(&state, Change::PutRoute(to_config(input), false)).await?;
-    Ok(Json(find(&state, &id)?))
+    update_route(&state, &id, input).await.map(Json)
+}
+
+/// Replaces route `id` (shared with the dashboard's edit form).
+pub async fn update_route(state: &AppState, id: &str, mut input: RouteInput) -> ApiResult<Route> {
+    check_path_id(id, input.id.get_or_insert_with(|| id.to_owned()))?;
+    apply(state, Change::PutRoute(to_config(input), false)).await?;
+    find(state, id)
 }
 
 /// Deletes a route.

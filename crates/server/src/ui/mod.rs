@@ -156,7 +156,7 @@ pub fn router() -> Router<Arc<AppState>> {
             post(resources::test_connection),
         )
         .route("/ui/routes", get(routes::list).post(routes::create))
-        .route("/ui/routes/{id}", get(routes::detail))
+        .route("/ui/routes/{id}", get(routes::detail).post(routes::update))
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))
         .route("/ui/routes/{id}/delete", post(routes::delete))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))

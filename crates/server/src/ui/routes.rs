@@ -187,6 +187,22 @@ async fn render(
             }
         }
         @if session.can_write() && route.managed_by == "api" {
+            section aria-labelledby="edit-h" {
+                h2 #edit-h { "Edit" }
+                form.stack method="post" action={ "/ui/routes/" (enc(&route.id)) } {
+                    (csrf(session))
+                    label { "Destination "
+                        select name="destination" required {
+                            @for d in &state.registry.current().config.destinations {
+                                option value=(d.id()) selected[d.id() == route.destination] { (d.id()) }
+                            }
+                        }
+                    }
+                    label { "Filter (jq, optional) " input type="text" name="filter" value=(route.filter.as_deref().unwrap_or("")); }
+                    label { "Transform (jq, optional) " textarea name="transform" rows="3" { (route.transform.as_deref().unwrap_or("")) } }
+                    button type="submit" { "Save route" }
+                }
+            }
             form.inline.danger method="post" action={ "/ui/routes/" (enc(&route.id)) "/delete" } {
                 (csrf(session))
                 button type="submit" data-confirm="Delete this route?" { "Delete route" }
@@ -243,4 +259,42 @@ pub async fn delete(
     session.require_write()?;
     apply(&state, Change::Delete(Kind::Route, id)).await?;
     Ok(see_other("/ui/routes"))
+}
+
+/// The edit-route form (the source stays).
+#[derive(Debug, Deserialize)]
+pub struct EditForm {
+    /// Destination id.
+    destination: String,
+    /// jq filter.
+    #[serde(default)]
+    filter: String,
+    /// jq transform.
+    #[serde(default)]
+    transform: String,
+}
+
+/// `POST /ui/routes/{id}`: saves the edit form, validated as `PUT /v1/routes/{id}`.
+pub async fn update(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let form: EditForm = session.form(&body)?;
+    session.require_write()?;
+    let current = find(&state, &id)?;
+    routes_api::update_route(
+        &state,
+        &id,
+        RouteInput {
+            id: Some(id.clone()),
+            source: current.source,
+            destination: form.destination,
+            filter: some(&form.filter),
+            transform: some(&form.transform),
+        },
+    )
+    .await?;
+    Ok(see_other(&format!("/ui/routes/{}", enc(&id))))
 }

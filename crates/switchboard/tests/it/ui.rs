@@ -646,6 +646,44 @@ async fn ui_creates_a_route_with_a_transform_and_dry_runs_it() {
     );
     assert!(html.contains("&lt;b&gt;order&lt;/b&gt;"), "{html}");
     assert!(html.contains("matched"));
+    // Edit: a filter that drops this event; the dry-run says so.
+    let edited = browser
+        .post(
+            "/ui/routes/orders",
+            &[
+                ("csrf", &csrf),
+                ("destination", "dst"),
+                ("filter", ".body.order.id != 42"),
+                ("transform", ""),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status(), StatusCode::SEE_OTHER);
+    let route = server.api().get("/v1/routes/orders").await;
+    let route = route.ok(200);
+    assert_eq!(route["filter"], ".body.order.id != 42");
+    assert_eq!(route["transform"], serde_json::Value::Null);
+    let result = browser
+        .post(
+            "/ui/routes/orders/dry-run",
+            &[("csrf", &csrf), ("event_id", &event)],
+        )
+        .await;
+    assert!(result.text().await.expect("ok").contains("filtered out"));
+    let invalid = browser
+        .post(
+            "/ui/routes/orders",
+            &[("csrf", &csrf), ("destination", "dst"), ("filter", "(((")],
+        )
+        .await;
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let forged = browser
+        .post(
+            "/ui/routes/orders",
+            &[("destination", "dst"), ("filter", "false")],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     let deleted = browser
         .post("/ui/routes/orders/delete", &[("csrf", &csrf)])
         .await;
