@@ -39,6 +39,8 @@ pub struct DeliveryQuery {
     pub destination: String,
     /// Pagination: deliveries older than this sequence number.
     pub before: Option<i64>,
+    /// Set after a bulk replay: how many deliveries were queued.
+    pub queued: Option<u64>,
 }
 
 fn some(value: &str) -> Option<String> {
@@ -93,6 +95,9 @@ pub async fn list(
         "filtered",
     ];
     let body = html! {
+        @if let Some(n) = q.queued {
+            p.notice role="status" { "Bulk replay queued " (n) " deliveries." }
+        }
         p.tabs-links {
             a href="/ui/deliveries" aria-current=[(!dead).then_some("page")] { "All deliveries" }
             " · "

@@ -568,6 +568,10 @@ async fn ui_replays_one_and_in_bulk_and_sends_a_test_event() {
             .expect("ok")
             .ends_with("queued=1")
     );
+    let notice = browser
+        .page(bulk.headers()["location"].to_str().expect("ok"))
+        .await;
+    assert!(notice.contains("Bulk replay queued 1 deliveries."));
     server
         .wait_delivery(&second, "bulk-replayed delivery succeeds", |d| {
             d.status.as_str() == "succeeded"
