@@ -381,8 +381,21 @@ pub async fn create(
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<EndpointInput>,
 ) -> ApiResult<(StatusCode, Json<Endpoint>)> {
-    if !state.registry.current().tenants.contains_key(&tenant) {
-        return Err(not_found(Kind::Tenant, &tenant));
+    Ok((
+        StatusCode::CREATED,
+        Json(create_endpoint(&state, &tenant, input).await?),
+    ))
+}
+
+/// Validates and stores a new endpoint of `tenant`; the secret is generated when absent
+/// (shared with the dashboard).
+pub async fn create_endpoint(
+    state: &AppState,
+    tenant: &str,
+    input: EndpointInput,
+) -> ApiResult<Endpoint> {
+    if !state.registry.current().tenants.contains_key(tenant) {
+        return Err(not_found(Kind::Tenant, tenant));
     }
     let id = match input.id {
         Some(id) if switchboard_core::ids::is_valid_resource_id(&id) => id,
@@ -419,9 +432,9 @@ pub async fn create(
         }
     }
     let spec = spec_from(value)?;
-    apply(&state, Change::PutEndpoint(spec.clone(), true)).await?;
+    apply(state, Change::PutEndpoint(spec.clone(), true)).await?;
     let runtime = state.registry.current();
-    Ok((StatusCode::CREATED, Json(view(&runtime, &spec, true))))
+    Ok(view(&runtime, &spec, true))
 }
 
 /// One endpoint.

@@ -140,7 +140,14 @@ pub fn router() -> Router<Arc<AppState>> {
             "/ui/destinations/{id}/rotate-secret",
             post(resources::rotate_destination_secret),
         )
-        .route("/ui/tenants", get(resources::tenants))
+        .route(
+            "/ui/tenants",
+            get(resources::tenants).post(resources::create_tenant),
+        )
+        .route(
+            "/ui/tenants/{tenant}/endpoints",
+            post(resources::create_endpoint),
+        )
         .route(
             "/ui/tenants/{tenant}/endpoints/{id}/rotate-secret",
             post(resources::rotate_endpoint_secret),

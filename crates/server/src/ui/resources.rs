@@ -266,7 +266,18 @@ pub async fn destinations(
 pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> UiResult<Response> {
     let runtime = state.registry.current();
     let body = html! {
-        @if runtime.tenants.is_empty() { p.empty { "No tenants yet (create them through POST /v1/tenants)." } }
+        @if runtime.tenants.is_empty() { p.empty { "No tenants yet." } }
+        @if session.can_write() {
+            details.create {
+                summary { "New tenant" }
+                form.stack method="post" action="/ui/tenants" {
+                    (csrf(&session))
+                    label { "Id " input type="text" name="id" required pattern="[A-Za-z0-9_\\-]{1,64}" placeholder="acme"; }
+                    label { "Name " input type="text" name="name" placeholder="Acme Inc."; }
+                    button type="submit" { "Create tenant" }
+                }
+            }
+        }
         @for tenant in runtime.tenants.values() {
             section aria-label={ "Tenant " (tenant.id) } {
                 h2 { (tenant.name) " " small { code { (tenant.id) } } }
@@ -305,6 +316,14 @@ pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> Ui
                                 }
                             }
                         }
+                    }
+                }
+                @if session.can_write() {
+                    form.inline method="post" action={ "/ui/tenants/" (enc(&tenant.id)) "/endpoints" } aria-label={ "Add an endpoint to " (tenant.id) } {
+                        (csrf(&session))
+                        label { "URL " input type="url" name="url" required placeholder="https://customer.example/hooks"; }
+                        label { "Event types (comma-separated, empty for all) " input type="text" name="event_types" placeholder="invoice.paid, invoice.failed"; }
+                        button type="submit" { "Add endpoint" }
                     }
                 }
             }
@@ -577,4 +596,85 @@ pub async fn rotate_destination_secret(
         "/ui/destinations",
         body,
     )))
+}
+
+/// The create-tenant form.
+#[derive(Debug, Deserialize)]
+pub struct TenantForm {
+    /// Tenant id.
+    id: String,
+    /// Display name.
+    #[serde(default)]
+    name: String,
+}
+
+/// `POST /ui/tenants`: creates a tenant, validated as `POST /v1/tenants`.
+pub async fn create_tenant(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> UiResult {
+    let form: TenantForm = session.form(&body)?;
+    session.require_write()?;
+    crate::api::tenants::create_tenant(
+        &state,
+        crate::api::tenants::TenantInput {
+            id: form.id.trim().to_owned(),
+            name: form.name.trim().to_owned(),
+            metadata: Default::default(),
+        },
+    )
+    .await?;
+    Ok(see_other("/ui/tenants"))
+}
+
+/// The add-endpoint form.
+#[derive(Debug, Deserialize)]
+pub struct EndpointForm {
+    /// Where to deliver.
+    url: String,
+    /// Comma-separated event types (empty: all).
+    #[serde(default)]
+    event_types: String,
+}
+
+/// `POST /ui/tenants/{tenant}/endpoints`: adds an endpoint (secret generated), validated as
+/// `POST /v1/tenants/{tenant}/endpoints`.
+pub async fn create_endpoint(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let form: EndpointForm = session.form(&body)?;
+    session.require_write()?;
+    let types: Vec<String> = form
+        .event_types
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    crate::api::endpoints::create_endpoint(
+        &state,
+        &tenant,
+        crate::api::endpoints::EndpointInput {
+            id: None,
+            url: form.url.trim().to_owned(),
+            description: None,
+            event_types: (!types.is_empty()).then_some(types),
+            channels: None,
+            secret: None,
+            rate_limit: None,
+            headers: None,
+            enabled: None,
+            ordered: None,
+            transform: None,
+            timeout: None,
+            retry: None,
+            max_in_flight: None,
+        },
+    )
+    .await?;
+    Ok(see_other("/ui/tenants"))
 }

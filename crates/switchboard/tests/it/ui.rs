@@ -748,29 +748,55 @@ async fn ui_disables_enables_and_rotates_a_tenant_endpoint() {
     let receiver = Receiver::always(200).await;
     let server = TestServer::start(config_to(&receiver.url, schedule_ms(&[]))).await;
     let api = server.api();
-    api.post(
-        "/v1/tenants",
-        &serde_json::json!({"id": "acme", "name": "Acme <Corp>"}),
-    )
-    .await
-    .ok(201);
-    let created = api
+    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    let csrf = browser.csrf().await;
+    // Created through the dashboard's forms.
+    let tenant = browser
         .post(
-            "/v1/tenants/acme/endpoints",
-            &serde_json::json!({"url": receiver.url}),
+            "/ui/tenants",
+            &[("csrf", &csrf), ("id", "acme"), ("name", "Acme <Corp>")],
         )
         .await;
-    let created = created.ok(201);
-    let id = created["id"].as_str().expect("id").to_owned();
-    let old_secret = created["secret"].as_str().expect("secret").to_owned();
-    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    assert_eq!(tenant.status(), StatusCode::SEE_OTHER);
+    let endpoint = browser
+        .post(
+            "/ui/tenants/acme/endpoints",
+            &[
+                ("csrf", &csrf),
+                ("url", &receiver.url),
+                ("event_types", "invoice.paid, invoice.failed"),
+            ],
+        )
+        .await;
+    assert_eq!(endpoint.status(), StatusCode::SEE_OTHER);
+    let missing = browser
+        .post(
+            "/ui/tenants/nope/endpoints",
+            &[("csrf", &csrf), ("url", &receiver.url)],
+        )
+        .await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let listed = api.get("/v1/tenants/acme/endpoints").await;
+    let listed = listed.ok(200).as_array().expect("list").clone();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0]["event_types"],
+        serde_json::json!(["invoice.paid", "invoice.failed"])
+    );
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
+    let secret = api
+        .get(&format!("/v1/tenants/acme/endpoints/{id}/secret"))
+        .await;
+    let old_secret = secret.ok(200)["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     let page = browser.page("/ui/tenants").await;
     assert!(
         page.contains("Acme &lt;Corp&gt;") && page.contains(&id),
         "{page}"
     );
     assert!(!page.contains(&old_secret), "listings never show secrets");
-    let csrf = browser.csrf().await;
     let base = format!("/ui/tenants/acme/endpoints/{id}");
 
     let disabled = browser
