@@ -35,7 +35,7 @@ pub fn page(session: &Session, title: &str, current: &str, body: Markup) -> Mark
                 link rel="icon" href="data:,";
                 script src="/ui/assets/ui.js" defer {}
             }
-            body {
+            body data-rendered-at=(switchboard_core::time::now_millis()) {
                 header.top {
                     a.brand href="/ui" { "Switchboard" }
                     nav aria-label="Main" {

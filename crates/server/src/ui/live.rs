@@ -10,10 +10,12 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use switchboard_core::time::now_millis;
 use switchboard_store::{DeliveryFilter, EventFilter, StoreError};
 
 use super::session::Session;
@@ -71,11 +73,28 @@ impl LiveItem {
     }
 }
 
-/// Where a stream is: the newest event and delivery change it has passed on.
+/// Where a stream is: the newest event and delivery change it has passed on, as
+/// `(time, tie-breaker)` so a stream can also start from a point in time.
 #[derive(Debug, Clone, Default)]
 pub struct Cursor {
-    event_seq: i64,
+    event: (i64, i64),
     delivery: (i64, String),
+}
+
+impl Cursor {
+    /// A cursor before everything that happened at or after `millis`.
+    pub fn since(millis: i64) -> Self {
+        Self {
+            event: (millis, i64::MIN),
+            delivery: (millis, String::new()),
+        }
+    }
+
+    /// The time up to which everything was passed on (the SSE `id`, so a reconnecting browser
+    /// resumes from there; repeats are harmless to the page).
+    pub fn millis(&self) -> i64 {
+        self.event.0.min(self.delivery.0)
+    }
 }
 
 /// A cursor at "now": only what happens after it is reported.
@@ -95,7 +114,11 @@ pub async fn poll(state: &AppState, cursor: &mut Cursor) -> Result<Vec<LiveItem>
         })
         .await?;
     let mut items = Vec::new();
-    for e in events.iter().rev().filter(|e| e.seq > cursor.event_seq) {
+    for e in events.iter().rev() {
+        let key = (e.received_at, e.seq);
+        if key <= cursor.event {
+            continue;
+        }
         items.push(LiveItem::Event {
             id: e.id.clone(),
             source: e.source.clone(),
@@ -103,9 +126,7 @@ pub async fn poll(state: &AppState, cursor: &mut Cursor) -> Result<Vec<LiveItem>
             body_bytes: e.body_len,
             received_at: switchboard_core::time::format_rfc3339(e.received_at),
         });
-    }
-    if let Some(newest) = events.first() {
-        cursor.event_seq = cursor.event_seq.max(newest.seq);
+        cursor.event = cursor.event.max(key);
     }
     let mut deliveries = state
         .store
@@ -134,6 +155,15 @@ pub async fn poll(state: &AppState, cursor: &mut Cursor) -> Result<Vec<LiveItem>
     Ok(items)
 }
 
+/// Where a stream starts: the page's render time (`?since=`), a reconnecting browser's
+/// `Last-Event-ID`, or now.
+#[derive(Debug, Default, Deserialize)]
+pub struct LiveQuery {
+    /// Unix millis the page was rendered at: changes from then on are sent, so nothing that
+    /// happens between rendering and connecting is missed.
+    pub since: Option<i64>,
+}
+
 /// How many polls pass between checks that the stream's session still holds.
 const RECHECK_EVERY: u32 = 30;
 
@@ -150,13 +180,23 @@ struct Streaming {
 pub async fn stream(
     session: Session,
     State(state): State<Arc<AppState>>,
+    Query(q): Query<LiveQuery>,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let cursor = match start(&state).await {
-        Ok(cursor) => Some(cursor),
-        Err(error) => {
-            tracing::error!(%error, "dashboard live stream could not start");
-            None
-        }
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    let cursor = match resume.or(q.since) {
+        // At most an hour back: an old page should not replay a day of traffic.
+        Some(since) => Some(Cursor::since(since.max(now_millis() - 3_600_000))),
+        None => match start(&state).await {
+            Ok(cursor) => Some(cursor),
+            Err(error) => {
+                tracing::error!(%error, "dashboard live stream could not start");
+                None
+            }
+        },
     };
     let shutdown = state.ui.shutdown().clone();
     let streaming = cursor.map(|cursor| Streaming {
@@ -173,6 +213,7 @@ pub async fn stream(
             loop {
                 if let Some(item) = s.pending.pop() {
                     let event = Event::default()
+                        .id(s.cursor.millis().to_string())
                         .event(item.name())
                         .json_data(&item)
                         .unwrap_or_else(|_| Event::default().comment("unencodable item"));

@@ -727,6 +727,23 @@ async fn ui_live_stream_carries_new_events_and_outcomes() {
     .await;
     assert_eq!(found, Ok(true), "stream so far: {seen}");
     drop(stream);
+    // A page rendered before an event arrived gets it even if it connects afterwards.
+    let rendered = switchboard_core::time::now_millis();
+    let early = server.ingest_ok("src", r#"{"early":true}"#).await;
+    let mut late = browser.get(&format!("/ui/live?since={rendered}")).await;
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(chunk) = late.chunk().await.expect("chunk") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains(&early) && seen.contains("\nid: ") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "stream so far: {seen}");
+    drop(late);
     // The stream does not hold the server open on shutdown.
     let mut held = browser.get("/ui/live").await;
     let stop = tokio::spawn(server.stop());

@@ -28,6 +28,9 @@ fn screenshots() -> PathBuf {
         .join("ui-screenshots")
 }
 
+/// Serializes the browser tests.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Whether to run: the parts are present, or `SWITCHBOARD_TEST_BROWSER=1` demands them.
 fn should_run(test: &str, browser: &std::path::Path, module: &str) -> bool {
     let required = std::env::var("SWITCHBOARD_TEST_BROWSER").is_ok_and(|v| v == "1");
@@ -54,6 +57,8 @@ async fn run_script(
     passed: &'static str,
     browser_env: (&'static str, PathBuf),
 ) {
+    // One browser at a time: two at once on a small machine only make both slow.
+    let _one_at_a_time = BROWSER.lock().await;
     let receiver = Receiver::scripted(|n| Reply::Status(if n == 0 { 500 } else { 200 })).await;
     let server = TestServer::start(config_to(&receiver.url, schedule_ms(&[]))).await;
     let base = server.base.clone();

@@ -18,7 +18,8 @@ const base = must("SWITCHBOARD_URL");
 const token = must("SWITCHBOARD_TOKEN");
 const shots = must("SCREENSHOTS");
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-const TIMEOUT = 20_000;
+// Generous: the suite runs many servers at once on a two-core CI machine.
+const TIMEOUT = 60_000;
 
 function must(name) {
   const value = process.env[name];

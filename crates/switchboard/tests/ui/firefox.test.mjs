@@ -17,7 +17,8 @@ const base = must("SWITCHBOARD_URL");
 const token = must("SWITCHBOARD_TOKEN");
 const shots = must("SCREENSHOTS");
 const executablePath = process.env.FIREFOX || "/usr/bin/firefox-esr";
-const TIMEOUT = 30_000;
+// Generous: Firefox starts slowly on a loaded two-core CI machine.
+const TIMEOUT = 90_000;
 
 function must(name) {
   const value = process.env[name];
@@ -48,6 +49,8 @@ const browser = await puppeteer.launch({
   headless: true,
   userDataDir: profile,
   protocol: "webDriverBiDi",
+  timeout: TIMEOUT,
+  protocolTimeout: TIMEOUT * 2,
 });
 const errors = [];
 try {

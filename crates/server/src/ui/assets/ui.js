@@ -54,9 +54,17 @@
     });
   }
 
+  var seenEvents = {};
+
   function onEvent(item) {
+    if (seenEvents[item.id]) return;
+    seenEvents[item.id] = true;
     var href = "/ui/events/" + encodeURIComponent(item.id);
     document.querySelectorAll('tbody[data-live="events"]').forEach(function (tbody) {
+      var shown = Array.prototype.some.call(tbody.querySelectorAll("a"), function (a) {
+        return a.textContent === item.id;
+      });
+      if (shown) return;
       if (tbody.dataset.source && tbody.dataset.source !== item.source) return;
       if (tbody.dataset.type && tbody.dataset.type !== item.type) return;
       var row = document.createElement("tr");
@@ -97,7 +105,10 @@
 
   function live() {
     if (!window.EventSource) return;
-    var source = new EventSource("/ui/live");
+    // From the page's render time: nothing that happens between rendering and connecting is
+    // missed (repeats are skipped below).
+    var since = document.body.dataset.renderedAt;
+    var source = new EventSource("/ui/live" + (since ? "?since=" + encodeURIComponent(since) : ""));
     source.addEventListener("open", function () { document.body.dataset.live = "open"; });
     source.addEventListener("error", function () { document.body.dataset.live = "reconnecting"; });
     source.addEventListener("event", function (e) { onEvent(JSON.parse(e.data)); });
