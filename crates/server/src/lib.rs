@@ -26,6 +26,7 @@ pub mod statsd;
 pub mod telemetry;
 pub mod template;
 pub mod transform;
+pub mod ui;
 pub mod verifiers;
 
 use std::sync::Arc;
@@ -253,6 +254,7 @@ pub async fn run(
             shutdown.clone(),
         )),
         activity: Arc::default(),
+        ui: ui::UiState::new(shutdown.clone()),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -320,6 +322,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .merge(ingest)
         .merge(api::router(state.clone()))
         .merge(connections::routes::router())
+        .merge(ui::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

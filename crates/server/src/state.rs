@@ -65,6 +65,8 @@ pub struct AppState {
     pub live: Arc<crate::live::Live>,
     /// Accepted and rejected ingests per source on this node (`GET /v1/health`).
     pub activity: Arc<crate::telemetry::activity::SourceActivity>,
+    /// The dashboard's own bookkeeping (signed-out sessions).
+    pub ui: crate::ui::UiState,
 }
 
 /// Builds the source table from configuration.

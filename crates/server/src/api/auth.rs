@@ -154,7 +154,20 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
         })
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    let hash = hash_token(token);
+    principal_for_hash(state, &hash_token(token)).await
+}
+
+/// The principal whose token has this hash (the bootstrap admin token or an active stored one).
+/// The dashboard's sessions call this on every request, so a revoked token ends its sessions.
+pub async fn principal_for_hash(state: &AppState, hash: &str) -> Result<Principal, Problem> {
+    let unauthorized = |detail: &str| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+        )
+    };
     if let Some(admin) = &state.admin_token_hash
         && bool::from(admin.as_bytes().ct_eq(hash.as_bytes()))
     {
@@ -163,7 +176,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
             scope: Scope::Admin,
         });
     }
-    let record = state.store.token_by_hash(&hash).await.map_err(|error| {
+    let record = state.store.token_by_hash(hash).await.map_err(|error| {
         tracing::error!(%error, "token lookup failed");
         Problem::unavailable("cannot check the token right now")
     })?;

@@ -338,7 +338,8 @@ pub async fn list_providers(
     ))
 }
 
-fn store_problem(error: ConnectionError) -> Problem {
+/// The problem a connection failure answers (shared with the dashboard).
+pub fn store_problem(error: ConnectionError) -> Problem {
     connection_problem(&error)
 }
 

@@ -294,15 +294,18 @@ fn find(state: &AppState, id: &str) -> Result<Destination, Problem> {
 #[utoipa::path(get, path = "/destinations", tag = "destinations",
     responses((status = 200, body = Vec<Destination>), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Destination>> {
+    Json(all(&state))
+}
+
+/// Every destination, as the API shows them (shared with the dashboard).
+pub fn all(state: &AppState) -> Vec<Destination> {
     let runtime = state.registry.current();
-    Json(
-        runtime
-            .config
-            .destinations
-            .iter()
-            .map(|d| view(&runtime, d))
-            .collect(),
-    )
+    runtime
+        .config
+        .destinations
+        .iter()
+        .map(|d| view(&runtime, d))
+        .collect()
 }
 
 /// One destination.
@@ -343,12 +346,47 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<(StatusCode, Json<Destination>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_destination(&state, input).await?),
+    ))
+}
+
+/// Validates and stores a new destination; HTTP destinations without a secret get a generated
+/// one (shared with the dashboard).
+pub async fn create_destination(
+    state: &AppState,
+    input: DestinationInput,
+) -> ApiResult<Destination> {
     let is_http = input.kind.as_deref().is_none_or(|k| k == "http");
     let secret = is_http.then(|| input.secret.clone().unwrap_or_else(generate_secret));
     let config = to_config(input, secret, None)?;
     let id = config.id().to_owned();
-    apply(&state, Change::PutDestination(config, true)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+    apply(state, Change::PutDestination(config, true)).await?;
+    find(state, &id)
+}
+
+/// Gives an HTTP destination a new generated signing secret and returns it (the dashboard's
+/// "Rotate secret"; through the API, `PUT` a new `secret`). The old secret stops signing at once.
+pub async fn rotate_secret(state: &AppState, id: &str) -> ApiResult<String> {
+    let runtime = state.registry.current();
+    let current = lookup(&runtime, id)
+        .cloned()
+        .ok_or_else(|| not_found(Kind::Destination, id))?;
+    let DestinationConfig::Http(mut http) = current else {
+        return Err(Problem::conflict(
+            "not_http",
+            format!("destination `{id}` is not an http destination: it has no signing secret"),
+        ));
+    };
+    let secret = generate_secret();
+    http.secret = Some(secret.clone());
+    apply(
+        state,
+        Change::PutDestination(DestinationConfig::Http(http), false),
+    )
+    .await?;
+    Ok(secret)
 }
 
 /// Replaces a destination (an absent `secret` keeps the current one).

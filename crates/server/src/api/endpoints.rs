@@ -381,8 +381,21 @@ pub async fn create(
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<EndpointInput>,
 ) -> ApiResult<(StatusCode, Json<Endpoint>)> {
-    if !state.registry.current().tenants.contains_key(&tenant) {
-        return Err(not_found(Kind::Tenant, &tenant));
+    Ok((
+        StatusCode::CREATED,
+        Json(create_endpoint(&state, &tenant, input).await?),
+    ))
+}
+
+/// Validates and stores a new endpoint of `tenant`; the secret is generated when absent
+/// (shared with the dashboard).
+pub async fn create_endpoint(
+    state: &AppState,
+    tenant: &str,
+    input: EndpointInput,
+) -> ApiResult<Endpoint> {
+    if !state.registry.current().tenants.contains_key(tenant) {
+        return Err(not_found(Kind::Tenant, tenant));
     }
     let id = match input.id {
         Some(id) if switchboard_core::ids::is_valid_resource_id(&id) => id,
@@ -419,9 +432,9 @@ pub async fn create(
         }
     }
     let spec = spec_from(value)?;
-    apply(&state, Change::PutEndpoint(spec.clone(), true)).await?;
+    apply(state, Change::PutEndpoint(spec.clone(), true)).await?;
     let runtime = state.registry.current();
-    Ok((StatusCode::CREATED, Json(view(&runtime, &spec, true))))
+    Ok(view(&runtime, &spec, true))
 }
 
 /// One endpoint.
@@ -449,7 +462,17 @@ pub async fn update(
     Path((tenant, id)): Path<(String, String)>,
     ApiJson(patch): ApiJson<EndpointPatch>,
 ) -> ApiResult<Json<Endpoint>> {
-    let current = lookup(&state.registry.current(), &tenant, &id)?;
+    patch_endpoint(&state, &tenant, &id, patch).await.map(Json)
+}
+
+/// Applies a patch to an endpoint (shared with the dashboard's enable/disable).
+pub async fn patch_endpoint(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    patch: EndpointPatch,
+) -> ApiResult<Endpoint> {
+    let current = lookup(&state.registry.current(), tenant, id)?;
     let was_enabled = current.enabled;
     let mut value = serde_json::to_value(&current).map_err(internal)?;
     let changes = [
@@ -476,14 +499,14 @@ pub async fn update(
     if spec.enabled {
         spec.disabled_reason = None;
     }
-    apply(&state, Change::PutEndpoint(spec.clone(), false)).await?;
+    apply(state, Change::PutEndpoint(spec.clone(), false)).await?;
     if re_enabled {
-        state.health.reset(&id, now_millis());
+        state.health.reset(id, now_millis());
     }
-    state.due.unknown(&id);
+    state.due.unknown(id);
     state.wake.notify_one();
     let runtime = state.registry.current();
-    Ok(Json(view(&runtime, &spec, false)))
+    Ok(view(&runtime, &spec, false))
 }
 
 /// Deletes an endpoint. Its pending deliveries are cancelled; the history stays.
@@ -551,7 +574,17 @@ pub async fn rotate_secret(
     } else {
         super::extract::parse_json(&body)?
     };
-    let mut spec = lookup(&state.registry.current(), &tenant, &id)?;
+    rotate(&state, &tenant, &id, input).await.map(Json)
+}
+
+/// Rotates an endpoint's signing secret (shared with the dashboard).
+pub async fn rotate(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    input: RotateInput,
+) -> ApiResult<Rotated> {
+    let mut spec = lookup(&state.registry.current(), tenant, id)?;
     let grace = match input.grace.as_deref() {
         None => DEFAULT_ROTATION_GRACE,
         Some(text) => humantime::parse_duration(text)
@@ -576,11 +609,11 @@ pub async fn rotate_secret(
     }
     spec.validate()
         .map_err(|message| Problem::field("secret", message))?;
-    apply(&state, Change::PutEndpoint(spec, false)).await?;
-    Ok(Json(Rotated {
+    apply(state, Change::PutEndpoint(spec, false)).await?;
+    Ok(Rotated {
         secret: new_secret,
         previous_expires_at: (!grace.is_zero()).then(|| format_rfc3339(expires_at)),
-    }))
+    })
 }
 
 /// The endpoint's health: circuit state, failures, last error, disabled flag.

@@ -61,6 +61,13 @@ pub async fn replay(
     State(state): State<Arc<AppState>>,
     ApiJson(request): ApiJson<ReplayRequest>,
 ) -> ApiResult<Json<ReplayResponse>> {
+    let selector = selector(request)?;
+    let queued = queue(&state, &selector, "API").await?;
+    Ok(Json(ReplayResponse { queued }))
+}
+
+/// Checks a replay request and turns it into the store's selector (shared with the dashboard).
+pub fn selector(request: ReplayRequest) -> Result<ReplaySelector, Problem> {
     let given = [
         request.delivery_id.is_some(),
         request.event_id.is_some(),
@@ -78,39 +85,50 @@ pub async fn replay(
     if request.destination.is_none() && (request.status.is_some() || request.since.is_some()) {
         return Err(field("status", "status and since go with destination"));
     }
-    let selector = match (request.delivery_id, request.event_id, request.destination) {
-        (Some(id), _, _) => ReplaySelector::Delivery(id),
-        (_, Some(id), _) => ReplaySelector::Event(id),
-        (_, _, Some(destination)) => {
-            if request.status.as_deref().is_some_and(|s| s != "failed") {
-                return Err(field(
-                    "status",
-                    "only failed deliveries can be replayed in bulk",
-                ));
+    Ok(
+        match (request.delivery_id, request.event_id, request.destination) {
+            (Some(id), _, _) => ReplaySelector::Delivery(id),
+            (_, Some(id), _) => ReplaySelector::Event(id),
+            (_, _, Some(destination)) => {
+                if request.status.as_deref().is_some_and(|s| s != "failed") {
+                    return Err(field(
+                        "status",
+                        "only failed deliveries can be replayed in bulk",
+                    ));
+                }
+                ReplaySelector::FailedForDestination {
+                    destination,
+                    since: request
+                        .since
+                        .as_deref()
+                        .map(|s| parse_time("since", s))
+                        .transpose()?
+                        .unwrap_or(0),
+                }
             }
-            ReplaySelector::FailedForDestination {
-                destination,
-                since: request
-                    .since
-                    .as_deref()
-                    .map(|s| parse_time("since", s))
-                    .transpose()?
-                    .unwrap_or(0),
-            }
-        }
-        _ => return Err(field("delivery_id", "nothing to replay")),
-    };
+            _ => return Err(field("delivery_id", "nothing to replay")),
+        },
+    )
+}
+
+/// Re-queues what `selector` names and wakes the delivery worker; returns how many were queued.
+/// `via` names the caller in the log line (`API`, `dashboard`).
+pub async fn queue(
+    state: &AppState,
+    selector: &ReplaySelector,
+    via: &'static str,
+) -> Result<u64, Problem> {
     let queued = state
         .store
-        .replay(&selector, now_millis())
+        .replay(selector, now_millis())
         .await
         .map_err(internal)?;
     if queued > 0 {
         state.due.all_unknown();
         state.wake.notify_one();
     }
-    tracing::info!(?selector, queued, "replay requested through the API");
-    Ok(Json(ReplayResponse { queued }))
+    tracing::info!(?selector, queued, via, "replay requested");
+    Ok(queued)
 }
 
 /// Routes of this resource.

@@ -105,15 +105,7 @@ fn to_config(input: RouteInput) -> RouteConfig {
 #[utoipa::path(get, path = "/routes", tag = "routes",
     responses((status = 200, body = Vec<Route>), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Route>> {
-    let runtime = state.registry.current();
-    Json(
-        runtime
-            .config
-            .routes
-            .iter()
-            .map(|r| view(&runtime, r))
-            .collect(),
-    )
+    Json(all(&state))
 }
 
 /// One route.
@@ -136,10 +128,29 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<RouteInput>,
 ) -> ApiResult<(StatusCode, Json<Route>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_route(&state, input).await?),
+    ))
+}
+
+/// Validates and stores a new route (shared with the dashboard).
+pub async fn create_route(state: &AppState, input: RouteInput) -> ApiResult<Route> {
     let config = to_config(input);
     let id = config.effective_id();
-    apply(&state, Change::PutRoute(config, true)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+    apply(state, Change::PutRoute(config, true)).await?;
+    find(state, &id)
+}
+
+/// Every route, as the API shows them.
+pub fn all(state: &AppState) -> Vec<Route> {
+    let runtime = state.registry.current();
+    runtime
+        .config
+        .routes
+        .iter()
+        .map(|r| view(&runtime, r))
+        .collect()
 }
 
 /// Replaces a route.
@@ -150,11 +161,16 @@ pub async fn update(
     _auth: Auth<Write>,
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    ApiJson(mut input): ApiJson<RouteInput>,
+    ApiJson(input): ApiJson<RouteInput>,
 ) -> ApiResult<Json<Route>> {
-    check_path_id(&id, input.id.get_or_insert_with(|| id.clone()))?;
-    apply(&state, Change::PutRoute(to_config(input), false)).await?;
-    Ok(Json(find(&state, &id)?))
+    update_route(&state, &id, input).await.map(Json)
+}
+
+/// Replaces route `id` (shared with the dashboard's edit form).
+pub async fn update_route(state: &AppState, id: &str, mut input: RouteInput) -> ApiResult<Route> {
+    check_path_id(id, input.id.get_or_insert_with(|| id.to_owned()))?;
+    apply(state, Change::PutRoute(to_config(input), false)).await?;
+    find(state, id)
 }
 
 /// Deletes a route.
@@ -218,6 +234,12 @@ pub async fn test(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<RouteTestInput>,
 ) -> ApiResult<Json<RouteTest>> {
+    dry_run(&state, id, &input.event_id).await.map(Json)
+}
+
+/// Runs route `id`'s filter, transform and destination templates on a stored event without
+/// sending anything (shared with the dashboard's dry-run).
+pub async fn dry_run(state: &AppState, id: String, event_id: &str) -> ApiResult<RouteTest> {
     let runtime = state.registry.current();
     let route = runtime
         .config
@@ -228,10 +250,10 @@ pub async fn test(
         .clone();
     let event = state
         .store
-        .get_event(&input.event_id)
+        .get_event(event_id)
         .await
         .map_err(super::internal)?
-        .ok_or_else(|| Problem::not_found(format!("no event `{}`", input.event_id)))?;
+        .ok_or_else(|| Problem::not_found(format!("no event `{event_id}`")))?;
     if event.body_pruned_at.is_some() {
         return Err(Problem::conflict(
             "payload_expired",
@@ -317,14 +339,14 @@ pub async fn test(
                 headers,
             }
         });
-    Ok(Json(RouteTest {
+    Ok(RouteTest {
         route: id,
         event_id: event.id,
         matched,
         error,
         body,
         request,
-    }))
+    })
 }
 
 /// Routes of this resource.

@@ -154,15 +154,18 @@ fn find(state: &AppState, id: &str) -> Result<Source, Problem> {
 #[utoipa::path(get, path = "/sources", tag = "sources",
     responses((status = 200, body = Vec<Source>), (status = 401, body = Problem)), security(("bearer" = [])))]
 pub async fn list(_auth: Auth<Read>, State(state): State<Arc<AppState>>) -> Json<Vec<Source>> {
+    Json(all(&state))
+}
+
+/// Every source, as the API shows them (shared with the dashboard).
+pub fn all(state: &AppState) -> Vec<Source> {
     let runtime = state.registry.current();
-    Json(
-        runtime
-            .config
-            .sources
-            .iter()
-            .map(|s| view(&runtime, s))
-            .collect(),
-    )
+    runtime
+        .config
+        .sources
+        .iter()
+        .map(|s| view(&runtime, s))
+        .collect()
 }
 
 /// One source.
@@ -185,10 +188,18 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<SourceInput>,
 ) -> ApiResult<(StatusCode, Json<Source>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_source(&state, input).await?),
+    ))
+}
+
+/// Validates and stores a new source (shared with the dashboard).
+pub async fn create_source(state: &AppState, input: SourceInput) -> ApiResult<Source> {
     let config = to_config(input)?;
     let id = config.id.clone();
-    apply(&state, Change::PutSource(config, true)).await?;
-    Ok((StatusCode::CREATED, Json(find(&state, &id)?)))
+    apply(state, Change::PutSource(config, true)).await?;
+    find(state, &id)
 }
 
 /// Replaces a source.

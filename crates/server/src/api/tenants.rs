@@ -128,13 +128,18 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     ApiJson(input): ApiJson<TenantInput>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    let spec = spec(input)?;
-    let id = spec.id.clone();
-    apply(&state, Change::PutTenant(spec, true)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(find(&state.registry.current(), &id)?),
+        Json(create_tenant(&state, input).await?),
     ))
+}
+
+/// Validates and stores a new tenant (shared with the dashboard).
+pub async fn create_tenant(state: &AppState, input: TenantInput) -> ApiResult<Tenant> {
+    let spec = spec(input)?;
+    let id = spec.id.clone();
+    apply(state, Change::PutTenant(spec, true)).await?;
+    find(&state.registry.current(), &id)
 }
 
 /// Replaces a tenant's name and metadata.

@@ -28,3 +28,5 @@ mod store_sinks;
 mod streams;
 mod transfer;
 mod trigger;
+mod ui;
+mod ui_browser;
