@@ -144,6 +144,24 @@ pub async fn run(
     let (completer, completer_task) =
         delivery::completer::spawn(store.clone(), wake.clone(), due.clone());
     let operations = operations::Operations::new(committer.clone(), registry.clone());
+    // Lease owner: unique per process start, so leases of a previous run are never mistaken
+    // for ours.
+    let owner = format!("node-{}", uuid::Uuid::now_v7().simple());
+    // Before any task starts, so a bad provider file stops the start cleanly.
+    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
+        .map_err(ServerError::Config)?;
+    let connections = Arc::new(connections::Connections::new(connections::Parts {
+        store: store.clone(),
+        vault: vault.clone(),
+        catalog,
+        config: config.connections.clone(),
+        listen: listener.local_addr()?,
+        policy: delivery::ssrf::Policy::from_config(&config.security)
+            .map_err(ServerError::Config)?,
+        owner: owner.clone(),
+        operations: Some(operations.clone()),
+        max_body_bytes: config.server.max_body_bytes,
+    })?);
     let worker = Arc::new(Worker {
         store: store.clone(),
         registry: registry.clone(),
@@ -157,28 +175,14 @@ pub async fn run(
         )?,
         completer,
         wake: wake.clone(),
-        // Lease owner: unique per process start, so leases of a previous run are never mistaken
-        // for ours.
-        owner: format!("node-{}", uuid::Uuid::now_v7().simple()),
+        owner,
         lease: config.delivery.lease,
         poll_interval: config.delivery.poll_interval,
         concurrency: config.delivery.concurrency,
+        connections: Some(connections::client::ConnectionClient::new(
+            connections.clone(),
+        )),
     });
-    // Before any task starts, so a bad provider file stops the start cleanly.
-    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
-        .map_err(ServerError::Config)?;
-    let connections = Arc::new(connections::Connections::new(connections::Parts {
-        store: store.clone(),
-        vault: vault.clone(),
-        catalog,
-        config: config.connections.clone(),
-        listen: listener.local_addr()?,
-        policy: delivery::ssrf::Policy::from_config(&config.security)
-            .map_err(ServerError::Config)?,
-        owner: worker.owner.clone(),
-        operations: Some(operations.clone()),
-        max_body_bytes: config.server.max_body_bytes,
-    })?);
     let worker_shutdown = CancellationToken::new();
     let sources_shutdown = CancellationToken::new();
     let sources_task = tokio::spawn(

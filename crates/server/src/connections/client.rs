@@ -45,6 +45,9 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// Retries of this call at most; `None` uses `connections.max_retries`. A caller with its
+    /// own durable retries (the `api` destination) asks for `Some(0)`.
+    pub max_retries: Option<u32>,
 }
 
 impl ApiRequest {
@@ -56,6 +59,7 @@ impl ApiRequest {
             query: None,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            max_retries: None,
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct ApiResponse {
     pub body: Bytes,
     /// Attempts made (1 without retries).
     pub attempts: u32,
+    /// For an answer that is not a success (status 300 and above): the provider's error,
+    /// normalised.
+    pub error: Option<ProviderError>,
 }
 
 /// A provider error in one shape whatever the provider (from its file's `errors` pointers).
@@ -210,6 +217,12 @@ pub fn normalise(snapshot: &Snapshot, status: u16, body: &[u8], retryable: bool)
     }
 }
 
+/// Whether an answer with `status` may succeed when tried again later, whatever the provider:
+/// `408`, `425`, `429` and `5xx` (a provider file's `retry.statuses` adds more).
+pub fn retryable_answer(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500..=599)
+}
+
 fn idempotent(request: &ApiRequest) -> bool {
     matches!(
         request.method,
@@ -283,7 +296,9 @@ impl ConnectionClient {
             snapshot = connections.refresh(id, None).await?;
         }
         let retryable_method = idempotent(&request);
-        let max_retries = connections.config().max_retries;
+        let max_retries = request
+            .max_retries
+            .unwrap_or(connections.config().max_retries);
         let mut refreshed = false;
         let mut retries = 0u32;
         let mut attempts = 0u32;
@@ -356,8 +371,17 @@ impl ConnectionClient {
                 state.circuit.success();
             }
             if !retryable_status {
+                let error = (!status.is_success()).then(|| {
+                    normalise(
+                        &snapshot,
+                        status.as_u16(),
+                        &response.body,
+                        retryable_answer(status.as_u16()),
+                    )
+                });
                 return Ok(ApiResponse {
                     attempts,
+                    error,
                     ..response
                 });
             }
@@ -372,9 +396,10 @@ impl ConnectionClient {
             }
             let error = normalise(&snapshot, status.as_u16(), &response.body, true);
             return Err(CallError::Provider {
-                error,
+                error: error.clone(),
                 response: Box::new(ApiResponse {
                     attempts,
+                    error: Some(error),
                     ..response
                 }),
                 attempts,
@@ -543,6 +568,7 @@ impl ConnectionClient {
             headers,
             body,
             attempts: 1,
+            error: None,
         })
     }
 }

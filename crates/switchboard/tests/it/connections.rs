@@ -1157,3 +1157,216 @@ async fn refused_refresh_needs_reauth_and_recovery_is_announced() {
     );
     server.stop().await;
 }
+
+/// `kind = "api"`: a CI webhook comments on a "GitHub" pull request (a loopback stand-in)
+/// through a bearer-token connection. The path is templated from the event, the body is the
+/// route transform's output, the token is injected by the connection; a `503` with
+/// `Retry-After` is retried after it; a `422` fails at once with the provider's error
+/// normalised in the attempt; a missing connection fails for good.
+#[tokio::test]
+async fn api_destination_comments_on_a_pull_request() {
+    use switchboard_core::DeliveryStatus;
+    use switchboard_core::config::{DestinationConfig, RouteConfig};
+
+    const TOKEN: &str = "ghp_TOPSECRET_api_destination";
+    let outage = Arc::new(AtomicUsize::new(0));
+    let upstream = FakeApi::start(move |seen, _| {
+        if seen.path.contains("/issues/13/") {
+            return json_response(
+                422,
+                json!({"message": "Validation Failed",
+                       "errors": [{"code": "custom", "message": "locked"}]}),
+            );
+        }
+        if seen.path.contains("/issues/8/") && outage.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The first try of PR 8 meets an outage.
+            let mut response = json_response(503, json!({"message": "Service Unavailable"}));
+            response
+                .headers_mut()
+                .insert("retry-after", "1".parse().expect("header"));
+            return response;
+        }
+        json_response(201, json!({"id": 1, "body": "ok"}))
+    })
+    .await;
+    let provider = format!(
+        r#"id = "ghtest"
+name = "GitHub stand-in"
+base_url = "{}"
+auth_modes = ["bearer"]
+headers = {{ accept = "application/vnd.github+json" }}
+[retry]
+statuses = [500, 502, 503, 504]
+[errors]
+code = "/errors/0/code"
+message = "/message"
+"#,
+        upstream.base
+    );
+    let api_destination = |id: &str, connection: &str| -> DestinationConfig {
+        serde_json::from_value(json!({
+            "kind": "api",
+            "id": id,
+            "connection": connection,
+            "method": "POST",
+            "path": "repos/{{ .body.repository.full_name }}/issues/{{ .body.pull_request.number }}/comments",
+            "headers": {"x-ci-run": "{{ .body.run_id }}"},
+            "timeout": "5s",
+            "retry": serde_json::to_value(crate::support::schedule_ms(&[50, 50])).expect("retry"),
+        }))
+        .expect("api destination")
+    };
+    let (server, _providers) = server_with(&[("ghtest.toml", provider)], |c| {
+        c.delivery.poll_interval = Duration::from_millis(100);
+        c.sources.push(switchboard_core::config::SourceConfig::new(
+            "ci",
+            Default::default(),
+        ));
+        c.sources.push(switchboard_core::config::SourceConfig::new(
+            "orphan",
+            Default::default(),
+        ));
+        c.destinations = vec![
+            api_destination("pr-comment", "gh"),
+            api_destination("nowhere", "missing"),
+        ];
+        let transform = r#"{body: "CI \(.body.conclusion) for \(.body.head_sha[0:7])"}"#;
+        c.routes = vec![
+            RouteConfig {
+                id: Some("ci-to-pr".into()),
+                source: "ci".into(),
+                destination: "pr-comment".into(),
+                filter: None,
+                transform: Some(transform.into()),
+            },
+            RouteConfig {
+                id: Some("orphan".into()),
+                source: "orphan".into(),
+                destination: "nowhere".into(),
+                filter: None,
+                transform: None,
+            },
+        ];
+    })
+    .await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "gh", "provider": "ghtest", "credentials": {"token": TOKEN}}),
+    )
+    .await
+    .ok(201);
+    let event = |number: u64| {
+        json!({"repository": {"full_name": "acme/widgets"}, "pull_request": {"number": number},
+               "conclusion": "success", "head_sha": "0123456789abcdef", "run_id": 99})
+        .to_string()
+    };
+
+    // The comment arrives, with the token and the templated path and header.
+    let ok = server.ingest_ok("ci", event(7)).await;
+    let delivered = server
+        .wait_delivery(&ok, "commented", |d| d.status == DeliveryStatus::Succeeded)
+        .await;
+    assert_eq!(delivered.attempts, 1);
+    let seen = upstream.seen();
+    let call = seen
+        .iter()
+        .find(|s| s.path == "/repos/acme/widgets/issues/7/comments")
+        .expect("the comment call");
+    assert_eq!(call.method, "POST");
+    assert_eq!(
+        header(&call.headers, "authorization").as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(header(&call.headers, "x-ci-run").as_deref(), Some("99"));
+    assert_eq!(
+        header(&call.headers, "accept").as_deref(),
+        Some("application/vnd.github+json")
+    );
+    assert_eq!(
+        header(&call.headers, "idempotency-key").as_deref(),
+        Some(delivered.id.as_str())
+    );
+    let body: Value = serde_json::from_slice(&call.body).expect("json body");
+    assert_eq!(body, json!({"body": "CI success for 0123456"}));
+    let attempts = server
+        .store()
+        .list_attempts(None, Some(&delivered.id))
+        .await
+        .expect("attempts");
+    assert_eq!(attempts[0].status_code, Some(201));
+    assert!(
+        attempts[0].request_url.starts_with("api gh POST repos/"),
+        "{}",
+        attempts[0].request_url
+    );
+    assert!(!attempts[0].request_url.contains(TOKEN));
+
+    // A 503 with Retry-After: 1 is retried after it (by the delivery, not inside the call),
+    // then succeeds.
+    let flaky = server.ingest_ok("ci", event(8)).await;
+    let recovered = server
+        .wait_delivery(&flaky, "commented after the outage", |d| {
+            d.status == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(recovered.attempts, 2);
+    let attempts = server
+        .store()
+        .list_attempts(None, Some(&recovered.id))
+        .await
+        .expect("attempts");
+    assert_eq!(attempts[0].outcome, "retryable");
+    assert_eq!(attempts[0].status_code, Some(503));
+    let error: Value =
+        serde_json::from_str(attempts[0].error.as_deref().unwrap_or("")).expect("json error");
+    assert_eq!(
+        error,
+        json!({"provider": "ghtest", "status": 503, "code": null,
+               "message": "Service Unavailable", "retryable": true})
+    );
+    let waited = attempts[1].started_at - attempts[0].started_at;
+    assert!(waited >= 900, "Retry-After: 1 was honoured ({waited} ms)");
+    let tries = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/issues/8/"))
+        .count();
+    assert_eq!(
+        tries, 2,
+        "one call per attempt: the connection adds no retries of its own"
+    );
+
+    // A 422 fails at once, its error normalised.
+    let refused = server.ingest_ok("ci", event(13)).await;
+    let failed = server
+        .wait_delivery(&refused, "refused", |d| d.status == DeliveryStatus::Failed)
+        .await;
+    assert_eq!(failed.attempts, 1, "a 422 is not retried");
+    let error: Value =
+        serde_json::from_str(failed.last_error.as_deref().unwrap_or("")).expect("json error");
+    assert_eq!(
+        error,
+        json!({"provider": "ghtest", "status": 422, "code": "custom",
+               "message": "Validation Failed", "retryable": false})
+    );
+
+    // No such connection: a permanent failure that says so.
+    let orphan = server.ingest_ok("orphan", "{}").await;
+    let failed = server
+        .wait_delivery(&orphan, "no connection", |d| {
+            d.status == DeliveryStatus::Failed
+        })
+        .await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no connection `missing`"),
+        "{:?}",
+        failed.last_error
+    );
+    assert!(!contains(&data_bytes(server.dir.path()), TOKEN));
+    server.stop().await;
+}
