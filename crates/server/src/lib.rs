@@ -87,13 +87,44 @@ pub async fn ensure_admin_token(config: &Config) -> Result<Option<String>, Serve
     Ok(Some(value))
 }
 
-/// Opens the vault that seals secrets at rest (`SWITCHBOARD_MASTER_KEY` or `data_dir/master.key`).
+/// Opens the vault that seals secrets at rest (`SWITCHBOARD_MASTER_KEY` with
+/// `SWITCHBOARD_MASTER_KEY_OLD`, or `data_dir/master.key`).
 pub fn open_vault(config: &Config) -> Result<switchboard_store::vault::Vault, ServerError> {
-    let env_key = std::env::var("SWITCHBOARD_MASTER_KEY").ok();
-    Ok(switchboard_store::vault::Vault::open(
+    use switchboard_store::vault::{KEY_ENV, OLD_KEYS_ENV};
+    let env_key = std::env::var(KEY_ENV).ok();
+    let env_old = std::env::var(OLD_KEYS_ENV).ok();
+    Ok(switchboard_store::vault::Vault::open_with_old(
         &config.server.data_dir,
         env_key.as_deref(),
+        env_old.as_deref(),
     )?)
+}
+
+/// Refuses to start when the vault cannot open the secrets already stored: a lost key file
+/// (this start just created a fresh one, which is removed again so the next start says the
+/// same) or a changed `SWITCHBOARD_MASTER_KEY`. Never a silent fallback.
+pub async fn check_vault(
+    store: &dyn switchboard_store::Store,
+    vault: &switchboard_store::vault::Vault,
+) -> Result<(), ServerError> {
+    use switchboard_store::vault::{KEY_ENV, KEY_FILE, OLD_KEYS_ENV};
+    match switchboard_store::rotation::check_opens(store, vault).await {
+        Ok(()) => Ok(()),
+        Err(error) if vault.created() => {
+            if let Some(path) = vault.key_file() {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(ServerError::Config(format!(
+                "no master key: neither {KEY_ENV} nor {KEY_FILE} in the data directory exists, \
+                 but the database holds sealed secrets. Restore the key file (or set {KEY_ENV}, \
+                 with {OLD_KEYS_ENV} for older keys) of the installation that wrote them ({error})"
+            )))
+        }
+        Err(error) => Err(ServerError::Config(format!(
+            "{error}. Configure the key that sealed them ({KEY_ENV} and {OLD_KEYS_ENV}, or \
+             {KEY_FILE} in the data directory)"
+        ))),
+    }
 }
 
 /// Runs Switchboard on `listener` until `shutdown` is cancelled.
@@ -107,6 +138,7 @@ pub async fn run(
         .map_err(|e| ServerError::Config(e.to_string()))?;
     let store = open_store(&config).await?;
     let vault = open_vault(&config)?;
+    check_vault(&*store, &vault).await?;
     let registry = Arc::new(
         runtime::Registry::load(config.clone(), store.clone(), vault.clone())
             .await

@@ -8,6 +8,8 @@
 pub mod connections;
 pub mod model;
 pub mod postgres;
+pub mod rotation;
+pub mod sealed;
 pub mod sqlite;
 pub mod transfer;
 pub mod vault;
@@ -17,6 +19,7 @@ use switchboard_core::time::UnixMillis;
 
 pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use model::*;
+pub use sealed::{SealedColumn, SealedValue};
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +240,19 @@ pub trait Store: Send + Sync + 'static {
         state_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<OAuthStateRecord>>;
+
+    /// Up to `limit` sealed values of `column` whose row key comes after `after` (all from the
+    /// start with `None`), in key order: key rotation walks them in batches.
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>>;
+
+    /// Replaces `value` with `resealed` if the row still holds exactly `value.sealed`; `false`
+    /// when the row changed or went away meanwhile.
+    async fn replace_sealed(&self, value: &SealedValue, resealed: &[u8]) -> Result<bool>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

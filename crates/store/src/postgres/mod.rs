@@ -381,6 +381,51 @@ impl crate::Store for PgStore {
         connections::take_state(&self.pool, state_hash, now).await
     }
 
+    async fn sealed_values(
+        &self,
+        column: crate::SealedColumn,
+        after: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<crate::SealedValue>> {
+        use sqlx::Row as _;
+        let (_, _, keys) = column.layout();
+        if after.is_some_and(|a| a.len() != keys.len()) {
+            return Err(crate::StoreError::Corrupt(format!(
+                "a cursor of {} needs {} key parts",
+                column.name(),
+                keys.len()
+            )));
+        }
+        let sql = crate::sealed::select_sql(column, after.is_some(), true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for part in after.unwrap_or_default() {
+            query = query.bind(part.clone());
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row: &sqlx::postgres::PgRow| {
+                let key = (0..keys.len())
+                    .map(|i| row.try_get::<String, _>(i))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(crate::SealedValue {
+                    column,
+                    key,
+                    sealed: row.try_get("sealed")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_sealed(&self, value: &crate::SealedValue, resealed: &[u8]) -> Result<bool> {
+        let sql = crate::sealed::update_sql(value.column, true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resealed.to_vec());
+        for part in &value.key {
+            query = query.bind(part.clone());
+        }
+        let done = query.bind(value.sealed.clone()).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
