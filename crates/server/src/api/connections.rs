@@ -88,14 +88,17 @@ pub struct Connection {
     pub has_refresh_token: bool,
     /// Why the last refresh failed, if it did.
     pub last_error: Option<String>,
+    /// Warnings about the provider's API, e.g. its `Deprecation` / `Sunset` headers on the
+    /// latest call through this node.
+    pub warnings: Vec<String>,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
 }
 
-/// The API view of a connection.
-pub fn view(s: &Snapshot) -> Connection {
+/// The API view of a connection, with this node's `warnings` about it.
+pub fn view(s: &Snapshot, warnings: Vec<String>) -> Connection {
     let c = &s.credentials;
     let credentials = [
         ("api_key", c.api_key.is_some()),
@@ -121,6 +124,7 @@ pub fn view(s: &Snapshot) -> Connection {
         credentials,
         has_refresh_token: s.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
         last_error: s.last_error.clone(),
+        warnings,
         created_at: format_rfc3339(s.created_at),
         updated_at: format_rfc3339(s.updated_at),
     }
@@ -359,7 +363,7 @@ pub async fn list(
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         match state.connections.snapshot_of(record) {
-            Ok(snapshot) => out.push(view(&snapshot)),
+            Ok(snapshot) => out.push(view(&snapshot, state.connections.warnings(&snapshot.id))),
             Err(error) => tracing::error!(%error, "a stored connection is unreadable"),
         }
     }
@@ -394,7 +398,10 @@ pub async fn create(
     match state.connections.create(new).await {
         Ok(snapshot) => {
             tracing::info!(connection = %snapshot.id, provider = %snapshot.provider.id, "connection created");
-            Ok((StatusCode::CREATED, Json(view(&snapshot))))
+            Ok((
+                StatusCode::CREATED,
+                Json(view(&snapshot, state.connections.warnings(&snapshot.id))),
+            ))
         }
         Err(ConnectionError::Store(StoreError::Conflict)) => Err(Problem::conflict(
             "already_exists",
@@ -414,7 +421,10 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Connection>> {
     let (snapshot, _) = state.connections.load(&id).await.map_err(store_problem)?;
-    Ok(Json(view(&snapshot)))
+    Ok(Json(view(
+        &snapshot,
+        state.connections.warnings(&snapshot.id),
+    )))
 }
 
 /// Deletes a connection; its token is revoked at the provider (when the provider file has a
@@ -464,7 +474,7 @@ pub async fn refresh(
         .refresh(&id, Some(snapshot.version))
         .await
         .map_err(store_problem)?;
-    Ok(Json(view(&fresh)))
+    Ok(Json(view(&fresh, state.connections.warnings(&fresh.id))))
 }
 
 /// `GET /v1/connect/{provider}` query.

@@ -250,10 +250,20 @@ impl ConnectionClient {
     }
 
     /// Makes `request` through connection `id`.
+    ///
+    /// A GET is revalidated against this node's ETag cache of the connection (a `304` is
+    /// answered with the cached response, marked `x-switchboard-cache: revalidated`), and
+    /// identical GETs in flight at once share one upstream call.
     pub async fn call(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
         let started = Instant::now();
-        let result = self.call_inner(id, request).await;
+        let result = self.call_shared(id, request).await;
+        let graphql_failed = matches!(&result, Ok(r) if r.status.is_success()
+            && super::cache::graphql_errors(&r.headers, &r.body));
+        if graphql_failed {
+            metrics::counter!("switchboard_connection_graphql_errors_total", "connection" => id.to_owned()).increment(1);
+        }
         let outcome = match &result {
+            Ok(_) if graphql_failed => "graphql_error",
             Ok(response) if response.status.is_success() => "success",
             Ok(response) if response.status.is_client_error() => "client_error",
             Ok(_) => "server_error",
@@ -265,6 +275,61 @@ impl ConnectionClient {
         metrics::histogram!("switchboard_connection_call_duration_seconds", "connection" => id.to_owned())
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// GETs: coalesced with identical ones in flight, then through the ETag cache.
+    async fn call_shared(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
+        if request.method != Method::GET || !request.body.is_empty() {
+            return self.call_inner(id, request).await;
+        }
+        let (_, state) = self.connections.get(id).await?;
+        let key = super::cache::request_key(&request);
+        let shared = state
+            .inflight
+            .run(key.clone(), async {
+                self.call_cached(id, &state, key.clone(), request)
+                    .await
+                    .map_err(Arc::new)
+            })
+            .await;
+        shared.map_err(|error| clone_error(&error))
+    }
+
+    async fn call_cached(
+        &self,
+        id: &str,
+        state: &ConnState,
+        key: String,
+        mut request: ApiRequest,
+    ) -> Result<ApiResponse, CallError> {
+        let cached = if request.headers.contains_key(reqwest::header::IF_NONE_MATCH) {
+            None
+        } else {
+            state.responses.get(&key)
+        };
+        if let Some(entry) = &cached {
+            request
+                .headers
+                .insert(reqwest::header::IF_NONE_MATCH, entry.etag.clone());
+        }
+        let response = self.call_inner(id, request).await?;
+        match (&cached, response.status) {
+            (Some(entry), StatusCode::NOT_MODIFIED) => {
+                metrics::counter!("switchboard_connection_cache_hits_total", "connection" => id.to_owned()).increment(1);
+                let mut answer = entry.response.clone();
+                answer.attempts = response.attempts;
+                answer.headers.insert(
+                    "x-switchboard-cache",
+                    HeaderValue::from_static("revalidated"),
+                );
+                Ok(answer)
+            }
+            (_, StatusCode::NOT_MODIFIED) => Ok(response),
+            _ => {
+                state.responses.store(&key, &response);
+                Ok(response)
+            }
+        }
     }
 
     async fn call_inner(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
@@ -333,6 +398,9 @@ impl ConnectionClient {
                 }
             };
             let status = response.status;
+            if state.notices.observe(&request.path, &response.headers) {
+                metrics::counter!("switchboard_connection_deprecated_calls_total", "connection" => id.to_owned()).increment(1);
+            }
             let now = now_millis();
             let rate = rate_state(&snapshot.provider.rate_limit, &response.headers, now);
             if rate.remaining == Some(0)
@@ -570,6 +638,39 @@ impl ConnectionClient {
             attempts: 1,
             error: None,
         })
+    }
+}
+
+/// An equivalent of a shared call's error for each caller that waited on it.
+fn clone_error(error: &CallError) -> CallError {
+    match error {
+        CallError::Connection(error) => CallError::Connection(match error {
+            ConnectionError::NotFound(s) => ConnectionError::NotFound(s.clone()),
+            ConnectionError::Conflict(s) => ConnectionError::Conflict(s.clone()),
+            ConnectionError::Invalid(s) => ConnectionError::Invalid(s.clone()),
+            ConnectionError::Busy(s) => ConnectionError::Busy(s.clone()),
+            ConnectionError::Token(t) => ConnectionError::Token(super::oauth::TokenError {
+                message: t.message.clone(),
+                transient: t.transient,
+            }),
+            // A database error cannot be copied; its text is, as a failure worth retrying.
+            ConnectionError::Store(e) => ConnectionError::Busy(format!("store: {e}")),
+        }),
+        CallError::CircuitOpen(wait) => CallError::CircuitOpen(*wait),
+        CallError::RateLimited(wait) => CallError::RateLimited(*wait),
+        CallError::Busy => CallError::Busy,
+        CallError::Timeout(wait) => CallError::Timeout(*wait),
+        CallError::Network(s) => CallError::Network(s.clone()),
+        CallError::Blocked(s) => CallError::Blocked(s.clone()),
+        CallError::Provider {
+            error,
+            response,
+            attempts,
+        } => CallError::Provider {
+            error: error.clone(),
+            response: response.clone(),
+            attempts: *attempts,
+        },
     }
 }
 

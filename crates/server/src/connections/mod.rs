@@ -14,6 +14,7 @@
 //!   `needs_reauth` emits the operational event `connection.needs_reauth`; coming back emits
 //!   `connection.recovered`.
 
+pub mod cache;
 pub mod client;
 pub mod oauth;
 pub mod providers;
@@ -251,6 +252,12 @@ pub struct ConnState {
     pub max_concurrent: usize,
     /// Circuit breaker.
     pub circuit: resilience::Circuit,
+    /// ETag cache of GET answers.
+    pub responses: cache::ResponseCache,
+    /// Identical GETs in flight.
+    pub inflight: cache::Coalescer,
+    /// The provider's deprecation notices.
+    pub notices: cache::Notices,
     /// Time allowed per call.
     pub timeout: Duration,
 }
@@ -491,6 +498,16 @@ impl Connections {
             .remove(id);
     }
 
+    /// The provider's deprecation notices seen on this node for connection `id`.
+    pub fn warnings(&self, id: &str) -> Vec<String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|state| state.notices.warnings())
+            .unwrap_or_default()
+    }
+
     fn state_for(&self, snapshot: &Snapshot) -> Arc<ConnState> {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(state) = states.get(&snapshot.id)
@@ -517,6 +534,9 @@ impl Connections {
             ),
             bulkhead: resilience::Bulkhead::new(max_concurrent),
             max_concurrent,
+            responses: cache::ResponseCache::default(),
+            inflight: cache::Coalescer::default(),
+            notices: cache::Notices::default(),
             circuit: resilience::Circuit::new(
                 self.config.circuit_failures,
                 self.config.circuit_cooldown,

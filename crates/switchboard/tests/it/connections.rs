@@ -835,12 +835,14 @@ burst = 2
     .ok(201);
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
-        .map(|_| {
+        .map(|task| {
             let api = api.clone();
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
-                for _ in 0..8 {
-                    statuses.push(api.get("/v1/proxy/p1/items").await.status);
+                for i in 0..8 {
+                    // Distinct queries: identical concurrent GETs would be coalesced.
+                    let path = format!("/v1/proxy/p1/items?n={task}-{i}");
+                    statuses.push(api.get(&path).await.status);
                 }
                 statuses
             })
@@ -1368,5 +1370,148 @@ message = "/message"
         failed.last_error
     );
     assert!(!contains(&data_bytes(server.dir.path()), TOKEN));
+    server.stop().await;
+}
+
+/// The client's memory of a connection: a GET with an `ETag` is revalidated with
+/// `If-None-Match` and a `304` answered from the cache (not for `no-store` answers); identical
+/// concurrent GETs make one upstream call; a GraphQL `errors` array counts as a failure in the
+/// metrics; `Deprecation`/`Sunset` headers become a warning in the connection's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_are_revalidated_and_coalesced_and_notices_surface() {
+    let upstream = FakeApi::start(|seen, _| {
+        let tagged = |status: u16, cache: Option<&str>| {
+            let mut response = if status == 304 {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                json_response(200, json!({"items": [1, 2, 3]}))
+            };
+            response
+                .headers_mut()
+                .insert("etag", "\"v1\"".parse().expect("header"));
+            if let Some(cache) = cache {
+                response
+                    .headers_mut()
+                    .insert("cache-control", cache.parse().expect("header"));
+            }
+            response
+        };
+        let revalidating = header(&seen.headers, "if-none-match").as_deref() == Some("\"v1\"");
+        match seen.path.as_str() {
+            "/v1/tagged" if revalidating => tagged(304, None),
+            "/v1/tagged" => tagged(200, None),
+            "/v1/secret" if revalidating => tagged(304, Some("no-store")),
+            "/v1/secret" => tagged(200, Some("no-store")),
+            "/v1/slow" => {
+                // Long enough for every concurrent caller to arrive meanwhile.
+                std::thread::sleep(Duration::from_millis(500));
+                json_response(200, json!({"slow": true}))
+            }
+            "/v1/graphql" => json_response(
+                200,
+                json!({"data": null, "errors": [{"message": "Field 'x' doesn't exist"}]}),
+            ),
+            "/v1/old" => {
+                let mut response = json_response(200, json!({}));
+                let headers = response.headers_mut();
+                headers.insert("deprecation", "@1688169599".parse().expect("header"));
+                headers.insert(
+                    "sunset",
+                    "Wed, 11 Nov 2026 23:59:59 GMT".parse().expect("header"),
+                );
+                response
+            }
+            _ => json_response(404, json!({"message": "Not Found"})),
+        }
+    })
+    .await;
+    let provider = format!(
+        r#"id = "cachy"
+name = "Cachy"
+base_url = "{}/v1"
+auth_modes = ["bearer"]
+"#,
+        upstream.base
+    );
+    let (server, _providers) = server_with(&[("cachy.toml", provider)], |_| {}).await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "c", "provider": "cachy", "credentials": {"token": "t0k"}}),
+    )
+    .await
+    .ok(201);
+    let seen_on = |path: &str| -> Vec<Seen> {
+        upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == path)
+            .collect()
+    };
+
+    // ETag revalidation.
+    let first = api.get("/v1/proxy/c/tagged").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-switchboard-cache"), "");
+    let second = api.get("/v1/proxy/c/tagged").await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.text, first.text);
+    assert_eq!(second.header("x-switchboard-cache"), "revalidated");
+    let tagged = seen_on("/v1/tagged");
+    assert_eq!(tagged.len(), 2);
+    assert_eq!(header(&tagged[0].headers, "if-none-match"), None);
+    assert_eq!(
+        header(&tagged[1].headers, "if-none-match").as_deref(),
+        Some("\"v1\"")
+    );
+    // `no-store` answers are never kept.
+    api.get("/v1/proxy/c/secret").await.ok(200);
+    api.get("/v1/proxy/c/secret").await.ok(200);
+    assert!(
+        seen_on("/v1/secret")
+            .iter()
+            .all(|s| header(&s.headers, "if-none-match").is_none())
+    );
+
+    // Twenty identical GETs at once: one upstream call, twenty answers.
+    let calls = (0..20).map(|_| api.get("/v1/proxy/c/slow"));
+    let answers = futures::future::join_all(calls).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.text, "{\"slow\":true}");
+    }
+    assert_eq!(seen_on("/v1/slow").len(), 1, "coalesced into one call");
+
+    // GraphQL errors are failures in the metrics; deprecations are surfaced.
+    api.get("/v1/proxy/c/graphql").await.ok(200);
+    api.get("/v1/proxy/c/old").await.ok(200);
+    let metrics = api.get("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("switchboard_connection_graphql_errors_total{connection=\"c\"} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_connection_calls_total")
+                && l.contains("outcome=\"graphql_error\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_connection_cache_hits_total{connection=\"c\"} 1")),
+        "{metrics}"
+    );
+    let shown = api.get("/v1/connections/c").await;
+    let shown = shown.ok(200);
+    let warning = shown["warnings"][0].as_str().unwrap_or_default().to_owned();
+    assert!(
+        warning.contains("`old` as deprecated") && warning.contains("2026"),
+        "{shown}"
+    );
     server.stop().await;
 }
