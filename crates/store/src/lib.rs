@@ -17,7 +17,7 @@ pub mod vault;
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
-pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
+pub use connections::{ConfigUpdate, ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use model::*;
 pub use sealed::{SealedColumn, SealedValue};
 
@@ -229,6 +229,11 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `update` if the connection's version is still `update.expected_version`, bumping
     /// it by one; returns whether it was applied (false: another refresh won, or it is gone).
     async fn update_connection_tokens(&self, update: &TokenUpdate) -> Result<bool>;
+
+    /// Replaces a connection's parameters, settings, scopes and credentials if its version is
+    /// still `update.expected_version`, without bumping it (a token refresh that read the same
+    /// version still applies after it); returns whether it was applied.
+    async fn update_connection_config(&self, update: &ConfigUpdate) -> Result<bool>;
 
     /// Records a pending authorization-code flow (and forgets expired ones).
     async fn put_oauth_state(&self, record: &OAuthStateRecord) -> Result<()>;

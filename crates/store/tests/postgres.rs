@@ -156,6 +156,7 @@ conformance_tests!(
     connections_round_trip_and_swap_tokens,
     oauth_states_are_single_use,
     sealed_values_are_listed_and_swapped,
+    connection_config_updates_keep_token_swaps_valid,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

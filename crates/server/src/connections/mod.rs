@@ -474,6 +474,42 @@ impl Connections {
         self.snapshot_of(record)
     }
 
+    /// Replaces a connection's parameters, credentials, scopes and settings (`new`), keeping
+    /// its tokens and status: a compare-and-swap on the version `current` was read at, which it
+    /// does not bump, so a refresh in flight still stores its tokens. `Conflict` when a token
+    /// update happened since `current` was read (nothing is written then).
+    pub async fn update(
+        &self,
+        current: &Snapshot,
+        new: NewConnection,
+    ) -> Result<Snapshot, ConnectionError> {
+        let update = switchboard_store::ConfigUpdate {
+            id: current.id.clone(),
+            expected_version: current.version,
+            params: serde_json::to_string(&new.params)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            settings: serde_json::to_string(&new.settings)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            scopes: new.scopes.join(" "),
+            credentials: Some(self.seal(&new.credentials)?),
+            updated_at: now_millis(),
+        };
+        let applied = self.store.update_connection_config(&update).await?;
+        self.forget(&current.id);
+        if !applied {
+            return match self.store.get_connection(&current.id).await? {
+                None => Err(ConnectionError::NotFound(current.id.clone())),
+                Some(_) => Err(StoreError::Conflict.into()),
+            };
+        }
+        let record = self
+            .store
+            .get_connection(&current.id)
+            .await?
+            .ok_or_else(|| ConnectionError::NotFound(current.id.clone()))?;
+        self.snapshot_of(record)
+    }
+
     /// Deletes a connection; revokes its tokens at the provider in the background (best
     /// effort) when the provider has a `revoke_url`. Returns whether it existed.
     pub async fn delete(&self, id: &str) -> Result<bool, ConnectionError> {

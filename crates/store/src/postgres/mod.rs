@@ -369,6 +369,20 @@ impl crate::Store for PgStore {
         connections::update_tokens(&self.pool, update).await
     }
 
+    async fn update_connection_config(&self, update: &crate::ConfigUpdate) -> Result<bool> {
+        let done = sqlx::query("UPDATE connections SET params = $1, settings = $2, scopes = $3, credentials = $4, updated_at = $5 WHERE id = $6 AND version = $7")
+            .bind(&update.params)
+            .bind(&update.settings)
+            .bind(&update.scopes)
+            .bind(&update.credentials)
+            .bind(update.updated_at)
+            .bind(&update.id)
+            .bind(update.expected_version)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn put_oauth_state(&self, record: &crate::OAuthStateRecord) -> Result<()> {
         connections::put_state(&self.pool, record).await
     }

@@ -2232,3 +2232,69 @@ pub async fn sealed_values_are_listed_and_swapped(store: &dyn Store) {
         other => panic!("expected the stored response, got {other:?}"),
     }
 }
+
+/// Configuration updates apply only at the version read, and do not bump it: a token update
+/// that read the same version still applies afterwards.
+pub async fn connection_config_updates_keep_token_swaps_valid(store: &dyn Store) {
+    use switchboard_store::ConfigUpdate;
+    store
+        .put_connection(&connection("c1", "github"), true)
+        .await
+        .expect("create");
+    let update = ConfigUpdate {
+        id: "c1".into(),
+        expected_version: 1,
+        params: "{\"subdomain\":\"other\"}".into(),
+        settings: "{\"burst\":3}".into(),
+        scopes: "repo".into(),
+        credentials: Some(vec![5, 5]),
+        updated_at: T0 + 10,
+    };
+    assert!(
+        store
+            .update_connection_config(&update)
+            .await
+            .expect("update")
+    );
+    let row = store.get_connection("c1").await.expect("read").expect("c1");
+    assert_eq!(row.params, "{\"subdomain\":\"other\"}");
+    assert_eq!(row.settings, "{\"burst\":3}");
+    assert_eq!(row.scopes, "repo");
+    assert_eq!(row.credentials, Some(vec![5, 5]));
+    assert_eq!(row.tokens, Some(vec![9, 8, 7]), "tokens untouched");
+    assert_eq!(row.version, 1, "not bumped");
+    let refresh = TokenUpdate {
+        id: "c1".into(),
+        expected_version: 1,
+        status: "active".into(),
+        tokens: Some(vec![1]),
+        expires_at: Some(T0 + 1),
+        scopes: None,
+        last_error: None,
+        updated_at: T0 + 20,
+    };
+    assert!(
+        store
+            .update_connection_tokens(&refresh)
+            .await
+            .expect("refresh")
+    );
+    assert!(
+        !store
+            .update_connection_config(&update)
+            .await
+            .expect("stale"),
+        "a token update happened since version 1 was read"
+    );
+    let row = store.get_connection("c1").await.expect("read").expect("c1");
+    assert_eq!(row.tokens, Some(vec![1]));
+    assert!(
+        !store
+            .update_connection_config(&ConfigUpdate {
+                id: "gone".into(),
+                ..update
+            })
+            .await
+            .expect("missing")
+    );
+}

@@ -1515,3 +1515,99 @@ auth_modes = ["bearer"]
     );
     server.stop().await;
 }
+
+/// `PATCH /v1/connections/{id}` changes credentials (merged), parameters and settings in place
+/// and answers the redacted view; the next call uses the new key. `POST /v1/connect/{provider}`
+/// answers the authorize URL as JSON.
+#[tokio::test]
+async fn connections_are_patched_in_place_and_connect_answers_json() {
+    const OLD: &str = "key-OLD-0001";
+    const NEW: &str = "key-NEW-0002";
+    let upstream = FakeApi::start(|_, _| json_response(200, json!({"ok": true}))).await;
+    let keyed = format!(
+        r#"id = "keyed"
+name = "Keyed"
+base_url = "{}/{{region}}"
+auth_modes = ["api_key"]
+[api_key]
+header = "x-api-key"
+"#,
+        upstream.base
+    );
+    let auth = FakeAuth::start(Duration::ZERO, 3600).await;
+    let oauth = oauth_provider("oa", &auth.api.base, &upstream.base, "");
+    let (server, _providers) =
+        server_with(&[("keyed.toml", keyed), ("oa.toml", oauth)], |_| {}).await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "k", "provider": "keyed", "params": {"region": "eu"},
+                "credentials": {"api_key": OLD}}),
+    )
+    .await
+    .ok(201);
+    api.get("/v1/proxy/k/ping").await.ok(200);
+
+    let patched = api
+        .patch(
+            "/v1/connections/k",
+            &json!({"credentials": {"api_key": NEW}, "params": {"region": "us"},
+                    "settings": {"max_concurrent": 2}}),
+        )
+        .await;
+    assert!(!patched.text.contains(NEW), "{}", patched.text);
+    let view = patched.ok(200);
+    assert_eq!(view["params"], json!({"region": "us"}));
+    assert_eq!(view["settings"]["max_concurrent"], 2);
+    assert_eq!(view["credentials"], json!(["api_key"]));
+    api.get("/v1/proxy/k/ping").await.ok(200);
+    let seen = upstream.seen();
+    let last = seen.last().expect("a call");
+    assert_eq!(last.path, "/us/ping");
+    assert_eq!(header(&last.headers, "x-api-key").as_deref(), Some(NEW));
+    assert_eq!(header(&seen[0].headers, "x-api-key").as_deref(), Some(OLD));
+
+    // Refusals: a credential the mode does not use, unknown fields, a missing connection.
+    let wrong = api
+        .patch("/v1/connections/k", &json!({"credentials": {"token": "x"}}))
+        .await;
+    assert_eq!(
+        wrong.problem(422, "validation_failed")["errors"][0]["field"],
+        "credentials.token"
+    );
+    api.patch("/v1/connections/k", &json!({"provider": "other"}))
+        .await
+        .problem(422, "validation_failed");
+    api.patch("/v1/connections/nope", &json!({}))
+        .await
+        .problem(404, "not_found");
+    assert!(!contains(&data_bytes(server.dir.path()), NEW));
+
+    // The JSON connect flow for API clients.
+    api.post(
+        "/v1/connections",
+        &json!({"id": "o", "provider": "oa", "auth_mode": "oauth2",
+                "credentials": {"client_id": "cid", "client_secret": "cs"}}),
+    )
+    .await
+    .ok(201);
+    let started = api
+        .post("/v1/connect/oa", &json!({"connection_id": "o"}))
+        .await;
+    let url = started.ok(200)["authorize_url"]
+        .as_str()
+        .expect("authorize_url")
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("{}/authorize?", auth.api.base)),
+        "{url}"
+    );
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    api.post("/v1/connect/keyed", &json!({"connection_id": "o"}))
+        .await
+        .problem(422, "validation_failed");
+    server.stop().await;
+}
