@@ -91,13 +91,44 @@ pub async fn ensure_admin_token(config: &Config) -> Result<Option<String>, Serve
     Ok(Some(value))
 }
 
-/// Opens the vault that seals secrets at rest (`SWITCHBOARD_MASTER_KEY` or `data_dir/master.key`).
+/// Opens the vault that seals secrets at rest (`SWITCHBOARD_MASTER_KEY` with
+/// `SWITCHBOARD_MASTER_KEY_OLD`, or `data_dir/master.key`).
 pub fn open_vault(config: &Config) -> Result<switchboard_store::vault::Vault, ServerError> {
-    let env_key = std::env::var("SWITCHBOARD_MASTER_KEY").ok();
-    Ok(switchboard_store::vault::Vault::open(
+    use switchboard_store::vault::{KEY_ENV, OLD_KEYS_ENV};
+    let env_key = std::env::var(KEY_ENV).ok();
+    let env_old = std::env::var(OLD_KEYS_ENV).ok();
+    Ok(switchboard_store::vault::Vault::open_with_old(
         &config.server.data_dir,
         env_key.as_deref(),
+        env_old.as_deref(),
     )?)
+}
+
+/// Refuses to start when the vault cannot open the secrets already stored: a lost key file
+/// (this start just created a fresh one, which is removed again so the next start says the
+/// same) or a changed `SWITCHBOARD_MASTER_KEY`. Never a silent fallback.
+pub async fn check_vault(
+    store: &dyn switchboard_store::Store,
+    vault: &switchboard_store::vault::Vault,
+) -> Result<(), ServerError> {
+    use switchboard_store::vault::{KEY_ENV, KEY_FILE, OLD_KEYS_ENV};
+    match switchboard_store::rotation::check_opens(store, vault).await {
+        Ok(()) => Ok(()),
+        Err(error) if vault.created() => {
+            if let Some(path) = vault.key_file() {
+                let _ = std::fs::remove_file(path);
+            }
+            Err(ServerError::Config(format!(
+                "no master key: neither {KEY_ENV} nor {KEY_FILE} in the data directory exists, \
+                 but the database holds sealed secrets. Restore the key file (or set {KEY_ENV}, \
+                 with {OLD_KEYS_ENV} for older keys) of the installation that wrote them ({error})"
+            )))
+        }
+        Err(error) => Err(ServerError::Config(format!(
+            "{error}. Configure the key that sealed them ({KEY_ENV} and {OLD_KEYS_ENV}, or \
+             {KEY_FILE} in the data directory)"
+        ))),
+    }
 }
 
 /// Runs Switchboard on `listener` until `shutdown` is cancelled.
@@ -111,6 +142,7 @@ pub async fn run(
         .map_err(|e| ServerError::Config(e.to_string()))?;
     let store = open_store(&config).await?;
     let vault = open_vault(&config)?;
+    check_vault(&*store, &vault).await?;
     let registry = Arc::new(
         runtime::Registry::load(config.clone(), store.clone(), vault.clone())
             .await
@@ -158,6 +190,24 @@ pub async fn run(
     let (completer, completer_task) =
         delivery::completer::spawn(store.clone(), wake.clone(), due.clone(), pulse.clone());
     let operations = operations::Operations::new(committer.clone(), registry.clone());
+    // Lease owner: unique per process start, so leases of a previous run are never mistaken
+    // for ours.
+    let owner = format!("node-{}", uuid::Uuid::now_v7().simple());
+    // Before any task starts, so a bad provider file stops the start cleanly.
+    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
+        .map_err(ServerError::Config)?;
+    let connections = Arc::new(connections::Connections::new(connections::Parts {
+        store: store.clone(),
+        vault: vault.clone(),
+        catalog,
+        config: config.connections.clone(),
+        listen: listener.local_addr()?,
+        policy: delivery::ssrf::Policy::from_config(&config.security)
+            .map_err(ServerError::Config)?,
+        owner: owner.clone(),
+        operations: Some(operations.clone()),
+        max_body_bytes: config.server.max_body_bytes,
+    })?);
     let worker = Arc::new(Worker {
         store: store.clone(),
         registry: registry.clone(),
@@ -171,28 +221,14 @@ pub async fn run(
         )?,
         completer,
         wake: wake.clone(),
-        // Lease owner: unique per process start, so leases of a previous run are never mistaken
-        // for ours.
-        owner: format!("node-{}", uuid::Uuid::now_v7().simple()),
+        owner,
         lease: config.delivery.lease,
         poll_interval: config.delivery.poll_interval,
         concurrency: config.delivery.concurrency,
+        connections: Some(connections::client::ConnectionClient::new(
+            connections.clone(),
+        )),
     });
-    // Before any task starts, so a bad provider file stops the start cleanly.
-    let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
-        .map_err(ServerError::Config)?;
-    let connections = Arc::new(connections::Connections::new(connections::Parts {
-        store: store.clone(),
-        vault: vault.clone(),
-        catalog,
-        config: config.connections.clone(),
-        listen: listener.local_addr()?,
-        policy: delivery::ssrf::Policy::from_config(&config.security)
-            .map_err(ServerError::Config)?,
-        owner: worker.owner.clone(),
-        operations: Some(operations.clone()),
-        max_body_bytes: config.server.max_body_bytes,
-    })?);
     let worker_shutdown = CancellationToken::new();
     let sources_shutdown = CancellationToken::new();
     let sources_task = tokio::spawn(

@@ -75,3 +75,22 @@ pub struct OAuthStateRecord {
     /// Started.
     pub created_at: UnixMillis,
 }
+
+/// A change of a connection's configuration ([`crate::Store::update_connection_config`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigUpdate {
+    /// Connection id.
+    pub id: String,
+    /// Applied only while the row is at this version (no token update since it was read).
+    pub expected_version: i64,
+    /// URL parameters (JSON object).
+    pub params: String,
+    /// Overrides (JSON object).
+    pub settings: String,
+    /// Space-separated scopes.
+    pub scopes: String,
+    /// Sealed credentials.
+    pub credentials: Option<Vec<u8>>,
+    /// When.
+    pub updated_at: UnixMillis,
+}

@@ -9,6 +9,8 @@ pub mod connections;
 pub mod feed;
 pub mod model;
 pub mod postgres;
+pub mod rotation;
+pub mod sealed;
 pub mod sqlite;
 pub mod transfer;
 pub mod vault;
@@ -16,9 +18,10 @@ pub mod vault;
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
-pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
+pub use connections::{ConfigUpdate, ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use feed::{FeedAttempt, FeedCursor, FeedEntry, FeedFilter, FeedItem, FeedPage, FeedPos};
 pub use model::*;
+pub use sealed::{SealedColumn, SealedValue};
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +232,11 @@ pub trait Store: Send + Sync + 'static {
     /// it by one; returns whether it was applied (false: another refresh won, or it is gone).
     async fn update_connection_tokens(&self, update: &TokenUpdate) -> Result<bool>;
 
+    /// Replaces a connection's parameters, settings, scopes and credentials if its version is
+    /// still `update.expected_version`, without bumping it (a token refresh that read the same
+    /// version still applies after it); returns whether it was applied.
+    async fn update_connection_config(&self, update: &ConfigUpdate) -> Result<bool>;
+
     /// Records a pending authorization-code flow (and forgets expired ones).
     async fn put_oauth_state(&self, record: &OAuthStateRecord) -> Result<()>;
 
@@ -253,6 +261,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// The cursor after everything committed so far: following from it shows what comes next.
     async fn feed_head(&self) -> Result<FeedCursor>;
+    /// Up to `limit` sealed values of `column` whose row key comes after `after` (all from the
+    /// start with `None`), in key order: key rotation walks them in batches.
+    async fn sealed_values(
+        &self,
+        column: SealedColumn,
+        after: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<SealedValue>>;
+
+    /// Replaces `value` with `resealed` if the row still holds exactly `value.sealed`; `false`
+    /// when the row changed or went away meanwhile.
+    async fn replace_sealed(&self, value: &SealedValue, resealed: &[u8]) -> Result<bool>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

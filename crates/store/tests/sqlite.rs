@@ -59,6 +59,8 @@ conformance_tests!(
     feed_follows_commit_order,
     overview_reports_sources_backlog_nodes_and_leases,
     claimed_deliveries_carry_the_events_correlation,
+    sealed_values_are_listed_and_swapped,
+    connection_config_updates_keep_token_swaps_valid,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

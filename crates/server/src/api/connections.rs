@@ -88,14 +88,17 @@ pub struct Connection {
     pub has_refresh_token: bool,
     /// Why the last refresh failed, if it did.
     pub last_error: Option<String>,
+    /// Warnings about the provider's API, e.g. its `Deprecation` / `Sunset` headers on the
+    /// latest call through this node.
+    pub warnings: Vec<String>,
     /// Created (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
     pub updated_at: String,
 }
 
-/// The API view of a connection.
-pub fn view(s: &Snapshot) -> Connection {
+/// The API view of a connection, with this node's `warnings` about it.
+pub fn view(s: &Snapshot, warnings: Vec<String>) -> Connection {
     let c = &s.credentials;
     let credentials = [
         ("api_key", c.api_key.is_some()),
@@ -121,6 +124,7 @@ pub fn view(s: &Snapshot) -> Connection {
         credentials,
         has_refresh_token: s.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
         last_error: s.last_error.clone(),
+        warnings,
         created_at: format_rfc3339(s.created_at),
         updated_at: format_rfc3339(s.updated_at),
     }
@@ -360,7 +364,7 @@ pub async fn list(
     let mut out = Vec::with_capacity(records.len());
     for record in records {
         match state.connections.snapshot_of(record) {
-            Ok(snapshot) => out.push(view(&snapshot)),
+            Ok(snapshot) => out.push(view(&snapshot, state.connections.warnings(&snapshot.id))),
             Err(error) => tracing::error!(%error, "a stored connection is unreadable"),
         }
     }
@@ -395,7 +399,10 @@ pub async fn create(
     match state.connections.create(new).await {
         Ok(snapshot) => {
             tracing::info!(connection = %snapshot.id, provider = %snapshot.provider.id, "connection created");
-            Ok((StatusCode::CREATED, Json(view(&snapshot))))
+            Ok((
+                StatusCode::CREATED,
+                Json(view(&snapshot, state.connections.warnings(&snapshot.id))),
+            ))
         }
         Err(ConnectionError::Store(StoreError::Conflict)) => Err(Problem::conflict(
             "already_exists",
@@ -415,7 +422,10 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Connection>> {
     let (snapshot, _) = state.connections.load(&id).await.map_err(store_problem)?;
-    Ok(Json(view(&snapshot)))
+    Ok(Json(view(
+        &snapshot,
+        state.connections.warnings(&snapshot.id),
+    )))
 }
 
 /// Deletes a connection; its token is revoked at the provider (when the provider file has a
@@ -465,7 +475,7 @@ pub async fn refresh(
         .refresh(&id, Some(snapshot.version))
         .await
         .map_err(store_problem)?;
-    Ok(Json(view(&fresh)))
+    Ok(Json(view(&fresh, state.connections.warnings(&fresh.id))))
 }
 
 /// `GET /v1/connect/{provider}` query.
@@ -494,9 +504,25 @@ pub async fn connect(
     Path(provider): Path<String>,
     ApiQuery(query): ApiQuery<ConnectQuery>,
 ) -> ApiResult<Response> {
+    let url = authorize_url(&state, &provider, &query.connection_id).await?;
+    let mut response = StatusCode::FOUND.into_response();
+    let location = HeaderValue::from_str(&url).map_err(|_| Problem::internal())?;
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A new authorize URL (fresh `state` and PKCE challenge) for `connection_id` of `provider`.
+async fn authorize_url(
+    state: &AppState,
+    provider: &str,
+    connection_id: &str,
+) -> Result<String, Problem> {
     let (snapshot, _) = state
         .connections
-        .load(&query.connection_id)
+        .load(connection_id)
         .await
         .map_err(store_problem)?;
     if snapshot.provider.id != provider {
@@ -508,18 +534,122 @@ pub async fn connect(
             ),
         ));
     }
-    let url = state
+    state
         .connections
-        .start_authorization(&query.connection_id)
+        .start_authorization(connection_id)
         .await
-        .map_err(store_problem)?;
-    let mut response = StatusCode::FOUND.into_response();
-    let location = HeaderValue::from_str(&url).map_err(|_| Problem::internal())?;
-    response.headers_mut().insert(header::LOCATION, location);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+        .map_err(store_problem)
+}
+
+/// `POST /v1/connect/{provider}` request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartAuthorization {
+    /// The `oauth2` connection to authorize.
+    pub connection_id: String,
+}
+
+/// Where to send the user.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthorizeUrl {
+    /// The provider's authorize URL (single-use `state`, valid for 10 minutes): open it in a
+    /// browser; the provider sends the user back to `/oauth/callback`.
+    pub authorize_url: String,
+}
+
+/// Starts the OAuth2 authorization of a connection for API clients: the same as
+/// `GET /v1/connect/{provider}`, answered with the URL as JSON instead of a redirect.
+#[utoipa::path(post, path = "/connect/{provider}", tag = "connections",
+    params(("provider" = String, Path, description = "Provider id")),
+    request_body = StartAuthorization,
+    responses((status = 200, body = AuthorizeUrl),
+        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The connection does not use `oauth2` (`connection_not_ready`)."),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn start_connect(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    ApiJson(request): ApiJson<StartAuthorization>,
+) -> ApiResult<Json<AuthorizeUrl>> {
+    let authorize_url = authorize_url(&state, &provider, &request.connection_id).await?;
+    Ok(Json(AuthorizeUrl { authorize_url }))
+}
+
+/// `PATCH /v1/connections/{id}`: what to change (absent fields stay).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConnection {
+    /// URL parameters (replace the current ones).
+    #[serde(default)]
+    pub params: Option<BTreeMap<String, String>>,
+    /// Secrets to replace (only the ones given change; the auth mode stays).
+    #[serde(default)]
+    pub credentials: Option<Credentials>,
+    /// OAuth2 scopes (replace; take effect at the next authorization).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Overrides of pacing, concurrency and timeout (replace the current ones).
+    #[serde(default)]
+    pub settings: Option<Settings>,
+}
+
+fn merge_credentials(current: &Credentials, update: Credentials) -> Credentials {
+    Credentials {
+        api_key: update.api_key.or_else(|| current.api_key.clone()),
+        username: update.username.or_else(|| current.username.clone()),
+        password: update.password.or_else(|| current.password.clone()),
+        token: update.token.or_else(|| current.token.clone()),
+        client_id: update.client_id.or_else(|| current.client_id.clone()),
+        client_secret: update
+            .client_secret
+            .or_else(|| current.client_secret.clone()),
+    }
+}
+
+/// Changes a connection in place: parameters, credentials (merged), scopes, settings. Its
+/// tokens and status stay; the answer is the redacted view.
+#[utoipa::path(patch, path = "/connections/{id}", tag = "connections", params(("id" = String, Path, description = "Connection id")),
+    request_body = UpdateConnection,
+    responses((status = 200, body = Connection), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem, description = "The connection changed meanwhile (a token refresh); try again (`conflict`)."),
+        (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateConnection>,
+) -> ApiResult<Json<Connection>> {
+    let (current, _) = state.connections.load(&id).await.map_err(store_problem)?;
+    let merged = CreateConnection {
+        id: current.id.clone(),
+        provider: current.provider.id.clone(),
+        auth_mode: Some(current.auth_mode),
+        params: request.params.unwrap_or_else(|| current.params.clone()),
+        credentials: match request.credentials {
+            Some(update) => merge_credentials(&current.credentials, update),
+            None => current.credentials.clone(),
+        },
+        scopes: request.scopes.unwrap_or_else(|| current.scopes.clone()),
+        settings: request.settings.unwrap_or_else(|| current.settings.clone()),
+    };
+    let new = validate(merged, &current.provider)?;
+    match state.connections.update(&current, new).await {
+        Ok(snapshot) => {
+            tracing::info!(connection = %snapshot.id, "connection updated");
+            Ok(Json(view(
+                &snapshot,
+                state.connections.warnings(&snapshot.id),
+            )))
+        }
+        Err(ConnectionError::Store(StoreError::Conflict)) => Err(Problem::conflict(
+            "conflict",
+            format!("connection `{id}` changed meanwhile (a token refresh): try again"),
+        )),
+        Err(error) => Err(store_problem(error)),
+    }
 }
 
 /// Routes of this resource.
@@ -527,7 +657,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list_providers))
         .routes(routes!(list, create))
-        .routes(routes!(get, delete))
+        .routes(routes!(get, update, delete))
         .routes(routes!(refresh))
-        .routes(routes!(connect))
+        .routes(routes!(connect, start_connect))
 }

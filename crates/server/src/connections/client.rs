@@ -47,6 +47,9 @@ pub struct ApiRequest {
     pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
+    /// Retries of this call at most; `None` uses `connections.max_retries`. A caller with its
+    /// own durable retries (the `api` destination) asks for `Some(0)`.
+    pub max_retries: Option<u32>,
 }
 
 impl ApiRequest {
@@ -58,6 +61,7 @@ impl ApiRequest {
             query: None,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            max_retries: None,
         }
     }
 }
@@ -73,6 +77,9 @@ pub struct ApiResponse {
     pub body: Bytes,
     /// Attempts made (1 without retries).
     pub attempts: u32,
+    /// For an answer that is not a success (status 300 and above): the provider's error,
+    /// normalised.
+    pub error: Option<ProviderError>,
 }
 
 /// A provider error in one shape whatever the provider (from its file's `errors` pointers).
@@ -212,6 +219,12 @@ pub fn normalise(snapshot: &Snapshot, status: u16, body: &[u8], retryable: bool)
     }
 }
 
+/// Whether an answer with `status` may succeed when tried again later, whatever the provider:
+/// `408`, `425`, `429` and `5xx` (a provider file's `retry.statuses` adds more).
+pub fn retryable_answer(status: u16) -> bool {
+    matches!(status, 408 | 425 | 429 | 500..=599)
+}
+
 fn idempotent(request: &ApiRequest) -> bool {
     matches!(
         request.method,
@@ -241,6 +254,10 @@ impl ConnectionClient {
     /// Makes `request` through connection `id`.
     /// The call carries `X-Request-Id` and `traceparent`: the caller's request id (or a new
     /// one) and the caller's trace (or a new one), with the `proxy call` span as the parent.
+    ///
+    /// A GET is revalidated against this node's ETag cache of the connection (a `304` is
+    /// answered with the cached response, marked `x-switchboard-cache: revalidated`), and
+    /// identical GETs in flight at once share one upstream call.
     pub async fn call(&self, id: &str, request: ApiRequest) -> Result<ApiResponse, CallError> {
         use tracing::Instrument as _;
         let started = Instant::now();
@@ -250,14 +267,20 @@ impl ConnectionClient {
         );
         let span = crate::telemetry::spans::proxy_call(id, request.method.as_str(), &correlation);
         let result = self
-            .call_inner(id, request, &correlation)
+            .call_shared(id, request, &correlation)
             .instrument(span.clone())
             .await;
         span.in_scope(|| match &result {
             Ok(response) => tracing::info!(connection = %id, status = response.status.as_u16(), attempts = response.attempts, "connection call"),
             Err(error) => tracing::info!(connection = %id, %error, "connection call failed"),
         });
+        let graphql_failed = matches!(&result, Ok(r) if r.status.is_success()
+            && super::cache::graphql_errors(&r.headers, &r.body));
+        if graphql_failed {
+            metrics::counter!("switchboard_connection_graphql_errors_total", "connection" => id.to_owned()).increment(1);
+        }
         let outcome = match &result {
+            Ok(_) if graphql_failed => "graphql_error",
             Ok(response) if response.status.is_success() => "success",
             Ok(response) if response.status.is_client_error() => "client_error",
             Ok(_) => "server_error",
@@ -269,6 +292,67 @@ impl ConnectionClient {
         metrics::histogram!("switchboard_connection_call_duration_seconds", "connection" => id.to_owned())
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// GETs: coalesced with identical ones in flight, then through the ETag cache.
+    async fn call_shared(
+        &self,
+        id: &str,
+        request: ApiRequest,
+        correlation: &Correlation,
+    ) -> Result<ApiResponse, CallError> {
+        if request.method != Method::GET || !request.body.is_empty() {
+            return self.call_inner(id, request, correlation).await;
+        }
+        let (_, state) = self.connections.get(id).await?;
+        let key = super::cache::request_key(&request);
+        let shared = state
+            .inflight
+            .run(key.clone(), async {
+                self.call_cached(id, &state, key.clone(), request, correlation)
+                    .await
+                    .map_err(Arc::new)
+            })
+            .await;
+        shared.map_err(|error| clone_error(&error))
+    }
+
+    async fn call_cached(
+        &self,
+        id: &str,
+        state: &ConnState,
+        key: String,
+        mut request: ApiRequest,
+        correlation: &Correlation,
+    ) -> Result<ApiResponse, CallError> {
+        let cached = if request.headers.contains_key(reqwest::header::IF_NONE_MATCH) {
+            None
+        } else {
+            state.responses.get(&key)
+        };
+        if let Some(entry) = &cached {
+            request
+                .headers
+                .insert(reqwest::header::IF_NONE_MATCH, entry.etag.clone());
+        }
+        let response = self.call_inner(id, request, correlation).await?;
+        match (&cached, response.status) {
+            (Some(entry), StatusCode::NOT_MODIFIED) => {
+                metrics::counter!("switchboard_connection_cache_hits_total", "connection" => id.to_owned()).increment(1);
+                let mut answer = entry.response.clone();
+                answer.attempts = response.attempts;
+                answer.headers.insert(
+                    "x-switchboard-cache",
+                    HeaderValue::from_static("revalidated"),
+                );
+                Ok(answer)
+            }
+            (_, StatusCode::NOT_MODIFIED) => Ok(response),
+            _ => {
+                state.responses.store(&key, &response);
+                Ok(response)
+            }
+        }
     }
 
     async fn call_inner(
@@ -305,7 +389,9 @@ impl ConnectionClient {
             snapshot = connections.refresh(id, None).await?;
         }
         let retryable_method = idempotent(&request);
-        let max_retries = connections.config().max_retries;
+        let max_retries = request
+            .max_retries
+            .unwrap_or(connections.config().max_retries);
         let mut refreshed = false;
         let mut retries = 0u32;
         let mut attempts = 0u32;
@@ -342,6 +428,9 @@ impl ConnectionClient {
                 }
             };
             let status = response.status;
+            if state.notices.observe(&request.path, &response.headers) {
+                metrics::counter!("switchboard_connection_deprecated_calls_total", "connection" => id.to_owned()).increment(1);
+            }
             let now = now_millis();
             let rate = rate_state(&snapshot.provider.rate_limit, &response.headers, now);
             state.pacer.observe(rate, now);
@@ -381,8 +470,17 @@ impl ConnectionClient {
                 state.circuit.success();
             }
             if !retryable_status {
+                let error = (!status.is_success()).then(|| {
+                    normalise(
+                        &snapshot,
+                        status.as_u16(),
+                        &response.body,
+                        retryable_answer(status.as_u16()),
+                    )
+                });
                 return Ok(ApiResponse {
                     attempts,
+                    error,
                     ..response
                 });
             }
@@ -397,9 +495,10 @@ impl ConnectionClient {
             }
             let error = normalise(&snapshot, status.as_u16(), &response.body, true);
             return Err(CallError::Provider {
-                error,
+                error: error.clone(),
                 response: Box::new(ApiResponse {
                     attempts,
+                    error: Some(error),
                     ..response
                 }),
                 attempts,
@@ -575,7 +674,41 @@ impl ConnectionClient {
             headers,
             body,
             attempts: 1,
+            error: None,
         })
+    }
+}
+
+/// An equivalent of a shared call's error for each caller that waited on it.
+fn clone_error(error: &CallError) -> CallError {
+    match error {
+        CallError::Connection(error) => CallError::Connection(match error {
+            ConnectionError::NotFound(s) => ConnectionError::NotFound(s.clone()),
+            ConnectionError::Conflict(s) => ConnectionError::Conflict(s.clone()),
+            ConnectionError::Invalid(s) => ConnectionError::Invalid(s.clone()),
+            ConnectionError::Busy(s) => ConnectionError::Busy(s.clone()),
+            ConnectionError::Token(t) => ConnectionError::Token(super::oauth::TokenError {
+                message: t.message.clone(),
+                transient: t.transient,
+            }),
+            // A database error cannot be copied; its text is, as a failure worth retrying.
+            ConnectionError::Store(e) => ConnectionError::Busy(format!("store: {e}")),
+        }),
+        CallError::CircuitOpen(wait) => CallError::CircuitOpen(*wait),
+        CallError::RateLimited(wait) => CallError::RateLimited(*wait),
+        CallError::Busy => CallError::Busy,
+        CallError::Timeout(wait) => CallError::Timeout(*wait),
+        CallError::Network(s) => CallError::Network(s.clone()),
+        CallError::Blocked(s) => CallError::Blocked(s.clone()),
+        CallError::Provider {
+            error,
+            response,
+            attempts,
+        } => CallError::Provider {
+            error: error.clone(),
+            response: response.clone(),
+            attempts: *attempts,
+        },
     }
 }
 

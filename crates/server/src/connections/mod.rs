@@ -14,6 +14,7 @@
 //!   `needs_reauth` emits the operational event `connection.needs_reauth`; coming back emits
 //!   `connection.recovered`.
 
+pub mod cache;
 pub mod client;
 pub mod oauth;
 pub mod providers;
@@ -251,6 +252,12 @@ pub struct ConnState {
     pub max_concurrent: usize,
     /// Circuit breaker.
     pub circuit: resilience::Circuit,
+    /// ETag cache of GET answers.
+    pub responses: cache::ResponseCache,
+    /// Identical GETs in flight.
+    pub inflight: cache::Coalescer,
+    /// The provider's deprecation notices.
+    pub notices: cache::Notices,
     /// Time allowed per call.
     pub timeout: Duration,
 }
@@ -467,6 +474,42 @@ impl Connections {
         self.snapshot_of(record)
     }
 
+    /// Replaces a connection's parameters, credentials, scopes and settings (`new`), keeping
+    /// its tokens and status: a compare-and-swap on the version `current` was read at, which it
+    /// does not bump, so a refresh in flight still stores its tokens. `Conflict` when a token
+    /// update happened since `current` was read (nothing is written then).
+    pub async fn update(
+        &self,
+        current: &Snapshot,
+        new: NewConnection,
+    ) -> Result<Snapshot, ConnectionError> {
+        let update = switchboard_store::ConfigUpdate {
+            id: current.id.clone(),
+            expected_version: current.version,
+            params: serde_json::to_string(&new.params)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            settings: serde_json::to_string(&new.settings)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            scopes: new.scopes.join(" "),
+            credentials: Some(self.seal(&new.credentials)?),
+            updated_at: now_millis(),
+        };
+        let applied = self.store.update_connection_config(&update).await?;
+        self.forget(&current.id);
+        if !applied {
+            return match self.store.get_connection(&current.id).await? {
+                None => Err(ConnectionError::NotFound(current.id.clone())),
+                Some(_) => Err(StoreError::Conflict.into()),
+            };
+        }
+        let record = self
+            .store
+            .get_connection(&current.id)
+            .await?
+            .ok_or_else(|| ConnectionError::NotFound(current.id.clone()))?;
+        self.snapshot_of(record)
+    }
+
     /// Deletes a connection; revokes its tokens at the provider in the background (best
     /// effort) when the provider has a `revoke_url`. Returns whether it existed.
     pub async fn delete(&self, id: &str) -> Result<bool, ConnectionError> {
@@ -489,6 +532,16 @@ impl Connections {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+    }
+
+    /// The provider's deprecation notices seen on this node for connection `id`.
+    pub fn warnings(&self, id: &str) -> Vec<String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|state| state.notices.warnings())
+            .unwrap_or_default()
     }
 
     fn state_for(&self, snapshot: &Snapshot) -> Arc<ConnState> {
@@ -517,6 +570,9 @@ impl Connections {
             ),
             bulkhead: resilience::Bulkhead::new(max_concurrent),
             max_concurrent,
+            responses: cache::ResponseCache::default(),
+            inflight: cache::Coalescer::default(),
+            notices: cache::Notices::default(),
             circuit: resilience::Circuit::new(
                 self.config.circuit_failures,
                 self.config.circuit_cooldown,

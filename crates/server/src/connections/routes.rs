@@ -216,6 +216,7 @@ async fn forward(state: Arc<AppState>, id: String, path: String, request: Reques
         query: parts.uri.query().map(str::to_owned),
         headers,
         body,
+        max_retries: None,
     };
     let client = ConnectionClient::new(state.connections.clone());
     match client.call(&id, request).await {

@@ -79,6 +79,8 @@ pub struct Worker {
     pub concurrency: usize,
     /// Failing this long without a success disables a tenant endpoint.
     pub disable_after: Duration,
+    /// Calls through connections, for `api` destinations.
+    pub connections: Option<crate::connections::client::ConnectionClient>,
 }
 
 /// Per-destination count of claimed-but-unfinished deliveries.
@@ -560,6 +562,7 @@ impl Worker {
                         policy: self.sender.policy(),
                         timeout: target.timeout,
                         message: &prepared,
+                        connections: self.connections.as_ref(),
                     })
                     .await
             }

@@ -351,7 +351,10 @@ pub async fn connections(
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         match state.connections.snapshot_of(record) {
-            Ok(snapshot) => rows.push(crate::api::connections::view(&snapshot)),
+            Ok(snapshot) => rows.push(crate::api::connections::view(
+                &snapshot,
+                state.connections.warnings(&snapshot.id),
+            )),
             Err(error) => tracing::error!(%error, "a stored connection is unreadable"),
         }
     }

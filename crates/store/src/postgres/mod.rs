@@ -371,6 +371,20 @@ impl crate::Store for PgStore {
         connections::update_tokens(&self.pool, update).await
     }
 
+    async fn update_connection_config(&self, update: &crate::ConfigUpdate) -> Result<bool> {
+        let done = sqlx::query("UPDATE connections SET params = $1, settings = $2, scopes = $3, credentials = $4, updated_at = $5 WHERE id = $6 AND version = $7")
+            .bind(&update.params)
+            .bind(&update.settings)
+            .bind(&update.scopes)
+            .bind(&update.credentials)
+            .bind(update.updated_at)
+            .bind(&update.id)
+            .bind(update.expected_version)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn put_oauth_state(&self, record: &crate::OAuthStateRecord) -> Result<()> {
         connections::put_state(&self.pool, record).await
     }
@@ -403,6 +417,51 @@ impl crate::Store for PgStore {
         node_ttl_ms: i64,
     ) -> Result<crate::Overview> {
         overview::overview(&self.pool, sources, now, node_ttl_ms).await
+    }
+
+    async fn sealed_values(
+        &self,
+        column: crate::SealedColumn,
+        after: Option<&[String]>,
+        limit: u32,
+    ) -> Result<Vec<crate::SealedValue>> {
+        use sqlx::Row as _;
+        let (_, _, keys) = column.layout();
+        if after.is_some_and(|a| a.len() != keys.len()) {
+            return Err(crate::StoreError::Corrupt(format!(
+                "a cursor of {} needs {} key parts",
+                column.name(),
+                keys.len()
+            )));
+        }
+        let sql = crate::sealed::select_sql(column, after.is_some(), true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for part in after.unwrap_or_default() {
+            query = query.bind(part.clone());
+        }
+        let rows = query.bind(i64::from(limit)).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row: &sqlx::postgres::PgRow| {
+                let key = (0..keys.len())
+                    .map(|i| row.try_get::<String, _>(i))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(crate::SealedValue {
+                    column,
+                    key,
+                    sealed: row.try_get("sealed")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_sealed(&self, value: &crate::SealedValue, resealed: &[u8]) -> Result<bool> {
+        let sql = crate::sealed::update_sql(value.column, true);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(resealed.to_vec());
+        for part in &value.key {
+            query = query.bind(part.clone());
+        }
+        let done = query.bind(value.sealed.clone()).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn ping(&self) -> Result<()> {

@@ -2410,3 +2410,219 @@ pub async fn claimed_deliveries_carry_the_events_correlation(store: &dyn Store) 
     assert_eq!(claimed[1].correlation.request_id, "plain-event");
     assert_eq!(claimed[1].correlation.trace_id.len(), 32);
 }
+
+/// Sealed columns for key rotation: every column is listed in key order in batches (rows
+/// without a value skipped), and a value is replaced only while the row still holds the bytes
+/// that were read.
+pub async fn sealed_values_are_listed_and_swapped(store: &dyn Store) {
+    use switchboard_store::{ResourceRecord, SealedColumn};
+
+    for (kind, id) in [("source", "b"), ("destination", "a"), ("source", "a")] {
+        store
+            .put_resource(
+                &ResourceRecord {
+                    kind: kind.into(),
+                    id: id.into(),
+                    sealed: format!("{kind}/{id}").into_bytes(),
+                    created_at: T0,
+                    updated_at: T0,
+                },
+                true,
+            )
+            .await
+            .expect("resource");
+    }
+    let mut pending = connection("c2", "github");
+    pending.tokens = None;
+    store.put_connection(&pending, true).await.expect("c2");
+    store
+        .put_connection(&connection("c1", "github"), true)
+        .await
+        .expect("c1");
+    store
+        .put_oauth_state(&OAuthStateRecord {
+            state_hash: "h1".into(),
+            connection_id: "c2".into(),
+            sealed: vec![4, 4],
+            expires_at: T0 + 600_000,
+            created_at: T0,
+        })
+        .await
+        .expect("state");
+    store
+        .idempotency_begin("tok:POST:/v1/sources", "k1", "hash", T0)
+        .await
+        .expect("begin");
+    store
+        .idempotency_begin("tok:POST:/v1/sources", "k2", "hash", T0)
+        .await
+        .expect("begin");
+    store
+        .idempotency_finish("tok:POST:/v1/sources", "k1", 201, b"sealed-response")
+        .await
+        .expect("finish");
+
+    // Resources in two batches of two, then one.
+    let first = store
+        .sealed_values(SealedColumn::Resources, None, 2)
+        .await
+        .expect("first batch");
+    let keys: Vec<Vec<String>> = first.iter().map(|v| v.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            vec!["destination".to_owned(), "a".to_owned()],
+            vec!["source".to_owned(), "a".to_owned()]
+        ]
+    );
+    let cursor = first.last().map(|v| v.key.clone()).expect("cursor");
+    let second = store
+        .sealed_values(SealedColumn::Resources, Some(&cursor), 2)
+        .await
+        .expect("second batch");
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].sealed, b"source/b");
+    let last = second[0].key.clone();
+    assert!(
+        store
+            .sealed_values(SealedColumn::Resources, Some(&last), 2)
+            .await
+            .expect("end")
+            .is_empty()
+    );
+
+    let count = |column| async move {
+        store
+            .sealed_values(column, None, 100)
+            .await
+            .expect("list")
+            .len()
+    };
+    assert_eq!(count(SealedColumn::ConnectionCredentials).await, 2);
+    assert_eq!(
+        count(SealedColumn::ConnectionTokens).await,
+        1,
+        "NULL skipped"
+    );
+    assert_eq!(count(SealedColumn::OAuthStates).await, 1);
+    assert_eq!(
+        count(SealedColumn::Idempotency).await,
+        1,
+        "in progress skipped"
+    );
+
+    // Compare-and-swap.
+    let value = &second[0];
+    assert!(
+        store
+            .replace_sealed(value, b"resealed")
+            .await
+            .expect("swap")
+    );
+    assert!(
+        !store.replace_sealed(value, b"again").await.expect("stale"),
+        "the row no longer holds the bytes read"
+    );
+    let now: Vec<Vec<u8>> = store
+        .list_resources()
+        .await
+        .expect("resources")
+        .into_iter()
+        .filter(|r| r.kind == "source" && r.id == "b")
+        .map(|r| r.sealed)
+        .collect();
+    assert_eq!(now, [b"resealed".to_vec()]);
+    for column in SealedColumn::ALL {
+        for value in store.sealed_values(column, None, 100).await.expect("list") {
+            let mut swapped = value.sealed.clone();
+            swapped.push(0);
+            assert!(
+                store.replace_sealed(&value, &swapped).await.expect("swap"),
+                "{value:?}"
+            );
+        }
+    }
+    let tokens = store
+        .get_connection("c1")
+        .await
+        .expect("read")
+        .expect("c1")
+        .tokens;
+    assert_eq!(tokens, Some(vec![9, 8, 7, 0]));
+    match store
+        .idempotency_begin("tok:POST:/v1/sources", "k1", "hash", T0)
+        .await
+        .expect("replay")
+    {
+        IdempotencyState::Completed { response, .. } => {
+            assert_eq!(response, b"sealed-response\0")
+        }
+        other => panic!("expected the stored response, got {other:?}"),
+    }
+}
+
+/// Configuration updates apply only at the version read, and do not bump it: a token update
+/// that read the same version still applies afterwards.
+pub async fn connection_config_updates_keep_token_swaps_valid(store: &dyn Store) {
+    use switchboard_store::ConfigUpdate;
+    store
+        .put_connection(&connection("c1", "github"), true)
+        .await
+        .expect("create");
+    let update = ConfigUpdate {
+        id: "c1".into(),
+        expected_version: 1,
+        params: "{\"subdomain\":\"other\"}".into(),
+        settings: "{\"burst\":3}".into(),
+        scopes: "repo".into(),
+        credentials: Some(vec![5, 5]),
+        updated_at: T0 + 10,
+    };
+    assert!(
+        store
+            .update_connection_config(&update)
+            .await
+            .expect("update")
+    );
+    let row = store.get_connection("c1").await.expect("read").expect("c1");
+    assert_eq!(row.params, "{\"subdomain\":\"other\"}");
+    assert_eq!(row.settings, "{\"burst\":3}");
+    assert_eq!(row.scopes, "repo");
+    assert_eq!(row.credentials, Some(vec![5, 5]));
+    assert_eq!(row.tokens, Some(vec![9, 8, 7]), "tokens untouched");
+    assert_eq!(row.version, 1, "not bumped");
+    let refresh = TokenUpdate {
+        id: "c1".into(),
+        expected_version: 1,
+        status: "active".into(),
+        tokens: Some(vec![1]),
+        expires_at: Some(T0 + 1),
+        scopes: None,
+        last_error: None,
+        updated_at: T0 + 20,
+    };
+    assert!(
+        store
+            .update_connection_tokens(&refresh)
+            .await
+            .expect("refresh")
+    );
+    assert!(
+        !store
+            .update_connection_config(&update)
+            .await
+            .expect("stale"),
+        "a token update happened since version 1 was read"
+    );
+    let row = store.get_connection("c1").await.expect("read").expect("c1");
+    assert_eq!(row.tokens, Some(vec![1]));
+    assert!(
+        !store
+            .update_connection_config(&ConfigUpdate {
+                id: "gone".into(),
+                ..update
+            })
+            .await
+            .expect("missing")
+    );
+}

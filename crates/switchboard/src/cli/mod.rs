@@ -12,6 +12,7 @@ mod data;
 mod endpoints;
 mod input;
 mod inspect;
+mod keys;
 mod live;
 mod offline;
 mod outbound;
@@ -46,8 +47,9 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const SERVER_URL: &str = "server_url";
 
 /// Commands that never talk to the API (they get no `--url`).
-const LOCAL_COMMANDS: [&str; 9] = [
+const LOCAL_COMMANDS: [&str; 10] = [
     "serve",
+    "keys",
     "check-config",
     "migrate",
     "export",
@@ -92,6 +94,9 @@ enum Command {
     Export(data::ExportArgs),
     /// Load an export into the configured, empty store (same master key needed).
     Import(data::ImportArgs),
+    /// Master keys of secrets at rest: generate, status, rotate (re-seal everything), retire.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Manage sources (where events come in).
     #[command(subcommand)]
     Sources(resources::SourcesCommand),
@@ -287,6 +292,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => data::migrate(&ctx, args).await,
         Command::Export(args) => data::export(&ctx, args).await,
         Command::Import(args) => data::import(&ctx, args).await,
+        Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Sources(cmd) => resources::sources(&ctx, cmd).await,
         Command::Destinations(cmd) => resources::destinations(&ctx, cmd).await,
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,

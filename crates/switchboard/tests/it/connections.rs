@@ -861,12 +861,14 @@ burst = 2
     .ok(201);
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
-        .map(|_| {
+        .map(|task| {
             let api = api.clone();
             tokio::spawn(async move {
                 let mut statuses = Vec::new();
-                for _ in 0..8 {
-                    statuses.push(api.get("/v1/proxy/p1/items").await.status);
+                for i in 0..8 {
+                    // Distinct queries: identical concurrent GETs would be coalesced.
+                    let path = format!("/v1/proxy/p1/items?n={task}-{i}");
+                    statuses.push(api.get(&path).await.status);
                 }
                 statuses
             })
@@ -1181,5 +1183,457 @@ async fn refused_refresh_needs_reauth_and_recovery_is_announced() {
         types.contains(&"connection.recovered".to_owned()),
         "{types:?}"
     );
+    server.stop().await;
+}
+
+/// `kind = "api"`: a CI webhook comments on a "GitHub" pull request (a loopback stand-in)
+/// through a bearer-token connection. The path is templated from the event, the body is the
+/// route transform's output, the token is injected by the connection; a `503` with
+/// `Retry-After` is retried after it; a `422` fails at once with the provider's error
+/// normalised in the attempt; a missing connection fails for good.
+#[tokio::test]
+async fn api_destination_comments_on_a_pull_request() {
+    use switchboard_core::DeliveryStatus;
+    use switchboard_core::config::{DestinationConfig, RouteConfig};
+
+    const TOKEN: &str = "ghp_TOPSECRET_api_destination";
+    let outage = Arc::new(AtomicUsize::new(0));
+    let upstream = FakeApi::start(move |seen, _| {
+        if seen.path.contains("/issues/13/") {
+            return json_response(
+                422,
+                json!({"message": "Validation Failed",
+                       "errors": [{"code": "custom", "message": "locked"}]}),
+            );
+        }
+        if seen.path.contains("/issues/8/") && outage.fetch_add(1, Ordering::SeqCst) == 0 {
+            // The first try of PR 8 meets an outage.
+            let mut response = json_response(503, json!({"message": "Service Unavailable"}));
+            response
+                .headers_mut()
+                .insert("retry-after", "1".parse().expect("header"));
+            return response;
+        }
+        json_response(201, json!({"id": 1, "body": "ok"}))
+    })
+    .await;
+    let provider = format!(
+        r#"id = "ghtest"
+name = "GitHub stand-in"
+base_url = "{}"
+auth_modes = ["bearer"]
+headers = {{ accept = "application/vnd.github+json" }}
+[retry]
+statuses = [500, 502, 503, 504]
+[errors]
+code = "/errors/0/code"
+message = "/message"
+"#,
+        upstream.base
+    );
+    let api_destination = |id: &str, connection: &str| -> DestinationConfig {
+        serde_json::from_value(json!({
+            "kind": "api",
+            "id": id,
+            "connection": connection,
+            "method": "POST",
+            "path": "repos/{{ .body.repository.full_name }}/issues/{{ .body.pull_request.number }}/comments",
+            "headers": {"x-ci-run": "{{ .body.run_id }}"},
+            "timeout": "5s",
+            "retry": serde_json::to_value(crate::support::schedule_ms(&[50, 50])).expect("retry"),
+        }))
+        .expect("api destination")
+    };
+    let (server, _providers) = server_with(&[("ghtest.toml", provider)], |c| {
+        c.delivery.poll_interval = Duration::from_millis(100);
+        c.sources.push(switchboard_core::config::SourceConfig::new(
+            "ci",
+            Default::default(),
+        ));
+        c.sources.push(switchboard_core::config::SourceConfig::new(
+            "orphan",
+            Default::default(),
+        ));
+        c.destinations = vec![
+            api_destination("pr-comment", "gh"),
+            api_destination("nowhere", "missing"),
+        ];
+        let transform = r#"{body: "CI \(.body.conclusion) for \(.body.head_sha[0:7])"}"#;
+        c.routes = vec![
+            RouteConfig {
+                id: Some("ci-to-pr".into()),
+                source: "ci".into(),
+                destination: "pr-comment".into(),
+                filter: None,
+                transform: Some(transform.into()),
+            },
+            RouteConfig {
+                id: Some("orphan".into()),
+                source: "orphan".into(),
+                destination: "nowhere".into(),
+                filter: None,
+                transform: None,
+            },
+        ];
+    })
+    .await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "gh", "provider": "ghtest", "credentials": {"token": TOKEN}}),
+    )
+    .await
+    .ok(201);
+    let event = |number: u64| {
+        json!({"repository": {"full_name": "acme/widgets"}, "pull_request": {"number": number},
+               "conclusion": "success", "head_sha": "0123456789abcdef", "run_id": 99})
+        .to_string()
+    };
+
+    // The comment arrives, with the token and the templated path and header.
+    let ok = server.ingest_ok("ci", event(7)).await;
+    let delivered = server
+        .wait_delivery(&ok, "commented", |d| d.status == DeliveryStatus::Succeeded)
+        .await;
+    assert_eq!(delivered.attempts, 1);
+    let seen = upstream.seen();
+    let call = seen
+        .iter()
+        .find(|s| s.path == "/repos/acme/widgets/issues/7/comments")
+        .expect("the comment call");
+    assert_eq!(call.method, "POST");
+    assert_eq!(
+        header(&call.headers, "authorization").as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert_eq!(header(&call.headers, "x-ci-run").as_deref(), Some("99"));
+    assert_eq!(
+        header(&call.headers, "accept").as_deref(),
+        Some("application/vnd.github+json")
+    );
+    assert_eq!(
+        header(&call.headers, "idempotency-key").as_deref(),
+        Some(delivered.id.as_str())
+    );
+    let body: Value = serde_json::from_slice(&call.body).expect("json body");
+    assert_eq!(body, json!({"body": "CI success for 0123456"}));
+    let attempts = server
+        .store()
+        .list_attempts(None, Some(&delivered.id))
+        .await
+        .expect("attempts");
+    assert_eq!(attempts[0].status_code, Some(201));
+    assert!(
+        attempts[0].request_url.starts_with("api gh POST repos/"),
+        "{}",
+        attempts[0].request_url
+    );
+    assert!(!attempts[0].request_url.contains(TOKEN));
+
+    // A 503 with Retry-After: 1 is retried after it (by the delivery, not inside the call),
+    // then succeeds.
+    let flaky = server.ingest_ok("ci", event(8)).await;
+    let recovered = server
+        .wait_delivery(&flaky, "commented after the outage", |d| {
+            d.status == DeliveryStatus::Succeeded
+        })
+        .await;
+    assert_eq!(recovered.attempts, 2);
+    let attempts = server
+        .store()
+        .list_attempts(None, Some(&recovered.id))
+        .await
+        .expect("attempts");
+    assert_eq!(attempts[0].outcome, "retryable");
+    assert_eq!(attempts[0].status_code, Some(503));
+    let error: Value =
+        serde_json::from_str(attempts[0].error.as_deref().unwrap_or("")).expect("json error");
+    assert_eq!(
+        error,
+        json!({"provider": "ghtest", "status": 503, "code": null,
+               "message": "Service Unavailable", "retryable": true})
+    );
+    let waited = attempts[1].started_at - attempts[0].started_at;
+    assert!(waited >= 900, "Retry-After: 1 was honoured ({waited} ms)");
+    let tries = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.path.contains("/issues/8/"))
+        .count();
+    assert_eq!(
+        tries, 2,
+        "one call per attempt: the connection adds no retries of its own"
+    );
+
+    // A 422 fails at once, its error normalised.
+    let refused = server.ingest_ok("ci", event(13)).await;
+    let failed = server
+        .wait_delivery(&refused, "refused", |d| d.status == DeliveryStatus::Failed)
+        .await;
+    assert_eq!(failed.attempts, 1, "a 422 is not retried");
+    let error: Value =
+        serde_json::from_str(failed.last_error.as_deref().unwrap_or("")).expect("json error");
+    assert_eq!(
+        error,
+        json!({"provider": "ghtest", "status": 422, "code": "custom",
+               "message": "Validation Failed", "retryable": false})
+    );
+
+    // No such connection: a permanent failure that says so.
+    let orphan = server.ingest_ok("orphan", "{}").await;
+    let failed = server
+        .wait_delivery(&orphan, "no connection", |d| {
+            d.status == DeliveryStatus::Failed
+        })
+        .await;
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("no connection `missing`"),
+        "{:?}",
+        failed.last_error
+    );
+    assert!(!contains(&data_bytes(server.dir.path()), TOKEN));
+    server.stop().await;
+}
+
+/// The client's memory of a connection: a GET with an `ETag` is revalidated with
+/// `If-None-Match` and a `304` answered from the cache (not for `no-store` answers); identical
+/// concurrent GETs make one upstream call; a GraphQL `errors` array counts as a failure in the
+/// metrics; `Deprecation`/`Sunset` headers become a warning in the connection's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gets_are_revalidated_and_coalesced_and_notices_surface() {
+    let upstream = FakeApi::start(|seen, _| {
+        let tagged = |status: u16, cache: Option<&str>| {
+            let mut response = if status == 304 {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                json_response(200, json!({"items": [1, 2, 3]}))
+            };
+            response
+                .headers_mut()
+                .insert("etag", "\"v1\"".parse().expect("header"));
+            if let Some(cache) = cache {
+                response
+                    .headers_mut()
+                    .insert("cache-control", cache.parse().expect("header"));
+            }
+            response
+        };
+        let revalidating = header(&seen.headers, "if-none-match").as_deref() == Some("\"v1\"");
+        match seen.path.as_str() {
+            "/v1/tagged" if revalidating => tagged(304, None),
+            "/v1/tagged" => tagged(200, None),
+            "/v1/secret" if revalidating => tagged(304, Some("no-store")),
+            "/v1/secret" => tagged(200, Some("no-store")),
+            "/v1/slow" => {
+                // Long enough for every concurrent caller to arrive meanwhile.
+                std::thread::sleep(Duration::from_millis(500));
+                json_response(200, json!({"slow": true}))
+            }
+            "/v1/graphql" => json_response(
+                200,
+                json!({"data": null, "errors": [{"message": "Field 'x' doesn't exist"}]}),
+            ),
+            "/v1/old" => {
+                let mut response = json_response(200, json!({}));
+                let headers = response.headers_mut();
+                headers.insert("deprecation", "@1688169599".parse().expect("header"));
+                headers.insert(
+                    "sunset",
+                    "Wed, 11 Nov 2026 23:59:59 GMT".parse().expect("header"),
+                );
+                response
+            }
+            _ => json_response(404, json!({"message": "Not Found"})),
+        }
+    })
+    .await;
+    let provider = format!(
+        r#"id = "cachy"
+name = "Cachy"
+base_url = "{}/v1"
+auth_modes = ["bearer"]
+"#,
+        upstream.base
+    );
+    let (server, _providers) = server_with(&[("cachy.toml", provider)], |_| {}).await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "c", "provider": "cachy", "credentials": {"token": "t0k"}}),
+    )
+    .await
+    .ok(201);
+    let seen_on = |path: &str| -> Vec<Seen> {
+        upstream
+            .seen()
+            .into_iter()
+            .filter(|s| s.path == path)
+            .collect()
+    };
+
+    // ETag revalidation.
+    let first = api.get("/v1/proxy/c/tagged").await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-switchboard-cache"), "");
+    let second = api.get("/v1/proxy/c/tagged").await;
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(second.text, first.text);
+    assert_eq!(second.header("x-switchboard-cache"), "revalidated");
+    let tagged = seen_on("/v1/tagged");
+    assert_eq!(tagged.len(), 2);
+    assert_eq!(header(&tagged[0].headers, "if-none-match"), None);
+    assert_eq!(
+        header(&tagged[1].headers, "if-none-match").as_deref(),
+        Some("\"v1\"")
+    );
+    // `no-store` answers are never kept.
+    api.get("/v1/proxy/c/secret").await.ok(200);
+    api.get("/v1/proxy/c/secret").await.ok(200);
+    assert!(
+        seen_on("/v1/secret")
+            .iter()
+            .all(|s| header(&s.headers, "if-none-match").is_none())
+    );
+
+    // Twenty identical GETs at once: one upstream call, twenty answers.
+    let calls = (0..20).map(|_| api.get("/v1/proxy/c/slow"));
+    let answers = futures::future::join_all(calls).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.text, "{\"slow\":true}");
+    }
+    assert_eq!(seen_on("/v1/slow").len(), 1, "coalesced into one call");
+
+    // GraphQL errors are failures in the metrics; deprecations are surfaced.
+    api.get("/v1/proxy/c/graphql").await.ok(200);
+    api.get("/v1/proxy/c/old").await.ok(200);
+    let metrics = api.get("/metrics").await.text;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l
+                .starts_with("switchboard_connection_graphql_errors_total{connection=\"c\"} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_connection_calls_total")
+                && l.contains("outcome=\"graphql_error\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchboard_connection_cache_hits_total{connection=\"c\"} 1")),
+        "{metrics}"
+    );
+    let shown = api.get("/v1/connections/c").await;
+    let shown = shown.ok(200);
+    let warning = shown["warnings"][0].as_str().unwrap_or_default().to_owned();
+    assert!(
+        warning.contains("`old` as deprecated") && warning.contains("2026"),
+        "{shown}"
+    );
+    server.stop().await;
+}
+
+/// `PATCH /v1/connections/{id}` changes credentials (merged), parameters and settings in place
+/// and answers the redacted view; the next call uses the new key. `POST /v1/connect/{provider}`
+/// answers the authorize URL as JSON.
+#[tokio::test]
+async fn connections_are_patched_in_place_and_connect_answers_json() {
+    const OLD: &str = "key-OLD-0001";
+    const NEW: &str = "key-NEW-0002";
+    let upstream = FakeApi::start(|_, _| json_response(200, json!({"ok": true}))).await;
+    let keyed = format!(
+        r#"id = "keyed"
+name = "Keyed"
+base_url = "{}/{{region}}"
+auth_modes = ["api_key"]
+[api_key]
+header = "x-api-key"
+"#,
+        upstream.base
+    );
+    let auth = FakeAuth::start(Duration::ZERO, 3600).await;
+    let oauth = oauth_provider("oa", &auth.api.base, &upstream.base, "");
+    let (server, _providers) =
+        server_with(&[("keyed.toml", keyed), ("oa.toml", oauth)], |_| {}).await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "k", "provider": "keyed", "params": {"region": "eu"},
+                "credentials": {"api_key": OLD}}),
+    )
+    .await
+    .ok(201);
+    api.get("/v1/proxy/k/ping").await.ok(200);
+
+    let patched = api
+        .patch(
+            "/v1/connections/k",
+            &json!({"credentials": {"api_key": NEW}, "params": {"region": "us"},
+                    "settings": {"max_concurrent": 2}}),
+        )
+        .await;
+    assert!(!patched.text.contains(NEW), "{}", patched.text);
+    let view = patched.ok(200);
+    assert_eq!(view["params"], json!({"region": "us"}));
+    assert_eq!(view["settings"]["max_concurrent"], 2);
+    assert_eq!(view["credentials"], json!(["api_key"]));
+    api.get("/v1/proxy/k/ping").await.ok(200);
+    let seen = upstream.seen();
+    let last = seen.last().expect("a call");
+    assert_eq!(last.path, "/us/ping");
+    assert_eq!(header(&last.headers, "x-api-key").as_deref(), Some(NEW));
+    assert_eq!(header(&seen[0].headers, "x-api-key").as_deref(), Some(OLD));
+
+    // Refusals: a credential the mode does not use, unknown fields, a missing connection.
+    let wrong = api
+        .patch("/v1/connections/k", &json!({"credentials": {"token": "x"}}))
+        .await;
+    assert_eq!(
+        wrong.problem(422, "validation_failed")["errors"][0]["field"],
+        "credentials.token"
+    );
+    api.patch("/v1/connections/k", &json!({"provider": "other"}))
+        .await
+        .problem(422, "validation_failed");
+    api.patch("/v1/connections/nope", &json!({}))
+        .await
+        .problem(404, "not_found");
+    assert!(!contains(&data_bytes(server.dir.path()), NEW));
+
+    // The JSON connect flow for API clients.
+    api.post(
+        "/v1/connections",
+        &json!({"id": "o", "provider": "oa", "auth_mode": "oauth2",
+                "credentials": {"client_id": "cid", "client_secret": "cs"}}),
+    )
+    .await
+    .ok(201);
+    let started = api
+        .post("/v1/connect/oa", &json!({"connection_id": "o"}))
+        .await;
+    let url = started.ok(200)["authorize_url"]
+        .as_str()
+        .expect("authorize_url")
+        .to_owned();
+    assert!(
+        url.starts_with(&format!("{}/authorize?", auth.api.base)),
+        "{url}"
+    );
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    api.post("/v1/connect/keyed", &json!({"connection_id": "o"}))
+        .await
+        .problem(422, "validation_failed");
     server.stop().await;
 }

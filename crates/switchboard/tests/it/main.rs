@@ -11,6 +11,7 @@ mod crash;
 mod delivery;
 mod email;
 mod ingest;
+mod keys;
 mod live;
 mod multinode;
 mod notify;

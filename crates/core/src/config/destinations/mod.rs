@@ -28,6 +28,7 @@ macro_rules! common_destination_fields {
     };
 }
 
+mod api;
 mod email;
 mod http;
 mod postgres;
@@ -37,6 +38,7 @@ mod slack;
 mod sms;
 mod teams;
 
+pub use api::{API_METHODS, ApiDestination};
 pub use email::{EmailDestination, EmailProvider, SENDGRID_API, SmtpTls, is_loopback_host};
 pub use http::HttpDestination;
 pub use postgres::{OnConflict, PostgresDestination, is_sql_identifier, split_table_name};
@@ -66,6 +68,8 @@ pub enum DestinationConfig {
     Sms(SmsDestination),
     /// A message broker: NATS JetStream, RabbitMQ or Redis Streams.
     Queue(QueueDestination),
+    /// A call to a provider's API through a connection.
+    Api(ApiDestination),
 }
 
 /// What every destination kind provides to the worker and to validation.
@@ -105,6 +109,7 @@ impl DestinationConfig {
             Self::Email(d) => d,
             Self::Sms(d) => d,
             Self::Queue(d) => d,
+            Self::Api(d) => d,
         }
     }
 
@@ -125,12 +130,13 @@ impl DestinationConfig {
             Self::Email(_) => "email",
             Self::Sms(_) => "sms",
             Self::Queue(_) => "queue",
+            Self::Api(_) => "api",
         }
     }
 
     /// Every `kind` name.
     pub const KINDS: &'static [&'static str] = &[
-        "http", "slack", "teams", "postgres", "s3", "email", "sms", "queue",
+        "http", "slack", "teams", "postgres", "s3", "email", "sms", "queue", "api",
     ];
 
     /// Timeout, retries, limits and ordering.

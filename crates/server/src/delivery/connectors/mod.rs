@@ -5,6 +5,7 @@
 //! Connectors share the worker's SSRF-guarded HTTP client, timeouts, retries, circuit breaker,
 //! throttle and ordering: only the request and the reading of the answer differ.
 
+pub mod api;
 pub mod email;
 pub mod postgres;
 pub mod queue;
@@ -37,6 +38,8 @@ pub struct Attempt<'a> {
     pub timeout: std::time::Duration,
     /// The message.
     pub message: &'a Prepared,
+    /// Calls through connections (the `api` kind); `None` where the server runs none.
+    pub connections: Option<&'a crate::connections::client::ConnectionClient>,
 }
 
 impl Attempt<'_> {
@@ -84,6 +87,7 @@ pub fn build(destination: &DestinationConfig) -> Result<Option<Arc<dyn Connector
         DestinationConfig::Email(config) => Some(Arc::new(email::Email::new(config)?)),
         DestinationConfig::Sms(config) => Some(Arc::new(sms::Sms::new(config)?)),
         DestinationConfig::Queue(config) => Some(Arc::new(queue::Queue::new(config)?)),
+        DestinationConfig::Api(config) => Some(Arc::new(api::Api::new(config)?)),
     })
 }
 
