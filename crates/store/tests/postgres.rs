@@ -155,6 +155,7 @@ conformance_tests!(
     leases_have_one_holder,
     connections_round_trip_and_swap_tokens,
     oauth_states_are_single_use,
+    sync_runs_checkpoints_and_the_records_cache,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

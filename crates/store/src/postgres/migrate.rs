@@ -54,10 +54,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connections",
         include_str!("../../migrations/postgres/0008_connections.sql"),
     ),
+    (
+        9,
+        "syncs",
+        include_str!("../../migrations/postgres/0009_syncs.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

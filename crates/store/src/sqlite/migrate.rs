@@ -50,10 +50,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connections",
         include_str!("../../migrations/sqlite/0008_connections.sql"),
     ),
+    (
+        9,
+        "syncs",
+        include_str!("../../migrations/sqlite/0009_syncs.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 9;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(
