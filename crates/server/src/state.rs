@@ -61,6 +61,8 @@ pub struct AppState {
     pub metrics_require_token: bool,
     /// Connections to third-party APIs (credentials, tokens, the proxy's client).
     pub connections: Arc<crate::connections::Connections>,
+    /// The sync engine (runs, cancels).
+    pub syncs: Arc<crate::sync::Engine>,
 }
 
 /// Builds the source table from configuration.

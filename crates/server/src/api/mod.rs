@@ -20,6 +20,7 @@ pub mod replay;
 pub mod resources;
 pub mod routes_api;
 pub mod sources;
+pub mod syncs;
 pub mod tenants;
 pub mod tokens;
 
@@ -83,7 +84,8 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)"),
-        (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog")
+        (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog"),
+        (name = "syncs", description = "Data sync jobs: records of a third-party API kept in step with a table, their runs")
     )
 )]
 struct ApiDoc;
@@ -104,7 +106,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(endpoints::router())
             .merge(event_types::router())
             .merge(tokens::router())
-            .merge(connections::router()),
+            .merge(connections::router())
+            .merge(syncs::router()),
     )
 }
 
