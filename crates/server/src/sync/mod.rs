@@ -171,6 +171,17 @@ impl Engine {
             .config(id)
             .ok_or_else(|| StartError::NotFound(id.to_owned()))?;
         let plan = Plan::new(&config).map_err(StartError::Invalid)?;
+        if self.is_running_here(id) {
+            // A run that just recorded its end is still releasing its lease: a caller who saw
+            // it end may start the next one at once.
+            let open = self.store.sync_open_run(id).await?;
+            if open.is_none_or(|run| run.status != "running") {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                while self.is_running_here(id) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
         let cancel = CancellationToken::new();
         {
             let mut running = self

@@ -24,5 +24,6 @@ mod shutdown;
 mod sms;
 mod store_sinks;
 mod streams;
+mod syncs;
 mod transfer;
 mod trigger;
