@@ -449,3 +449,114 @@ destination = {{ kind = "sqlite", path = "{}", table = "items", columns = [
     second.terminate();
     second.wait(Duration::from_secs(30));
 }
+
+/// Runs the CLI against `server` with the admin token.
+async fn cli(server: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .env_remove("SWITCHBOARD_CONFIG")
+        .env("SWITCHBOARD_URL", &server.base)
+        .env("SWITCHBOARD_TOKEN", ADMIN_TOKEN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run switchboard");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `switchboard syncs list|show|run --wait|runs|cancel` through the API.
+#[tokio::test]
+async fn the_cli_runs_syncs_and_reads_the_run_log() {
+    let api = RecordsApi::start(250, 0).await;
+    let (server, _providers) = server(&api, |_| {}).await;
+    let tables = tempfile::tempdir().expect("tables dir");
+    let path = tables.path().join("cli.db");
+    server
+        .api()
+        .post(
+            "/v1/syncs",
+            &spec("cli", "page", 100, sqlite_destination(&path)),
+        )
+        .await
+        .ok(201);
+    let (code, out, err) = cli(&server, &["syncs", "run", "cli", "--wait"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("succeeded"), "{out}");
+    let (code, out, err) = cli(&server, &["syncs", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("ID") && out.contains("cli") && out.contains("sqlite"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&server, &["--json", "syncs", "runs", "cli"]).await;
+    assert_eq!(code, 0);
+    let runs: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(runs["items"][0]["created"], 250, "{runs}");
+    let (code, out, _) = cli(&server, &["syncs", "show", "cli"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("managed_by") && out.contains("succeeded"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&server, &["syncs", "cancel", "cli"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no run in progress"), "{err}");
+    let (code, _, err) = cli(&server, &["syncs", "show", "nope"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no sync `nope`"), "{err}");
+    assert_eq!(sqlite_rows(&path).await, api.items());
+    server.stop().await;
+}
+
+/// A cron schedule starts runs by itself; a failing run (the list endpoint answers 404)
+/// records its error, never deletes, and publishes the operational event `sync.failed`.
+#[tokio::test]
+async fn scheduled_runs_start_and_failures_are_reported() {
+    let api = RecordsApi::start(50, 0).await;
+    let (server, _providers) = server(&api, |_| {}).await;
+    let client = server.api();
+    let tables = tempfile::tempdir().expect("tables dir");
+    let path = tables.path().join("cron.db");
+    let mut body = spec("cron", "offset", 100, sqlite_destination(&path));
+    body["schedule"] = json!("* * * * * *");
+    client.post("/v1/syncs", &body).await.ok(201);
+    let run = eventually(PATIENCE, "a scheduled run to succeed", || async {
+        let runs = client.get("/v1/syncs/cron/runs").await;
+        runs.ok(200)["items"]
+            .as_array()?
+            .iter()
+            .find(|r| r["trigger"] == "schedule" && r["status"] == "succeeded")
+            .cloned()
+    })
+    .await;
+    assert_eq!(run["created"].as_i64(), Some(50), "{run}");
+    assert_eq!(sqlite_rows(&path).await, api.items());
+
+    let mut broken = spec("broken", "offset", 100, sqlite_destination(&path));
+    broken["path"] = json!("missing/items");
+    client.post("/v1/syncs", &broken).await.ok(201);
+    let run = run_to_end(&client, "broken").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"].as_str().is_some_and(|e| e.contains("404")),
+        "{run}"
+    );
+    assert_eq!(
+        sqlite_rows(&path).await.len(),
+        50,
+        "a failed run deletes nothing"
+    );
+    eventually(PATIENCE, "the sync.failed event", || async {
+        let events = client
+            .get("/v1/events?source=switchboard&type=sync.failed")
+            .await;
+        (events.ok(200)["items"].as_array()?.len() == 1).then_some(())
+    })
+    .await;
+    server.stop().await;
+}
