@@ -18,7 +18,7 @@ use switchboard_core::time::UnixMillis;
 
 pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use model::*;
-pub use syncs::{SyncCheckpoint, SyncCounts, SyncFinish, SyncRunRecord};
+pub use syncs::{SyncCheckpoint, SyncConflict, SyncCounts, SyncFinish, SyncRunRecord};
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
 #[derive(Debug, thiserror::Error)]
@@ -287,4 +287,21 @@ pub trait Store: Send + Sync + 'static {
     /// Asks the open run of `sync_id` to stop: a running run stops at its next page, a paused
     /// one is cancelled at once. Returns the run affected, if any.
     async fn sync_request_cancel(&self, sync_id: &str, now: UnixMillis) -> Result<Option<String>>;
+
+    /// Parks (or refreshes) conflicts of a two-way sync, and drops the parked conflicts of
+    /// `resolved` keys (they no longer differ on both sides).
+    async fn sync_put_conflicts(
+        &self,
+        sync_id: &str,
+        conflicts: &[SyncConflict],
+        resolved: &[String],
+    ) -> Result<()>;
+
+    /// Parked conflicts of `sync_id`, in key order, after `after` (a key), at most `limit`.
+    async fn list_sync_conflicts(
+        &self,
+        sync_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SyncConflict>>;
 }

@@ -95,3 +95,18 @@ pub struct SyncFinish {
     /// When.
     pub now: UnixMillis,
 }
+
+/// A record changed on both sides of a two-way sync, parked for review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConflict {
+    /// The sync.
+    pub sync_id: String,
+    /// The record's key (JSON text).
+    pub record_key: String,
+    /// The source's version (JSON), `None` when deleted there.
+    pub source: Option<String>,
+    /// The destination's version (JSON), `None` when deleted there.
+    pub destination: Option<String>,
+    /// When it was (last) found.
+    pub detected_at: UnixMillis,
+}

@@ -78,6 +78,48 @@ pub struct SyncConfig {
     /// Time allowed for one page request, retries included.
     #[serde(with = "duration::human", default = "default_timeout")]
     pub timeout: Duration,
+    /// Two-way sync with a `rest` destination: changes on either side are written to the
+    /// other; records changed on both sides since the last run are resolved by `conflict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_way: Option<TwoWayConfig>,
+}
+
+/// `two_way = { conflict = "latest_wins", updated_at = ".updated_at" }`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwoWayConfig {
+    /// What wins when a record changed on both sides since the last run.
+    pub conflict: ConflictPolicy,
+    /// jq on a source record: when it last changed (an RFC 3339 string or a number); needed by
+    /// `latest_wins` (with the destination's `updated_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+}
+
+/// Conflict policy of a two-way sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// The side whose `updated_at` is later wins (the source on a tie).
+    LatestWins,
+    /// The source's version wins.
+    SourceWins,
+    /// The destination's version wins.
+    DestinationWins,
+    /// Nothing is written; the conflict is parked for review (`GET /v1/syncs/{id}/conflicts`).
+    Manual,
+}
+
+impl ConflictPolicy {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::LatestWins => "latest_wins",
+            Self::SourceWins => "source_wins",
+            Self::DestinationWins => "destination_wins",
+            Self::Manual => "manual",
+        }
+    }
 }
 
 fn default_records() -> String {
@@ -106,6 +148,7 @@ impl fmt::Debug for SyncConfig {
             .field("schedule", &self.schedule)
             .field("max_run_time", &self.max_run_time)
             .field("max_records", &self.max_records)
+            .field("two_way", &self.two_way)
             .finish()
     }
 }
@@ -266,6 +309,36 @@ pub enum SyncDestination {
     },
     /// No table: the change events are the output (`publish_changes` must be on).
     Events,
+    /// A REST API through a connection: created records are `POST`ed to `path`, updated ones
+    /// `PUT` to `path/{key}`, deleted ones `DELETE`d at `path/{key}`, each with the mapped
+    /// record as JSON body. For a two-way sync it is also listed (`pagination`, `records`,
+    /// `key`, `mapping`).
+    Rest(Box<RestDestination>),
+}
+
+/// `destination = { kind = "rest", connection, path, … }`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestDestination {
+    /// The connection the calls go through.
+    pub connection: String,
+    /// Collection path below the provider's base URL (`contacts`).
+    pub path: String,
+    /// How the collection pages (two-way).
+    #[serde(default)]
+    pub pagination: Pagination,
+    /// jq selecting a page's records (two-way).
+    #[serde(default = "default_records")]
+    pub records: String,
+    /// jq: a destination record's key, the same key space as the source's (two-way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// jq: a destination record in the source's mapped shape (two-way; unchanged when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
+    /// jq on a destination record: when it last changed (`latest_wins`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
 impl fmt::Debug for SyncDestination {
@@ -292,6 +365,11 @@ impl fmt::Debug for SyncDestination {
                 .field("columns", columns)
                 .finish(),
             Self::Events => f.write_str("Events"),
+            Self::Rest(rest) => f
+                .debug_struct("Rest")
+                .field("connection", &rest.connection)
+                .field("path", &rest.path)
+                .finish(),
         }
     }
 }
@@ -303,14 +381,15 @@ impl SyncDestination {
             Self::Sqlite { .. } => "sqlite",
             Self::Postgres { .. } => "postgres",
             Self::Events => "events",
+            Self::Rest(_) => "rest",
         }
     }
 
-    /// The declared columns (empty for `events`).
+    /// The declared columns (empty for `events` and `rest`).
     pub fn columns(&self) -> &[SyncColumn] {
         match self {
             Self::Sqlite { columns, .. } | Self::Postgres { columns, .. } => columns,
-            Self::Events => &[],
+            Self::Events | Self::Rest(_) => &[],
         }
     }
 
@@ -419,7 +498,36 @@ impl SyncConfig {
         if self.max_run_time.is_some_and(|d| d.is_zero()) || self.timeout.is_zero() {
             return bad("max_run_time and timeout must be > 0".into());
         }
+        if let Some(two_way) = &self.two_way {
+            let SyncDestination::Rest(rest) = &self.destination else {
+                return bad("two_way needs destination kind \"rest\"".into());
+            };
+            if self.mode != SyncMode::Full {
+                return bad("two_way syncs list both sides fully: use mode = \"full\"".into());
+            }
+            if rest.key.is_none() {
+                return bad(
+                    "two_way needs destination.key (jq: a destination record's key)".into(),
+                );
+            }
+            if two_way.conflict == ConflictPolicy::LatestWins
+                && (two_way.updated_at.is_none() || rest.updated_at.is_none())
+            {
+                return bad(
+                    "conflict = \"latest_wins\" needs two_way.updated_at and destination.updated_at"
+                        .into(),
+                );
+            }
+        }
         match &self.destination {
+            SyncDestination::Rest(rest) => {
+                if rest.connection.trim().is_empty() || rest.path.trim().is_empty() {
+                    return bad("destination.connection and destination.path are required".into());
+                }
+                if rest.path.contains("://") {
+                    return bad("destination.path is a path below the connection's base URL".into());
+                }
+            }
             SyncDestination::Events => {
                 if !self.publish_changes {
                     return bad(

@@ -363,6 +363,75 @@ pub async fn runs(
     }))
 }
 
+/// A record changed on both sides of a two-way sync with `conflict = "manual"`, parked: it is
+/// written to neither side until the two versions agree again (edit either side to match the
+/// other, or both).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncConflict {
+    /// The record's key.
+    #[schema(value_type = Object)]
+    pub key: Value,
+    /// The source's version (mapped), `null` when deleted there.
+    #[schema(value_type = Option<Object>)]
+    pub source: Option<Value>,
+    /// The destination's version (mapped), `null` when deleted there.
+    #[schema(value_type = Option<Object>)]
+    pub destination: Option<Value>,
+    /// When the last run found it.
+    pub detected_at: String,
+}
+
+/// Paging of `GET /v1/syncs/{id}/conflicts`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConflictsQuery {
+    /// 1–500 (default 50).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Conflicts of a two-way sync parked for review (policy `manual`), in key order.
+#[utoipa::path(get, path = "/syncs/{id}/conflicts", tag = "syncs", params(("id" = String, Path, description = "Sync id"), ConflictsQuery),
+    responses((status = 200, body = Page<SyncConflict>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn conflicts(
+    _auth: Auth<Read>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<ConflictsQuery>,
+) -> ApiResult<Json<Page<SyncConflict>>> {
+    config_of(&state.registry.current(), &id)?;
+    let limit = pagination::limit(query.limit)?;
+    let after = decode_cursor(query.cursor.as_deref())?;
+    let mut rows = state
+        .store
+        .list_sync_conflicts(&id, after.as_deref(), limit + 1)
+        .await
+        .map_err(internal)?;
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| {
+            rows.last()
+                .map(|r| URL_SAFE_NO_PAD.encode(format!("r:{}", r.record_key)))
+        })
+        .flatten();
+    let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()));
+    Ok(Json(Page {
+        items: rows
+            .into_iter()
+            .map(|r| SyncConflict {
+                key: parse(&r.record_key),
+                source: r.source.as_deref().map(parse),
+                destination: r.destination.as_deref().map(parse),
+                detected_at: rfc3339(r.detected_at),
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
 /// Routes of this resource.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -371,4 +440,5 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(run))
         .routes(routes!(cancel))
         .routes(routes!(runs))
+        .routes(routes!(conflicts))
 }

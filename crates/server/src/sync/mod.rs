@@ -11,6 +11,7 @@
 //!   `sync:{id}`, and cancels them.
 
 pub mod plan;
+pub mod rest;
 pub mod run;
 pub mod table;
 

@@ -146,6 +146,8 @@ struct Prepared {
     mapped: Value,
     /// Hash of the mapped content.
     hash: String,
+    /// The record's cursor (`updated_at`) value, when the plan has one.
+    cursor: Option<Value>,
 }
 
 /// What the blocking pool made of a page.
@@ -165,6 +167,9 @@ impl Run<'_> {
     pub async fn execute(mut self) -> Ended {
         let started = Instant::now();
         let mut fetched_here: u64 = 0;
+        if self.config.two_way.is_some() {
+            return self.two_way().await;
+        }
         let table = match Table::open(&self.config.destination).await {
             Ok(table) => table,
             Err(error) => return self.finish("failed", Some(error.to_string()), None).await,
@@ -396,6 +401,17 @@ impl Run<'_> {
             }
             table.upsert(&rows).await.map_err(|e| e.to_string())?;
         }
+        if let Some(collection) = self.collection() {
+            let writes = changes
+                .iter()
+                .map(|(change, r)| super::rest::Write {
+                    change,
+                    key: r.key_value.clone(),
+                    record: Some(r.mapped.clone()),
+                })
+                .collect();
+            collection.apply(&self.record.id, writes).await?;
+        }
         self.publish(
             changes
                 .iter()
@@ -463,6 +479,17 @@ impl Run<'_> {
         if let Some(table) = table {
             table.delete(&values).await.map_err(|e| e.to_string())?;
         }
+        if let Some(collection) = self.collection() {
+            let writes = values
+                .iter()
+                .map(|key| super::rest::Write {
+                    change: "deleted",
+                    key: key.clone(),
+                    record: None,
+                })
+                .collect();
+            collection.apply(&self.record.id, writes).await?;
+        }
         let deleted = String::from("deleted");
         self.publish(values.iter().map(|v| ("deleted", v, &deleted, None)))
             .await?;
@@ -480,6 +507,21 @@ impl Run<'_> {
         } else {
             Step::Continue(0)
         })
+    }
+
+    /// The REST destination, if the sync writes to one.
+    fn collection(&self) -> Option<super::rest::Collection<'_>> {
+        match &self.config.destination {
+            switchboard_core::config::SyncDestination::Rest(rest) => {
+                Some(super::rest::Collection {
+                    client: &self.engine.client,
+                    connection: &rest.connection,
+                    path: &rest.path,
+                    timeout: self.config.timeout,
+                })
+            }
+            _ => None,
+        }
     }
 
     /// Commits a checkpoint; only then does the run's state move on.
@@ -553,7 +595,15 @@ impl Run<'_> {
         &self,
         request: ApiRequest,
     ) -> Result<(String, crate::connections::client::ApiResponse), StepError> {
-        let connection = &self.config.connection;
+        self.fetch_from(&self.config.connection, request).await
+    }
+
+    /// [`Self::fetch`] through `connection`.
+    async fn fetch_from(
+        &self,
+        connection: &str,
+        request: ApiRequest,
+    ) -> Result<(String, crate::connections::client::ApiResponse), StepError> {
         let (snapshot, _) = self
             .engine
             .connections
@@ -590,6 +640,307 @@ impl Run<'_> {
             ));
         }
         Ok((base, response))
+    }
+}
+
+/// One side of a two-way sync, listed completely.
+struct Side {
+    records: HashMap<String, Prepared>,
+    failed: usize,
+    pages: i64,
+}
+
+/// Which way a record goes in a two-way run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    SourceToDestination,
+    DestinationToSource,
+    Park,
+}
+
+impl Run<'_> {
+    /// A two-way run: list both sides completely, then per key write the side that changed
+    /// since the last agreed version (the records cache) to the other; both changed is a
+    /// conflict, resolved by the policy or parked. The cache then holds the agreed hash, so
+    /// a write we made reads back as "unchanged" on the next run (no loops).
+    async fn two_way(mut self) -> Ended {
+        match self.two_way_inner().await {
+            Ok(Some(ended)) => ended,
+            Ok(None) => Ended::Interrupted,
+            Err(error) => self.finish("failed", Some(error), None).await,
+        }
+    }
+
+    /// The synthetic configurations listing each side (with `updated_at` as the cursor).
+    fn sides(&self) -> Result<(SyncConfig, SyncConfig), StepError> {
+        let config = &*self.config;
+        let (Some(two_way), switchboard_core::config::SyncDestination::Rest(rest)) =
+            (&config.two_way, &config.destination)
+        else {
+            return Err("two_way needs a rest destination".into());
+        };
+        let cursor = |field: &Option<String>| {
+            field
+                .as_ref()
+                .map(|f| switchboard_core::config::IncrementalConfig {
+                    cursor_field: f.clone(),
+                    param: "-".into(),
+                })
+        };
+        let mut source = config.clone();
+        source.incremental = cursor(&two_way.updated_at);
+        source.destination = switchboard_core::config::SyncDestination::Events;
+        let mut destination = source.clone();
+        destination.connection = rest.connection.clone();
+        destination.path = rest.path.clone();
+        destination.pagination = rest.pagination.clone();
+        destination.records = rest.records.clone();
+        destination.key = rest.key.clone().unwrap_or_default();
+        destination.mapping = rest.mapping.clone();
+        destination.incremental = cursor(&rest.updated_at);
+        destination.headers.clear();
+        Ok((source, destination))
+    }
+
+    /// Lists one side completely. `None` when the node is stopping.
+    async fn list_side(&self, config: &SyncConfig) -> Result<Option<Side>, StepError> {
+        let plan = Arc::new(Plan::new(config)?);
+        let config = Arc::new(config.clone());
+        let mut side = Side {
+            records: HashMap::new(),
+            failed: 0,
+            pages: 0,
+        };
+        let mut next = Next::Start;
+        loop {
+            if self.stop.is_cancelled() {
+                return Ok(None);
+            }
+            let request = plan::request(&config, &plan, &next, None);
+            let (base, response) = self.fetch_from(&config.connection, request).await?;
+            let link = response
+                .headers
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let (config2, plan2, current) = (config.clone(), plan.clone(), next.clone());
+            let work = tokio::task::spawn_blocking(move || {
+                switchboard_jq::with_eval_stack(|| {
+                    prepare_page(
+                        &config2,
+                        &plan2,
+                        &response.body,
+                        link.as_deref(),
+                        &current,
+                        &base,
+                    )
+                })
+            })
+            .await
+            .map_err(|e| format!("preparing the page failed: {e}"))??;
+            side.pages += 1;
+            side.failed += work.failed.len();
+            for record in work.records {
+                side.records.insert(record.key.clone(), record);
+            }
+            match work.next? {
+                Some(following) => next = following,
+                None => return Ok(Some(side)),
+            }
+        }
+    }
+
+    async fn two_way_inner(&mut self) -> Result<Option<Ended>, StepError> {
+        let (source_config, destination_config) = self.sides()?;
+        let Some(source) = self.list_side(&source_config).await? else {
+            return Ok(None);
+        };
+        let Some(destination) = self.list_side(&destination_config).await? else {
+            return Ok(None);
+        };
+        if self.cancel.is_cancelled() {
+            return Ok(Some(
+                self.finish("cancelled", Some("cancelled on request".into()), None)
+                    .await,
+            ));
+        }
+        let policy = self
+            .config
+            .two_way
+            .as_ref()
+            .map(|t| t.conflict)
+            .ok_or("two_way settings missing")?;
+        let mut keys: Vec<String> = source
+            .records
+            .keys()
+            .chain(destination.records.keys())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut cached: HashMap<String, String> = HashMap::new();
+        for chunk in keys.chunks(5000) {
+            cached.extend(
+                self.engine
+                    .store
+                    .sync_hashes(&self.config.id, chunk)
+                    .await
+                    .map_err(|e| format!("records cache: {e}"))?,
+            );
+        }
+        let incomplete = source.failed + destination.failed > 0;
+        let mut counts = self.record.counts;
+        counts.pages += source.pages + destination.pages;
+        counts.fetched += (source.records.len() + destination.records.len()) as i64;
+        counts.failed += (source.failed + destination.failed) as i64;
+        let mut to_destination = Vec::new();
+        let mut to_source = Vec::new();
+        let mut seen = Vec::new();
+        let mut removed = Vec::new();
+        let mut conflicts = Vec::new();
+        let mut resolved = Vec::new();
+        let mut events = Vec::new();
+        let now = now_millis();
+        for key in &keys {
+            let a = source.records.get(key);
+            let b = destination.records.get(key);
+            let base = cached.get(key);
+            let (a_hash, b_hash) = (a.map(|r| &r.hash), b.map(|r| &r.hash));
+            if a_hash == b_hash {
+                counts.unchanged += 1;
+                match a {
+                    Some(record) => seen.push((key.clone(), record.hash.clone())),
+                    None if base.is_some() => removed.push(key.clone()),
+                    None => {}
+                }
+                resolved.push(key.clone());
+                continue;
+            }
+            // A record missing from a listing that had failures may only have failed to read.
+            if incomplete && (a.is_none() || b.is_none()) {
+                continue;
+            }
+            let a_changed = a_hash != base;
+            let b_changed = b_hash != base;
+            let direction = match (a_changed, b_changed) {
+                (true, false) => Direction::SourceToDestination,
+                (false, true) => Direction::DestinationToSource,
+                _ => match policy {
+                    switchboard_core::config::ConflictPolicy::SourceWins => {
+                        Direction::SourceToDestination
+                    }
+                    switchboard_core::config::ConflictPolicy::DestinationWins => {
+                        Direction::DestinationToSource
+                    }
+                    switchboard_core::config::ConflictPolicy::Manual => Direction::Park,
+                    switchboard_core::config::ConflictPolicy::LatestWins => {
+                        let a_at = a.and_then(|r| r.cursor.as_ref());
+                        let b_at = b.and_then(|r| r.cursor.as_ref());
+                        match (a_at, b_at) {
+                            (Some(x), Some(y)) if greater(y, x) => Direction::DestinationToSource,
+                            (None, Some(_)) if a.is_none() => Direction::DestinationToSource,
+                            _ => Direction::SourceToDestination,
+                        }
+                    }
+                },
+            };
+            let (winner, loser, writes) = match direction {
+                Direction::Park => {
+                    conflicts.push(switchboard_store::SyncConflict {
+                        sync_id: self.config.id.clone(),
+                        record_key: key.clone(),
+                        source: a.map(|r| r.mapped.to_string()),
+                        destination: b.map(|r| r.mapped.to_string()),
+                        detected_at: now,
+                    });
+                    continue;
+                }
+                Direction::SourceToDestination => (a, b, &mut to_destination),
+                Direction::DestinationToSource => (b, a, &mut to_source),
+            };
+            resolved.push(key.clone());
+            let key_value = winner
+                .or(loser)
+                .map(|r| r.key_value.clone())
+                .unwrap_or(Value::Null);
+            let change = match (winner, loser) {
+                (Some(_), Some(_)) => "updated",
+                (Some(_), None) => "created",
+                (None, _) => "deleted",
+            };
+            match change {
+                "created" => counts.created += 1,
+                "updated" => counts.updated += 1,
+                _ => counts.deleted += 1,
+            }
+            writes.push(super::rest::Write {
+                change,
+                key: key_value.clone(),
+                record: winner.map(|r| r.mapped.clone()),
+            });
+            match winner {
+                Some(record) => {
+                    seen.push((key.clone(), record.hash.clone()));
+                    events.push((
+                        change,
+                        key_value,
+                        record.hash.clone(),
+                        Some(record.mapped.clone()),
+                    ));
+                }
+                None => {
+                    removed.push(key.clone());
+                    events.push((change, key_value, "deleted".to_owned(), None));
+                }
+            }
+        }
+        let rest = match &self.config.destination {
+            switchboard_core::config::SyncDestination::Rest(rest) => rest.clone(),
+            _ => return Err("two_way needs a rest destination".into()),
+        };
+        let source_path = self
+            .config
+            .path
+            .split_once('?')
+            .map_or(self.config.path.as_str(), |(path, _)| path)
+            .to_owned();
+        let client = &self.engine.client;
+        let towards_destination = super::rest::Collection {
+            client,
+            connection: &rest.connection,
+            path: &rest.path,
+            timeout: self.config.timeout,
+        };
+        let towards_source = super::rest::Collection {
+            client,
+            connection: &self.config.connection,
+            path: &source_path,
+            timeout: self.config.timeout,
+        };
+        let run_id = self.record.id.clone();
+        towards_destination.apply(&run_id, to_destination).await?;
+        towards_source.apply(&run_id, to_source).await?;
+        self.publish(
+            events
+                .iter()
+                .map(|(change, key, hash, record)| (*change, key, hash, record.as_ref())),
+        )
+        .await?;
+        let parked = conflicts.len();
+        self.engine
+            .store
+            .sync_put_conflicts(&self.config.id, &conflicts, &resolved)
+            .await
+            .map_err(|e| format!("conflicts: {e}"))?;
+        let checkpoint = self.checkpoint.clone();
+        self.save(checkpoint, counts, seen, removed).await?;
+        let note = (parked > 0).then(|| {
+            format!(
+                "{parked} conflict(s) parked for review (GET /v1/syncs/{}/conflicts)",
+                self.config.id
+            )
+        });
+        Ok(Some(self.succeed(note).await))
     }
 }
 
@@ -666,12 +1017,14 @@ fn prepare_page(
         {
             row.insert(column.to_owned(), key_value.clone());
         }
+        let mut cursor = None;
         if let Some(program) = &plan.cursor_field {
             match program.run_one(item, &limits) {
                 Ok(value @ (Value::String(_) | Value::Number(_))) => {
                     if high.as_ref().is_none_or(|h| greater(&value, h)) {
-                        high = Some(value);
+                        high = Some(value.clone());
                     }
+                    cursor = Some(value);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -687,6 +1040,7 @@ fn prepare_page(
             key_value,
             mapped,
             hash,
+            cursor,
         };
         // The same key twice in one page: the later one wins (one write per key).
         match by_key.get(&key) {

@@ -56,7 +56,7 @@ impl Table {
     /// Opens the destination (creating the table when missing); `None` for `events`.
     pub async fn open(destination: &SyncDestination) -> Result<Option<Self>, TableError> {
         match destination {
-            SyncDestination::Events => Ok(None),
+            SyncDestination::Events | SyncDestination::Rest(_) => Ok(None),
             SyncDestination::Sqlite {
                 path,
                 table,

@@ -44,3 +44,15 @@ CREATE TABLE sync_state (
     cursor     TEXT,
     updated_at BIGINT  NOT NULL
 );
+
+-- Two-way syncs with `conflict = "manual"`: records changed on both sides since the last run,
+-- parked (both versions, mapped) until reviewed; the cache keeps the last agreed hash, so the
+-- record stays in conflict (and is written to neither side) while it differs on both.
+CREATE TABLE sync_conflicts (
+    sync_id     TEXT    NOT NULL,
+    record_key  TEXT    NOT NULL,
+    source      TEXT,                               -- JSON of the source's version (null: deleted)
+    destination TEXT,                               -- JSON of the destination's version
+    detected_at BIGINT  NOT NULL,
+    PRIMARY KEY (sync_id, record_key)
+);

@@ -442,4 +442,21 @@ impl crate::Store for PgStore {
     ) -> Result<Option<String>> {
         syncs::request_cancel(&self.pool, sync_id, now).await
     }
+    async fn sync_put_conflicts(
+        &self,
+        sync_id: &str,
+        conflicts: &[crate::SyncConflict],
+        resolved: &[String],
+    ) -> Result<()> {
+        syncs::put_conflicts(&self.pool, sync_id, conflicts, resolved).await
+    }
+
+    async fn list_sync_conflicts(
+        &self,
+        sync_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::SyncConflict>> {
+        syncs::list_conflicts(&self.pool, sync_id, after, limit).await
+    }
 }

@@ -273,3 +273,56 @@ pub(super) async fn request_cancel(
     .fetch_optional(pool)
     .await?)
 }
+
+pub(super) async fn put_conflicts(
+    pool: &PgPool,
+    sync_id: &str,
+    conflicts: &[crate::SyncConflict],
+    resolved: &[String],
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for c in conflicts {
+        sqlx::query("INSERT INTO sync_conflicts (sync_id, record_key, source, destination, detected_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sync_id, record_key) DO UPDATE SET source = EXCLUDED.source, destination = EXCLUDED.destination, detected_at = EXCLUDED.detected_at")
+            .bind(&c.sync_id)
+            .bind(&c.record_key)
+            .bind(&c.source)
+            .bind(&c.destination)
+            .bind(c.detected_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !resolved.is_empty() {
+        sqlx::query("DELETE FROM sync_conflicts WHERE sync_id = $1 AND record_key IN (SELECT json_array_elements_text($2::json))")
+            .bind(sync_id)
+            .bind(keys_json(resolved))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn conflict_from_row(row: &PgRow) -> Result<crate::SyncConflict> {
+    Ok(crate::SyncConflict {
+        sync_id: row.try_get("sync_id")?,
+        record_key: row.try_get("record_key")?,
+        source: row.try_get("source")?,
+        destination: row.try_get("destination")?,
+        detected_at: row.try_get("detected_at")?,
+    })
+}
+
+pub(super) async fn list_conflicts(
+    pool: &PgPool,
+    sync_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<crate::SyncConflict>> {
+    let rows = sqlx::query("SELECT sync_id, record_key, source, destination, detected_at FROM sync_conflicts WHERE sync_id = $1 AND ($2::text IS NULL OR record_key > $2) ORDER BY record_key LIMIT $3")
+    .bind(sync_id)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(conflict_from_row).collect()
+}

@@ -405,4 +405,21 @@ impl crate::Store for SqliteStore {
     ) -> Result<Option<String>> {
         syncs::request_cancel(&self.writer, sync_id, now).await
     }
+    async fn sync_put_conflicts(
+        &self,
+        sync_id: &str,
+        conflicts: &[crate::SyncConflict],
+        resolved: &[String],
+    ) -> Result<()> {
+        syncs::put_conflicts(&self.writer, sync_id, conflicts, resolved).await
+    }
+
+    async fn list_sync_conflicts(
+        &self,
+        sync_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::SyncConflict>> {
+        syncs::list_conflicts(&self.reader, sync_id, after, limit).await
+    }
 }

@@ -275,3 +275,57 @@ pub(super) async fn request_cancel(
     .fetch_optional(pool)
     .await?)
 }
+
+pub(super) async fn put_conflicts(
+    pool: &SqlitePool,
+    sync_id: &str,
+    conflicts: &[crate::SyncConflict],
+    resolved: &[String],
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    for c in conflicts {
+        sqlx::query("INSERT INTO sync_conflicts (sync_id, record_key, source, destination, detected_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sync_id, record_key) DO UPDATE SET source = excluded.source, destination = excluded.destination, detected_at = excluded.detected_at")
+            .bind(&c.sync_id)
+            .bind(&c.record_key)
+            .bind(&c.source)
+            .bind(&c.destination)
+            .bind(c.detected_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !resolved.is_empty() {
+        sqlx::query("DELETE FROM sync_conflicts WHERE sync_id = ? AND record_key IN (SELECT value FROM json_each(?))")
+            .bind(sync_id)
+            .bind(keys_json(resolved))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn conflict_from_row(row: &SqliteRow) -> Result<crate::SyncConflict> {
+    Ok(crate::SyncConflict {
+        sync_id: row.try_get("sync_id")?,
+        record_key: row.try_get("record_key")?,
+        source: row.try_get("source")?,
+        destination: row.try_get("destination")?,
+        detected_at: row.try_get("detected_at")?,
+    })
+}
+
+pub(super) async fn list_conflicts(
+    pool: &SqlitePool,
+    sync_id: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<crate::SyncConflict>> {
+    let rows = sqlx::query("SELECT sync_id, record_key, source, destination, detected_at FROM sync_conflicts WHERE sync_id = ? AND (? IS NULL OR record_key > ?) ORDER BY record_key LIMIT ?")
+    .bind(sync_id)
+    .bind(after)
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(conflict_from_row).collect()
+}

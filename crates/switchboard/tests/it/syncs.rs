@@ -560,3 +560,181 @@ async fn scheduled_runs_start_and_failures_are_reported() {
     .await;
     server.stop().await;
 }
+
+/// Two-way sync between two REST APIs under each conflict policy: changes on either side reach
+/// the other, a write we made is not read back as a change (a second run writes nothing), and a
+/// record changed on both sides goes the policy's way — or is parked for review (`manual`).
+#[tokio::test]
+async fn two_way_sync_under_each_conflict_policy() {
+    for policy in ["source_wins", "destination_wins", "latest_wins", "manual"] {
+        let a = RecordsApi::start(20, 0).await;
+        let b = RecordsApi::start(0, 0).await;
+        let providers = tempfile::tempdir().expect("providers");
+        std::fs::write(
+            providers.path().join("a.toml"),
+            a.provider().replace("\"records\"", "\"side-a\""),
+        )
+        .expect("a");
+        std::fs::write(
+            providers.path().join("b.toml"),
+            b.provider().replace("\"records\"", "\"side-b\""),
+        )
+        .expect("b");
+        let mut config = Config::default();
+        config.security.allow_private_networks = true;
+        config.server.admin_token = Some(ADMIN_TOKEN.into());
+        config.connections.providers_dir = Some(providers.path().to_owned());
+        let server = TestServer::start(config).await;
+        let client = server.api();
+        for (id, provider) in [("a", "side-a"), ("b", "side-b")] {
+            client
+                .post(
+                    "/v1/connections",
+                    &json!({"id": id, "provider": provider, "credentials": {"api_key": API_KEY}}),
+                )
+                .await
+                .ok(201);
+        }
+        client
+            .post(
+                "/v1/syncs",
+                &json!({
+                    "id": "both", "connection": "a", "path": "page/items",
+                    "pagination": {"style": "page", "limit_param": "per_page", "page_size": 7},
+                    "key": ".id", "mapping": "{id, title}",
+                    "destination": {"kind": "rest", "connection": "b", "path": "page/items",
+                        "pagination": {"style": "page", "limit_param": "per_page", "page_size": 7},
+                        "key": ".id", "mapping": "{id, title}", "updated_at": ".rev"},
+                    "two_way": {"conflict": policy, "updated_at": ".rev"},
+                }),
+            )
+            .await
+            .ok(201);
+        let run = run_to_end(&client, "both").await;
+        assert_eq!(run["status"], "succeeded", "{policy}: {run}");
+        assert_eq!(counts(&run), [20, 0, 0, 0], "{policy}: {run}");
+        assert_eq!(b.titles(), a.titles(), "{policy}");
+        // Loop prevention: what we wrote reads back as unchanged.
+        let run = run_to_end(&client, "both").await;
+        assert_eq!(counts(&run), [0, 0, 0, 0], "{policy}: {run}");
+        assert_eq!(run["unchanged"].as_i64(), Some(20), "{policy}: {run}");
+
+        // One-sided changes go across both ways.
+        a.retitle(1, "edited in A");
+        b.retitle(2, "edited in B");
+        a.delete([3]);
+        b.put(100, "new in B");
+        let run = run_to_end(&client, "both").await;
+        assert_eq!(counts(&run), [1, 2, 1, 0], "{policy}: {run}");
+        assert_eq!(b.titles(), a.titles(), "{policy}");
+        assert!(a.titles().contains(&(100, "new in B".into())), "{policy}");
+        assert!(b.titles().contains(&(1, "edited in A".into())), "{policy}");
+
+        // Both sides changed record 5; B changed it last.
+        a.retitle(5, "A's version");
+        b.retitle(5, "B's version");
+        let run = run_to_end(&client, "both").await;
+        assert_eq!(run["status"], "succeeded", "{policy}: {run}");
+        let title = |api: &RecordsApi| {
+            api.titles()
+                .into_iter()
+                .find(|(id, _)| *id == 5)
+                .map(|(_, t)| t)
+                .expect("record 5")
+        };
+        let conflicts = client.get("/v1/syncs/both/conflicts").await;
+        let parked = conflicts.ok(200)["items"]
+            .as_array()
+            .expect("items")
+            .clone();
+        match policy {
+            "source_wins" => assert_eq!(
+                (title(&a), title(&b)),
+                ("A's version".into(), "A's version".into())
+            ),
+            "destination_wins" | "latest_wins" => {
+                assert_eq!(
+                    (title(&a), title(&b)),
+                    ("B's version".into(), "B's version".into())
+                )
+            }
+            _ => {
+                assert_eq!(
+                    (title(&a), title(&b)),
+                    ("A's version".into(), "B's version".into())
+                );
+                assert_eq!(parked.len(), 1, "{parked:?}");
+                assert_eq!(parked[0]["key"], 5);
+                assert_eq!(parked[0]["source"]["title"], "A's version");
+                assert_eq!(parked[0]["destination"]["title"], "B's version");
+                // Edited to agree, the conflict clears.
+                a.retitle(5, "B's version");
+                let run = run_to_end(&client, "both").await;
+                assert_eq!(counts(&run), [0, 0, 0, 0], "{run}");
+                let conflicts = client.get("/v1/syncs/both/conflicts").await;
+                assert_eq!(conflicts.ok(200)["items"].as_array().map(Vec::len), Some(0));
+            }
+        }
+        if policy != "manual" {
+            assert!(parked.is_empty(), "{policy}: {parked:?}");
+            let run = run_to_end(&client, "both").await;
+            assert_eq!(counts(&run), [0, 0, 0, 0], "{policy}: settled: {run}");
+        }
+        server.stop().await;
+    }
+}
+
+/// A REST API as destination: created records are POSTed, changed ones PUT, vanished ones
+/// DELETEd, through the destination's connection.
+#[tokio::test]
+async fn a_rest_api_destination_gets_creates_updates_and_deletes() {
+    let a = RecordsApi::start(30, 5).await;
+    let b = RecordsApi::start(0, 0).await;
+    let providers = tempfile::tempdir().expect("providers");
+    std::fs::write(
+        providers.path().join("a.toml"),
+        a.provider().replace("\"records\"", "\"side-a\""),
+    )
+    .expect("a");
+    std::fs::write(
+        providers.path().join("b.toml"),
+        b.provider().replace("\"records\"", "\"side-b\""),
+    )
+    .expect("b");
+    let mut config = Config::default();
+    config.security.allow_private_networks = true;
+    config.server.admin_token = Some(ADMIN_TOKEN.into());
+    config.connections.providers_dir = Some(providers.path().to_owned());
+    let server = TestServer::start(config).await;
+    let client = server.api();
+    for (id, provider) in [("a", "side-a"), ("b", "side-b")] {
+        client
+            .post(
+                "/v1/connections",
+                &json!({"id": id, "provider": provider, "credentials": {"api_key": API_KEY}}),
+            )
+            .await
+            .ok(201);
+    }
+    client
+        .post(
+            "/v1/syncs",
+            &json!({
+                "id": "push", "connection": "a", "path": "offset/items",
+                "pagination": {"style": "offset", "page_size": 8}, "records": ".data",
+                "key": ".id", "mapping": "{id, title}",
+                "destination": {"kind": "rest", "connection": "b", "path": "offset/items"},
+            }),
+        )
+        .await
+        .ok(201);
+    let run = run_to_end(&client, "push").await;
+    assert_eq!(counts(&run), [30, 0, 0, 0], "{run}");
+    assert_eq!(b.titles(), a.titles());
+    a.retitle(4, "changed");
+    a.delete([7, 8]);
+    let run = run_to_end(&client, "push").await;
+    assert_eq!(counts(&run), [0, 1, 2, 0], "{run}");
+    assert_eq!(b.titles(), a.titles());
+    server.stop().await;
+}

@@ -9,9 +9,15 @@
 //! - `link`: `?page=p&per_page=n` → `[...]` with `Link: <…>; rel="next"` while more remain
 //!
 //! `since=<rev>` (any style) lists only records changed after that revision. Records are listed
-//! in id order. Every mutation bumps the global revision.
+//! in id order. Every mutation bumps the revision, a counter shared by every stand-in of the
+//! process (so revisions of two stand-ins compare like timestamps).
+//!
+//! Writes (two-way and REST destinations): `POST /api/{style}/items` with `{"id", "title"}`
+//! creates, `PUT /api/{style}/items/{id}` with `{"title"}` updates, `DELETE …/{id}` deletes
+//! (`404` when absent).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,10 +41,16 @@ pub struct Item {
     pub rev: u64,
 }
 
+/// The revision counter shared by every stand-in.
+static REV: AtomicU64 = AtomicU64::new(0);
+
+fn next_rev() -> u64 {
+    REV.fetch_add(1, Ordering::SeqCst) + 1
+}
+
 #[derive(Default)]
 struct State {
     items: BTreeMap<u64, Item>,
-    rev: u64,
     next_id: u64,
     requests: usize,
     failed: usize,
@@ -52,14 +64,13 @@ impl State {
         (0..n)
             .map(|_| {
                 self.next_id += 1;
-                self.rev += 1;
                 let id = self.next_id;
                 self.items.insert(
                     id,
                     Item {
                         id,
                         title: format!("item {id}"),
-                        rev: self.rev,
+                        rev: next_rev(),
                     },
                 );
                 id
@@ -136,8 +147,7 @@ statuses = [500, 502, 503]
     pub fn update(&self, ids: impl IntoIterator<Item = u64>) {
         let mut state = self.state.lock().expect("lock");
         for id in ids {
-            state.rev += 1;
-            let rev = state.rev;
+            let rev = next_rev();
             if let Some(item) = state.items.get_mut(&id) {
                 item.title = format!("{} (edited at {rev})", item.title);
                 item.rev = rev;
@@ -189,6 +199,11 @@ async fn answer(state: &Mutex<State>, base: &str, request: Request) -> Response 
         .headers()
         .get("x-api-key")
         .is_some_and(|v| v.as_bytes() == API_KEY.as_bytes());
+    let method = request.method().clone();
+    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let mut state = state.lock().expect("lock");
     state.requests += 1;
     let n = state.requests;
@@ -229,6 +244,9 @@ async fn answer(state: &Mutex<State>, base: &str, request: Request) -> Response 
             )
                 .into_response(),
         );
+    }
+    if method != axum::http::Method::GET {
+        return finish(write(&mut state, &path, &method, &body));
     }
     state.queries.push(query.clone());
     let style = path
@@ -300,4 +318,74 @@ async fn answer(state: &Mutex<State>, base: &str, request: Request) -> Response 
             .into_response(),
     };
     finish(response)
+}
+
+/// A write to the collection.
+fn write(
+    state: &mut State,
+    path: &str,
+    method: &axum::http::Method,
+    body: &serde_json::Value,
+) -> Response {
+    let rest = path.strip_prefix("/api/").unwrap_or("");
+    let id = rest.split('/').nth(2).and_then(|id| id.parse::<u64>().ok());
+    let title = body["title"].as_str().unwrap_or("").to_owned();
+    match (method.as_str(), id) {
+        ("POST", None) => {
+            let Some(id) = body["id"].as_u64() else {
+                return (StatusCode::UNPROCESSABLE_ENTITY, "id required").into_response();
+            };
+            state.next_id = state.next_id.max(id);
+            let item = Item {
+                id,
+                title,
+                rev: next_rev(),
+            };
+            state.items.insert(id, item.clone());
+            (StatusCode::CREATED, axum::Json(item)).into_response()
+        }
+        ("PUT", Some(id)) => match state.items.get_mut(&id) {
+            Some(item) => {
+                item.title = title;
+                item.rev = next_rev();
+                axum::Json(item.clone()).into_response()
+            }
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        ("DELETE", Some(id)) => match state.items.remove(&id) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        },
+        _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+}
+
+impl RecordsApi {
+    /// Sets the title of record `id` (a change made at this side).
+    pub fn retitle(&self, id: u64, title: &str) {
+        let mut state = self.state.lock().expect("lock");
+        if let Some(item) = state.items.get_mut(&id) {
+            item.title = title.to_owned();
+            item.rev = next_rev();
+        }
+    }
+
+    /// Adds record `id` with `title`.
+    pub fn put(&self, id: u64, title: &str) {
+        let mut state = self.state.lock().expect("lock");
+        state.next_id = state.next_id.max(id);
+        state.items.insert(
+            id,
+            Item {
+                id,
+                title: title.to_owned(),
+                rev: next_rev(),
+            },
+        );
+    }
+
+    /// `(id, title)` of every record.
+    pub fn titles(&self) -> Vec<(u64, String)> {
+        self.items().into_iter().map(|i| (i.id, i.title)).collect()
+    }
 }
