@@ -1,5 +1,5 @@
-//! `switchboard syncs list|show|run|runs|cancel`: data sync jobs and their run log, through
-//! the API.
+//! `switchboard syncs list|show|run|runs|cancel|conflicts`: data sync jobs, their run log and
+//! the conflicts of two-way syncs, through the API.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -40,6 +40,14 @@ pub enum SyncsCommand {
     Cancel {
         /// Sync id.
         id: String,
+    },
+    /// Conflicts of a two-way sync parked for review (`conflict = "manual"`).
+    Conflicts {
+        /// Sync id.
+        id: String,
+        /// Most conflicts to show (1–500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
     },
 }
 
@@ -155,6 +163,32 @@ pub async fn run(ctx: &Ctx, cmd: SyncsCommand) -> anyhow::Result<ExitCode> {
                 print_table(&RUN_HEADERS, items(&page).iter().map(run_row));
                 if page["next_cursor"].is_string() {
                     eprintln!("more runs: use a larger --limit");
+                }
+            }
+        }
+        SyncsCommand::Conflicts { id, limit } => {
+            let page = client
+                .get(
+                    &["syncs", &id, "conflicts"],
+                    &[("limit", limit.to_string())],
+                )
+                .await?;
+            if ctx.json {
+                print_json(&page);
+            } else {
+                print_table(
+                    &["KEY", "SOURCE", "DESTINATION", "DETECTED"],
+                    items(&page).iter().map(|c| {
+                        vec![
+                            c["key"].to_string(),
+                            c["source"].to_string(),
+                            c["destination"].to_string(),
+                            field(c, "detected_at"),
+                        ]
+                    }),
+                );
+                if page["next_cursor"].is_string() {
+                    eprintln!("more conflicts: use a larger --limit");
                 }
             }
         }

@@ -667,6 +667,12 @@ async fn two_way_sync_under_each_conflict_policy() {
                 assert_eq!(parked[0]["key"], 5);
                 assert_eq!(parked[0]["source"]["title"], "A's version");
                 assert_eq!(parked[0]["destination"]["title"], "B's version");
+                let (code, out, err) = cli(&server, &["syncs", "conflicts", "both"]).await;
+                assert_eq!(code, 0, "{err}");
+                assert!(
+                    out.starts_with("KEY") && out.contains("B's version"),
+                    "{out}"
+                );
                 // Edited to agree, the conflict clears.
                 a.retitle(5, "B's version");
                 let run = run_to_end(&client, "both").await;
