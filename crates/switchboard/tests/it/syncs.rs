@@ -204,6 +204,7 @@ async fn incremental_runs_read_only_changes_and_publish_them() {
     assert_eq!(counts(&run), [500, 0, 0, 0]);
     assert!(api.queries().iter().all(|q| !q.contains("since=")));
 
+    let high = api.items().iter().map(|i| i.rev).max().expect("records");
     api.update([3, 4, 5, 6, 7]);
     api.add(2);
     let run = run_to_end(&client, "inc").await;
