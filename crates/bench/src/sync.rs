@@ -138,7 +138,7 @@ pub async fn sync(args: &Args, settings: &Settings, out: Output) -> anyhow::Resu
             server.addr,
             "/v1/syncs",
             &json!({
-                "id": "bench", "connection": "bench", "path": "items",
+                "id": "bench-sync", "connection": "bench", "path": "items",
                 "pagination": {"style": "cursor", "cursor_path": ".next_cursor",
                                "cursor_param": "cursor", "limit_param": "limit",
                                "page_size": page_size},
@@ -154,7 +154,7 @@ pub async fn sync(args: &Args, settings: &Settings, out: Output) -> anyhow::Resu
             let run = api(
                 &client,
                 server.addr,
-                "/v1/syncs/bench/run",
+                "/v1/syncs/bench-sync/run",
                 &json!({}),
                 StatusCode::ACCEPTED,
             )
@@ -162,7 +162,7 @@ pub async fn sync(args: &Args, settings: &Settings, out: Output) -> anyhow::Resu
             let id = run["id"].as_str().unwrap_or_default().to_owned();
             let ended = loop {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                let runs = get(&client, server.addr, "/v1/syncs/bench/runs?limit=1").await?;
+                let runs = get(&client, server.addr, "/v1/syncs/bench-sync/runs?limit=1").await?;
                 let run = &runs["items"][0];
                 if run["id"] == id.as_str() && run["status"] != "running" {
                     break run.clone();
