@@ -12,6 +12,9 @@
 //!   answers only after `--hang-for` (10 s); events published at `--rate` per second (20) for
 //!   `--duration` (30 s), each to the endpoints of one of `--event-types` types (10); reports the
 //!   healthy endpoints' delivery lag against the 1 s p99 target and what the hanging ones got.
+//! - `--mode sync`: records/s of a full sync of `--events` records (100,000) from a loopback
+//!   list API into a SQLite table, and a PostgreSQL table with `--postgres`; a second run over
+//!   the unchanged listing measures change detection alone.
 //! - `--mode queue`: for each `--broker` (NATS JetStream, RabbitMQ, Redis Streams on this
 //!   machine), queue source throughput (`--events` messages (20,000) consumed, stored and
 //!   acknowledged) and queue destination throughput (`--events` ingested events published and
@@ -31,6 +34,7 @@ mod modes;
 mod outbound;
 mod queue;
 mod report;
+mod sync;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -76,9 +80,13 @@ pub struct Args {
     /// ingest for the store and the CPU.
     #[arg(long)]
     pub with_routes: bool,
-    /// Events to pre-load (deliver: 50000, backlog: 1000000) or to publish (fanout: 1000).
+    /// Events to pre-load (deliver: 50000, backlog: 1000000) or to publish (fanout: 1000);
+    /// sync mode: records the list API holds (100000).
     #[arg(long)]
     pub events: Option<u64>,
+    /// Sync mode: records per page.
+    #[arg(long, default_value_t = 1000)]
+    pub page_size: u32,
     /// Fanout and hang modes: endpoints of the tenant (fanout: 100, hang: 1000).
     #[arg(long)]
     pub endpoints: Option<usize>,
@@ -187,10 +195,13 @@ impl Args {
 
     fn check_store_options(&self) -> anyhow::Result<()> {
         let multi = self.database_url().is_some() || self.nodes != 1;
-        if multi && !matches!(self.mode, Mode::Ingest | Mode::Deliver) {
+        if multi && !matches!(self.mode, Mode::Ingest | Mode::Deliver | Mode::Sync) {
             anyhow::bail!(
-                "--database-url, --postgres and --nodes apply to ingest and deliver only"
+                "--database-url, --postgres and --nodes apply to ingest, deliver and sync only"
             );
+        }
+        if self.mode == Mode::Sync && self.nodes != 1 {
+            anyhow::bail!("sync mode runs one node (--postgres adds a PostgreSQL destination)");
         }
         if self.nodes == 0 {
             anyhow::bail!("--nodes must be at least 1");
@@ -217,6 +228,8 @@ pub enum Mode {
     Hang,
     /// Queue source and queue destination throughput per broker.
     Queue,
+    /// Records per second of a full data sync into SQLite (and PostgreSQL).
+    Sync,
 }
 
 /// `--broker`.
@@ -320,6 +333,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Fanout => outbound::fanout(&args, &settings, out).await,
         Mode::Hang => outbound::hang(&args, &settings, out).await,
         Mode::Queue => queue::queue(&args, &settings, out).await,
+        Mode::Sync => sync::sync(&args, &settings, out).await,
     }
 }
 

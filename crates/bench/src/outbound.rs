@@ -37,7 +37,7 @@ use crate::report::{Output, cpu_time, ms};
 /// The tenant every outbound benchmark publishes to.
 const TENANT: &str = "bench";
 /// The admin token the in-process server is started with.
-const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
+pub(crate) const ADMIN_TOKEN: &str = "bench-admin-token-not-a-secret";
 /// One second, the product's delivery-lag target for healthy endpoints.
 const TARGET: Duration = Duration::from_secs(1);
 
@@ -72,7 +72,7 @@ async fn post(client: &HttpClient, uri: &Uri, body: Bytes) -> anyhow::Result<(St
 }
 
 /// `POST`s JSON to the management API and fails unless it answers `expect`.
-async fn api(
+pub(crate) async fn api(
     client: &HttpClient,
     addr: SocketAddr,
     path: &str,

@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod sources;
 pub mod state;
 pub mod statsd;
+pub mod sync;
 pub mod telemetry;
 pub mod template;
 pub mod transform;
@@ -264,6 +265,19 @@ pub async fn run(
             worker_shutdown.clone(),
         ))
     });
+    let syncs_shutdown = CancellationToken::new();
+    let syncs = sync::Engine::new(
+        sync::Parts {
+            store: store.clone(),
+            connections: connections.clone(),
+            registry: registry.clone(),
+            committer: committer.clone(),
+            operations: operations.clone(),
+            node: worker.owner.clone(),
+        },
+        syncs_shutdown.clone(),
+    );
+    let syncs_task = tokio::spawn(syncs.clone().supervise());
     let (rejections, rejections_task) = ingest::rejections::RejectionLog::spawn(store.clone());
     let state = Arc::new(AppState {
         registry,
@@ -291,6 +305,7 @@ pub async fn run(
         )),
         activity: Arc::default(),
         ui: ui::UiState::new(shutdown.clone()),
+        syncs: syncs.clone(),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;
@@ -308,6 +323,12 @@ pub async fn run(
     // had not is still unacknowledged at its broker and comes back.
     sources_shutdown.cancel();
     let _ = sources_task.await;
+    // Sync runs stop at their next step; an interrupted run stays `running` and is resumed by
+    // the next start (its checkpoint is committed), so the grace period only bounds the wait.
+    syncs_shutdown.cancel();
+    let _ = syncs_task.await;
+    syncs.wait_idle(config.server.shutdown_grace).await;
+    drop(syncs);
     let _ = rejections_task.await;
     worker_shutdown.cancel();
     let _ = worker_task.await;

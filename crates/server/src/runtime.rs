@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use switchboard_core::Config;
-use switchboard_core::config::{DestinationConfig, RouteConfig, SourceConfig};
+use switchboard_core::config::{DestinationConfig, RouteConfig, SourceConfig, SyncConfig};
 use switchboard_core::outbound::{EndpointSpec, EventTypeSpec, TenantSpec};
 use switchboard_core::time::now_millis;
 use switchboard_store::vault::Vault;
@@ -37,6 +37,8 @@ pub enum Kind {
     Endpoint,
     /// An event type of the catalog.
     EventType,
+    /// A sync job.
+    Sync,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Self::Tenant => "tenant",
             Self::Endpoint => "endpoint",
             Self::EventType => "event type",
+            Self::Sync => "sync",
         }
     }
 
@@ -263,6 +266,8 @@ pub enum Change {
     PutEndpoint(EndpointSpec, bool),
     /// Create or replace an event type.
     PutEventType(EventTypeSpec, bool),
+    /// Create or replace a sync job.
+    PutSync(Box<SyncConfig>, bool),
     /// Delete a resource (a tenant takes its endpoints with it).
     Delete(Kind, String),
 }
@@ -300,6 +305,7 @@ impl Change {
                 Some(serde_json::to_vec(t)?),
                 *c,
             ),
+            Self::PutSync(s, c) => (Kind::Sync, s.id.clone(), Some(serde_json::to_vec(s)?), *c),
             Self::Delete(kind, id) => (*kind, id.clone(), None, false),
         })
     }
@@ -518,6 +524,10 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
             .collect(),
     );
     from_file.insert(
+        Kind::Sync,
+        file.syncs.iter().map(|s| s.id.clone()).collect(),
+    );
+    from_file.insert(
         Kind::Route,
         file.routes.iter().map(RouteConfig::effective_id).collect(),
     );
@@ -568,6 +578,12 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
                 event_types.insert(compiled.spec.name.clone(), Arc::new(compiled));
                 Kind::EventType
             }
+            "sync" => {
+                config
+                    .syncs
+                    .push(serde_json::from_slice(&spec).map_err(invalid)?);
+                Kind::Sync
+            }
             other => {
                 tracing::warn!(kind = other, id = %record.id, "ignoring a stored resource of unknown kind");
                 continue;
@@ -609,6 +625,9 @@ fn build(file: &Config, records: &[ResourceRecord], vault: &Vault) -> Result<Run
     }
     for source in &config.sources {
         crate::sources::check(source).map_err(ChangeError::Invalid)?;
+    }
+    for sync in &config.syncs {
+        crate::sync::check(sync).map_err(ChangeError::Invalid)?;
     }
     let sources = state::build_sources(&config).map_err(ChangeError::Invalid)?;
     let endpoint_list: Vec<EndpointSpec> = endpoints.values().cloned().collect();

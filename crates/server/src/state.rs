@@ -67,6 +67,8 @@ pub struct AppState {
     pub activity: Arc<crate::telemetry::activity::SourceActivity>,
     /// The dashboard's own bookkeeping (signed-out sessions).
     pub ui: crate::ui::UiState,
+    /// The sync engine (runs, cancels).
+    pub syncs: Arc<crate::sync::Engine>,
 }
 
 /// Builds the source table from configuration.

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod rotation;
 pub mod sealed;
 pub mod sqlite;
+pub mod syncs;
 pub mod transfer;
 pub mod vault;
 
@@ -22,6 +23,7 @@ pub use connections::{ConfigUpdate, ConnectionRecord, OAuthStateRecord, TokenUpd
 pub use feed::{FeedAttempt, FeedCursor, FeedEntry, FeedFilter, FeedItem, FeedPage, FeedPos};
 pub use model::*;
 pub use sealed::{SealedColumn, SealedValue};
+pub use syncs::{SyncCheckpoint, SyncConflict, SyncCounts, SyncFinish, SyncRunRecord};
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
 #[derive(Debug, thiserror::Error)]
@@ -285,4 +287,65 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
         node_ttl_ms: i64,
     ) -> Result<Overview>;
+    /// Inserts a new sync run.
+    async fn sync_start_run(&self, run: &SyncRunRecord) -> Result<()>;
+
+    /// The newest run of `sync_id` that is `running` or `paused` (left by a crash or a limit),
+    /// to resume.
+    async fn sync_open_run(&self, sync_id: &str) -> Result<Option<SyncRunRecord>>;
+
+    /// Marks a resumed run `running` again (clearing its finish time).
+    async fn sync_resume_run(&self, run_id: &str, now: UnixMillis) -> Result<()>;
+
+    /// The cached content hashes of those of `keys` the cache holds for `sync_id`.
+    async fn sync_hashes(&self, sync_id: &str, keys: &[String]) -> Result<Vec<(String, String)>>;
+
+    /// Writes one page's progress in one transaction: the seen records (upserted with the
+    /// run as their last run), the removed keys, the run's counters and checkpoint. Returns
+    /// whether a cancel of the run was asked for.
+    async fn sync_checkpoint(&self, checkpoint: &SyncCheckpoint) -> Result<bool>;
+
+    /// Up to `limit` cached keys of `sync_id` that run `run_id` did not see (deletes after a
+    /// complete full listing), in key order.
+    async fn sync_unseen(&self, sync_id: &str, run_id: &str, limit: u32) -> Result<Vec<String>>;
+
+    /// Ends a run (with `cursor`, also keeps the sync's incremental cursor), in one
+    /// transaction.
+    async fn sync_finish_run(&self, finish: &SyncFinish) -> Result<()>;
+
+    /// The incremental cursor kept by the last successful run of `sync_id`.
+    async fn sync_cursor(&self, sync_id: &str) -> Result<Option<String>>;
+
+    /// Runs of `sync_id`, newest first, started before `before` (a run id; `None` for the
+    /// newest).
+    async fn list_sync_runs(
+        &self,
+        sync_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SyncRunRecord>>;
+
+    /// One run.
+    async fn get_sync_run(&self, run_id: &str) -> Result<Option<SyncRunRecord>>;
+
+    /// Asks the open run of `sync_id` to stop: a running run stops at its next page, a paused
+    /// one is cancelled at once. Returns the run affected, if any.
+    async fn sync_request_cancel(&self, sync_id: &str, now: UnixMillis) -> Result<Option<String>>;
+
+    /// Parks (or refreshes) conflicts of a two-way sync, and drops the parked conflicts of
+    /// `resolved` keys (they no longer differ on both sides).
+    async fn sync_put_conflicts(
+        &self,
+        sync_id: &str,
+        conflicts: &[SyncConflict],
+        resolved: &[String],
+    ) -> Result<()>;
+
+    /// Parked conflicts of `sync_id`, in key order, after `after` (a key), at most `limit`.
+    async fn list_sync_conflicts(
+        &self,
+        sync_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SyncConflict>>;
 }

@@ -54,8 +54,19 @@ pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 11..=11;
 
 /// Tables that are never copied: the migration bookkeeping (the target has its own), the
 /// heartbeats of running nodes and the leases they hold (which describe processes, not data),
-/// and pending OAuth2 flows (ten-minute browser round trips, restarted by the user).
-pub const SKIPPED_TABLES: [&str; 4] = ["schema_migrations", "nodes", "leases", "oauth_states"];
+/// pending OAuth2 flows (ten-minute browser round trips, restarted by the user), and the sync
+/// engine's operational state (run log, records cache, incremental cursors): the sync jobs
+/// themselves are configuration and travel with `resources`; after an import the first run of
+/// each job is a complete listing that rebuilds the cache (destination upserts are idempotent).
+pub const SKIPPED_TABLES: [&str; 7] = [
+    "schema_migrations",
+    "nodes",
+    "leases",
+    "oauth_states",
+    "sync_runs",
+    "sync_records",
+    "sync_state",
+];
 
 /// Most bytes (text and blobs) one import batch holds before it is written.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;

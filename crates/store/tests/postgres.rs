@@ -160,6 +160,7 @@ conformance_tests!(
     claimed_deliveries_carry_the_events_correlation,
     sealed_values_are_listed_and_swapped,
     connection_config_updates_keep_token_swaps_valid,
+    sync_runs_checkpoints_and_the_records_cache,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

@@ -20,12 +20,14 @@ mod destinations;
 mod observability;
 mod routes;
 mod sources;
+mod syncs;
 
 pub use connections::*;
 pub use destinations::*;
 pub use observability::*;
 pub use routes::*;
 pub use sources::*;
+pub use syncs::*;
 
 /// A configuration problem, with enough context for the user to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,8 @@ pub struct Config {
     pub tracing: TracingConfig,
     /// Metrics exports beyond `/metrics` (StatsD).
     pub metrics: MetricsConfig,
+    /// Sync jobs: records of a third-party API kept in step with a table or change events.
+    pub syncs: Vec<SyncConfig>,
 }
 
 /// `[server]`
@@ -575,6 +579,24 @@ impl Config {
                     "destination `{id}`: rate_limit must be a positive number of deliveries per second"
                 ));
             }
+        }
+        // A sync's change events are events of a source named after it.
+        for sync in &self.syncs {
+            check_id("sync", &sync.id)?;
+            if crate::outbound::is_builtin_source(&sync.id) {
+                return invalid(format!(
+                    "sync id `{}` is reserved for Switchboard's built-in source",
+                    sync.id
+                ));
+            }
+            if !sources.insert(sync.id.as_str()) {
+                return invalid(format!(
+                    "sync `{}`: the id is already used by a source or another sync (its change \
+                     events are events of a source with the sync's id)",
+                    sync.id
+                ));
+            }
+            sync.validate().map_err(ConfigError::Invalid)?;
         }
         let mut routes = HashSet::new();
         for route in &self.routes {

@@ -22,6 +22,7 @@ pub mod resources;
 pub mod routes_api;
 pub mod sources;
 pub mod stream;
+pub mod syncs;
 pub mod tenants;
 pub mod tokens;
 
@@ -86,7 +87,8 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)"),
         (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog"),
-        (name = "health", description = "The state of every source, destination, connection, sync and worker")
+        (name = "health", description = "The state of every source, destination, connection, sync and worker"),
+        (name = "syncs", description = "Data sync jobs: records of a third-party API kept in step with a table, their runs")
     )
 )]
 struct ApiDoc;
@@ -109,7 +111,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(tokens::router())
             .merge(connections::router())
             .merge(stream::router())
-            .merge(health::router()),
+            .merge(health::router())
+            .merge(syncs::router()),
     )
 }
 

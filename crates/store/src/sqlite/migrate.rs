@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_connections.sql"),
     ),
     (
+        9,
+        "syncs",
+        include_str!("../../migrations/sqlite/0009_syncs.sql"),
+    ),
+    (
         11,
         "feed",
         include_str!("../../migrations/sqlite/0011_feed.sql"),

@@ -12,6 +12,7 @@ mod migrate;
 mod outbound;
 mod overview;
 mod reads;
+mod syncs;
 mod writes;
 
 use std::path::Path;
@@ -433,5 +434,78 @@ impl crate::Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+    async fn sync_start_run(&self, run: &crate::SyncRunRecord) -> Result<()> {
+        syncs::start_run(&self.writer, run).await
+    }
+
+    async fn sync_open_run(&self, sync_id: &str) -> Result<Option<crate::SyncRunRecord>> {
+        syncs::open_run(&self.writer, sync_id).await
+    }
+
+    async fn sync_resume_run(
+        &self,
+        run_id: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<()> {
+        syncs::resume_run(&self.writer, run_id, now).await
+    }
+
+    async fn sync_hashes(&self, sync_id: &str, keys: &[String]) -> Result<Vec<(String, String)>> {
+        syncs::hashes(&self.reader, sync_id, keys).await
+    }
+
+    async fn sync_checkpoint(&self, checkpoint: &crate::SyncCheckpoint) -> Result<bool> {
+        syncs::checkpoint(&self.writer, checkpoint).await
+    }
+
+    async fn sync_unseen(&self, sync_id: &str, run_id: &str, limit: u32) -> Result<Vec<String>> {
+        syncs::unseen(&self.reader, sync_id, run_id, limit).await
+    }
+
+    async fn sync_finish_run(&self, finish: &crate::SyncFinish) -> Result<()> {
+        syncs::finish_run(&self.writer, finish).await
+    }
+
+    async fn sync_cursor(&self, sync_id: &str) -> Result<Option<String>> {
+        syncs::cursor(&self.writer, sync_id).await
+    }
+
+    async fn list_sync_runs(
+        &self,
+        sync_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::SyncRunRecord>> {
+        syncs::list_runs(&self.reader, sync_id, before, limit).await
+    }
+
+    async fn get_sync_run(&self, run_id: &str) -> Result<Option<crate::SyncRunRecord>> {
+        syncs::get_run(&self.reader, run_id).await
+    }
+
+    async fn sync_request_cancel(
+        &self,
+        sync_id: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<Option<String>> {
+        syncs::request_cancel(&self.writer, sync_id, now).await
+    }
+    async fn sync_put_conflicts(
+        &self,
+        sync_id: &str,
+        conflicts: &[crate::SyncConflict],
+        resolved: &[String],
+    ) -> Result<()> {
+        syncs::put_conflicts(&self.writer, sync_id, conflicts, resolved).await
+    }
+
+    async fn list_sync_conflicts(
+        &self,
+        sync_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<crate::SyncConflict>> {
+        syncs::list_conflicts(&self.reader, sync_id, after, limit).await
     }
 }

@@ -2626,3 +2626,277 @@ pub async fn connection_config_updates_keep_token_swaps_valid(store: &dyn Store)
             .expect("missing")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Syncs
+// ---------------------------------------------------------------------------------------------
+
+fn sync_run(id: &str, sync_id: &str, started_at: UnixMillis) -> switchboard_store::SyncRunRecord {
+    switchboard_store::SyncRunRecord {
+        id: id.into(),
+        sync_id: sync_id.into(),
+        status: "running".into(),
+        mode: "full".into(),
+        trigger: "api".into(),
+        started_at,
+        updated_at: started_at,
+        finished_at: None,
+        counts: switchboard_store::SyncCounts::default(),
+        error: None,
+        checkpoint: "{}".into(),
+        cancel_requested: false,
+    }
+}
+
+/// The sync engine's state: a checkpoint writes the seen records, removes keys and records
+/// progress in one go; unseen keys are what a run did not see; a finished run is no longer
+/// open and keeps the cursor; a cancel stops a running run at its next checkpoint and ends a
+/// paused one at once; runs list newest first with a `before` cursor.
+pub async fn sync_runs_checkpoints_and_the_records_cache(store: &dyn Store) {
+    use switchboard_store::{SyncCheckpoint, SyncCounts, SyncFinish};
+    assert_eq!(store.sync_open_run("s").await.expect("open"), None);
+    store
+        .sync_start_run(&sync_run("run_01", "s", T0))
+        .await
+        .expect("start");
+    assert_eq!(store.sync_open_run("other").await.expect("open"), None);
+    let open = store
+        .sync_open_run("s")
+        .await
+        .expect("open")
+        .expect("a run");
+    assert_eq!(open.id, "run_01");
+
+    let seen: Vec<(String, String)> = (0..1500)
+        .map(|i| (format!("\"k{i:05}\""), format!("h{i}")))
+        .collect();
+    let counts = SyncCounts {
+        pages: 1,
+        fetched: 1500,
+        created: 1500,
+        ..SyncCounts::default()
+    };
+    let cancel = store
+        .sync_checkpoint(&SyncCheckpoint {
+            run_id: "run_01".into(),
+            sync_id: "s".into(),
+            seen: seen.clone(),
+            removed: Vec::new(),
+            counts,
+            checkpoint: "{\"page\":2}".into(),
+            now: T0 + 1,
+        })
+        .await
+        .expect("checkpoint");
+    assert!(!cancel);
+    let run = store
+        .get_sync_run("run_01")
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(run.counts, counts);
+    assert_eq!(run.checkpoint, "{\"page\":2}");
+    assert_eq!(run.updated_at, T0 + 1);
+    let keys: Vec<String> = vec!["\"k00001\"".into(), "\"k01499\"".into(), "\"nope\"".into()];
+    let mut hashes = store.sync_hashes("s", &keys).await.expect("hashes");
+    hashes.sort();
+    assert_eq!(
+        hashes,
+        vec![
+            ("\"k00001\"".to_owned(), "h1".to_owned()),
+            ("\"k01499\"".to_owned(), "h1499".to_owned())
+        ]
+    );
+    assert!(
+        store
+            .sync_hashes("other", &keys)
+            .await
+            .expect("hashes")
+            .is_empty()
+    );
+    assert!(
+        store
+            .sync_unseen("s", "run_01", 10)
+            .await
+            .expect("unseen")
+            .is_empty()
+    );
+    store
+        .sync_finish_run(&SyncFinish {
+            run_id: "run_01".into(),
+            sync_id: "s".into(),
+            status: "succeeded".into(),
+            error: None,
+            cursor: Some(Some("2024-01-01".into())),
+            now: T0 + 2,
+        })
+        .await
+        .expect("finish");
+    assert_eq!(store.sync_open_run("s").await.expect("open"), None);
+    assert_eq!(
+        store.sync_cursor("s").await.expect("cursor").as_deref(),
+        Some("2024-01-01")
+    );
+
+    // A second run sees all but 3 keys and changes one hash: the 3 are unseen, in key order.
+    store
+        .sync_start_run(&sync_run("run_02", "s", T0 + 10))
+        .await
+        .expect("start");
+    let mut again: Vec<(String, String)> = seen[3..].to_vec();
+    again[0].1 = "changed".into();
+    store
+        .sync_checkpoint(&SyncCheckpoint {
+            run_id: "run_02".into(),
+            sync_id: "s".into(),
+            seen: again,
+            removed: Vec::new(),
+            counts: SyncCounts::default(),
+            checkpoint: "{}".into(),
+            now: T0 + 11,
+        })
+        .await
+        .expect("checkpoint");
+    let unseen = store.sync_unseen("s", "run_02", 2).await.expect("unseen");
+    assert_eq!(
+        unseen,
+        vec!["\"k00000\"".to_owned(), "\"k00001\"".to_owned()]
+    );
+    assert_eq!(
+        store
+            .sync_hashes("s", &["\"k00003\"".into()])
+            .await
+            .expect("hashes"),
+        vec![("\"k00003\"".to_owned(), "changed".to_owned())]
+    );
+    let removed = store.sync_unseen("s", "run_02", 100).await.expect("unseen");
+    assert_eq!(removed.len(), 3);
+    store
+        .sync_checkpoint(&SyncCheckpoint {
+            run_id: "run_02".into(),
+            sync_id: "s".into(),
+            seen: Vec::new(),
+            removed,
+            counts: SyncCounts {
+                deleted: 3,
+                ..SyncCounts::default()
+            },
+            checkpoint: "{}".into(),
+            now: T0 + 12,
+        })
+        .await
+        .expect("checkpoint");
+    assert!(
+        store
+            .sync_unseen("s", "run_02", 100)
+            .await
+            .expect("unseen")
+            .is_empty()
+    );
+    // A cancel of a running run is seen by its next checkpoint.
+    assert_eq!(
+        store
+            .sync_request_cancel("s", T0 + 13)
+            .await
+            .expect("cancel")
+            .as_deref(),
+        Some("run_02")
+    );
+    let cancel = store
+        .sync_checkpoint(&SyncCheckpoint {
+            run_id: "run_02".into(),
+            sync_id: "s".into(),
+            seen: Vec::new(),
+            removed: Vec::new(),
+            counts: SyncCounts::default(),
+            checkpoint: "{}".into(),
+            now: T0 + 14,
+        })
+        .await
+        .expect("checkpoint");
+    assert!(cancel);
+    store
+        .sync_finish_run(&SyncFinish {
+            run_id: "run_02".into(),
+            sync_id: "s".into(),
+            status: "paused".into(),
+            error: Some("max_records reached".into()),
+            cursor: None,
+            now: T0 + 15,
+        })
+        .await
+        .expect("pause");
+    // Paused is open (resumable); a cancel ends it at once.
+    assert_eq!(
+        store.sync_open_run("s").await.expect("open").map(|r| r.id),
+        Some("run_02".into())
+    );
+    store
+        .sync_resume_run("run_02", T0 + 16)
+        .await
+        .expect("resume");
+    let resumed = store
+        .get_sync_run("run_02")
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(
+        (resumed.status.as_str(), resumed.finished_at),
+        ("running", None)
+    );
+    store
+        .sync_finish_run(&SyncFinish {
+            run_id: "run_02".into(),
+            sync_id: "s".into(),
+            status: "paused".into(),
+            error: None,
+            cursor: None,
+            now: T0 + 17,
+        })
+        .await
+        .expect("pause");
+    assert_eq!(
+        store
+            .sync_request_cancel("s", T0 + 18)
+            .await
+            .expect("cancel")
+            .as_deref(),
+        Some("run_02")
+    );
+    let cancelled = store
+        .get_sync_run("run_02")
+        .await
+        .expect("get")
+        .expect("run");
+    assert_eq!(cancelled.status, "cancelled");
+    assert_eq!(cancelled.finished_at, Some(T0 + 18));
+    assert_eq!(
+        store
+            .sync_request_cancel("s", T0 + 19)
+            .await
+            .expect("cancel"),
+        None
+    );
+    // The cursor of the first run is kept (the second never succeeded).
+    assert_eq!(
+        store.sync_cursor("s").await.expect("cursor").as_deref(),
+        Some("2024-01-01")
+    );
+
+    let runs = store.list_sync_runs("s", None, 10).await.expect("runs");
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["run_02", "run_01"]);
+    let older = store
+        .list_sync_runs("s", Some("run_02"), 10)
+        .await
+        .expect("runs");
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].id, "run_01");
+    assert!(
+        store
+            .list_sync_runs("other", None, 10)
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+}

@@ -22,6 +22,7 @@ mod samples;
 mod send;
 mod serve;
 mod sigtool;
+mod syncs;
 mod tokens;
 mod trigger;
 
@@ -114,6 +115,9 @@ enum Command {
     Connections(connections::ConnectionsCommand),
     /// Print the provider URL that authorizes an `oauth2` connection (open it in a browser).
     Connect(connections::ConnectArgs),
+    /// Data sync jobs: list, show, start or cancel a run, read the run log.
+    #[command(subcommand)]
+    Syncs(syncs::SyncsCommand),
     /// Manage tenants (outbound webhooks: your customers, who own endpoints).
     #[command(subcommand)]
     Tenants(outbound::TenantsCommand),
@@ -299,6 +303,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
         Command::Connections(cmd) => connections::run(&ctx, cmd).await,
         Command::Connect(args) => connections::connect(&ctx, args).await,
+        Command::Syncs(cmd) => syncs::run(&ctx, cmd).await,
         Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,
         Command::Endpoints(cmd) => endpoints::run(&ctx, cmd).await,
         Command::EventTypes(cmd) => outbound::event_types(&ctx, cmd).await,

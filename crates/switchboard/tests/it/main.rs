@@ -27,6 +27,7 @@ mod shutdown;
 mod sms;
 mod store_sinks;
 mod streams;
+mod syncs;
 mod transfer;
 mod trigger;
 mod ui;

@@ -7,6 +7,7 @@
 pub mod pg;
 pub mod process;
 pub mod receiver;
+pub mod records_api;
 
 use std::future::Future;
 use std::sync::Arc;
