@@ -49,7 +49,7 @@ pub const FORMAT: u64 = 1;
 
 /// Schema versions whose tables are exactly [`TABLES`] (plus the skipped ones). A database at
 /// another version is refused rather than copied partly.
-pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 8..=8;
+pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 10..=10;
 
 /// Tables that are never copied: the migration bookkeeping (the target has its own), the
 /// heartbeats of running nodes and the leases they hold (which describe processes, not data),
@@ -292,6 +292,27 @@ pub const TABLES: &[Table] = &[
             col("detail", Text),
             col("headers", Text),
             col("body_len", Int),
+        ],
+    },
+    Table {
+        name: "audit_log",
+        key: &["seq"],
+        seq_identity: true,
+        batch: 500,
+        columns: &[
+            col("seq", Int),
+            col("id", Text),
+            col("at", Int),
+            col("actor", Text),
+            col("action", Text),
+            col("resource_kind", Text),
+            opt("resource_id", Text),
+            col("method", Text),
+            col("path", Text),
+            col("status", Int),
+            opt("request_id", Text),
+            opt("before_state", Text),
+            opt("after_state", Text),
         ],
     },
 ];

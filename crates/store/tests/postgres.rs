@@ -155,6 +155,8 @@ conformance_tests!(
     leases_have_one_holder,
     connections_round_trip_and_swap_tokens,
     oauth_states_are_single_use,
+    audit_entries_filter_page_and_prune,
+    retention_prunes_exactly_what_is_due,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.
@@ -212,7 +214,11 @@ async fn migrations_apply_once_when_nodes_start_together() {
 
             let applied = migrations(&url).await;
             let versions: Vec<i64> = applied.iter().map(|(version, _, _)| *version).collect();
-            let expected: Vec<i64> = (1..=migration_files("postgres").len() as i64).collect();
+            // The versions the files carry (numbers may skip one reserved by another change).
+            let expected: Vec<i64> = migration_files("postgres")
+                .iter()
+                .map(|name| name[..4].parse().expect("NNNN_name.sql"))
+                .collect();
             assert_eq!(versions, expected, "{applied:?}");
             assert_eq!(applied[0].1, "spine");
 

@@ -3,6 +3,7 @@
 //! RFC 9457 problems with field errors, and an OpenAPI 3.1 document generated from the code
 //! (`/v1/openapi.json`, committed as `docs/openapi.json`).
 
+pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod deliveries;
@@ -83,6 +84,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)"),
+        (name = "audit", description = "The audit trail of management actions (admin)"),
         (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog")
     )
 )]
@@ -104,7 +106,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(endpoints::router())
             .merge(event_types::router())
             .merge(tokens::router())
-            .merge(connections::router()),
+            .merge(connections::router())
+            .merge(audit::router()),
     )
 }
 
@@ -123,6 +126,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The `/v1` router with its middleware.
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let (router, _) = routes().split_for_parts();
+    let views = router.clone().with_state(state.clone());
     let document = Arc::new(openapi());
     router
         .route(
@@ -132,6 +136,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
                 async move { Json((*document).clone()).into_response() }
             }),
         )
+        // Inside the idempotency layer: a replayed response is not a second action.
+        .layer(axum::middleware::from_fn_with_state(
+            audit::AuditContext::new(state.clone(), views),
+            audit::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             idempotency::layer,

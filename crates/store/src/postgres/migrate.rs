@@ -54,10 +54,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connections",
         include_str!("../../migrations/postgres/0008_connections.sql"),
     ),
+    (
+        10,
+        "audit",
+        include_str!("../../migrations/postgres/0010_audit.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 10;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

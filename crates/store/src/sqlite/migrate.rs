@@ -50,10 +50,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "connections",
         include_str!("../../migrations/sqlite/0008_connections.sql"),
     ),
+    (
+        10,
+        "audit",
+        include_str!("../../migrations/sqlite/0010_audit.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 8;
+pub const LATEST: i64 = 10;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

@@ -5,6 +5,7 @@
 //! before or after the subcommand; on `destinations create|update`, where `--url` is the
 //! destination's URL, the server's is spelled `--server`.
 
+mod audit;
 mod check;
 mod client;
 mod connections;
@@ -103,6 +104,9 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// The audit trail of management actions (admin scope).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Manage connections to third-party APIs (credentials, OAuth2 tokens).
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
@@ -286,6 +290,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Destinations(cmd) => resources::destinations(&ctx, cmd).await,
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Connections(cmd) => connections::run(&ctx, cmd).await,
         Command::Connect(args) => connections::connect(&ctx, args).await,
         Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,

@@ -899,3 +899,57 @@ async fn check_config_points_at_each_problem() {
         );
     }
 }
+
+#[tokio::test]
+async fn audit_list_shows_management_actions() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(
+        &receiver.url,
+        switchboard_core::RetryPolicy::default(),
+    ))
+    .await;
+    let sb = Sb::admin(&server);
+    let api = server.api();
+    api.post(
+        "/v1/destinations",
+        &serde_json::json!({"id": "audited", "url": "https://audited.example/hook"}),
+    )
+    .await
+    .ok(201);
+    api.delete("/v1/destinations/audited").await;
+
+    let listed = sb
+        .run(&[
+            "audit",
+            "list",
+            "--resource",
+            "destination:audited",
+            "--json",
+        ])
+        .await
+        .json();
+    let actions: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["delete", "create"]);
+    let table = sb
+        .run(&["audit", "list", "--since", "1h", "--action", "create"])
+        .await;
+    let text = table.ok();
+    assert!(
+        text.contains("ACTOR") && text.contains("destination:audited"),
+        "{text}"
+    );
+    assert!(text.contains("bootstrap"), "{text}");
+    // Reading the trail needs an admin token.
+    let stderr = sb
+        .with_token(Some("sb_not_a_token"))
+        .run(&["audit", "list"])
+        .await
+        .fails(1)
+        .to_owned();
+    assert!(stderr.contains("unknown token"), "{stderr}");
+}

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod audit;
 mod cli;
 mod cli_outbound;
 mod connections;
