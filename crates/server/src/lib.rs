@@ -206,11 +206,10 @@ pub async fn run(
             worker_shutdown.clone(),
         ))
     });
-    let pruner_task = config.retention.payloads.map(|keep| {
+    let pruner_task = config.retention.prunes_anything().then(|| {
         tokio::spawn(retention::run(
             store.clone(),
-            keep,
-            config.retention.interval,
+            config.retention.clone(),
             worker_shutdown.clone(),
         ))
     });

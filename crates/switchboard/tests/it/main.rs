@@ -19,6 +19,7 @@ mod providers;
 mod queue;
 mod receivers;
 mod recipes;
+mod retention;
 mod retries;
 mod routes;
 mod shutdown;
