@@ -230,6 +230,12 @@ pub async fn run(
             .map(api::auth::hash_token),
         metrics_require_token: config.server.metrics_require_token,
         connections,
+        node: worker.owner.clone(),
+        data_dir: config
+            .server
+            .database_url
+            .is_none()
+            .then(|| config.server.data_dir.clone()),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;

@@ -61,6 +61,10 @@ pub struct AppState {
     pub metrics_require_token: bool,
     /// Connections to third-party APIs (credentials, tokens, the proxy's client).
     pub connections: Arc<crate::connections::Connections>,
+    /// This node's id (as it heartbeats into the store).
+    pub node: String,
+    /// The SQLite data directory (`None` on PostgreSQL), whose free space `/v1/system` reports.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Builds the source table from configuration.

@@ -1,4 +1,4 @@
-//! Audit trail rows and the retention limits the pruner applies to stored data.
+//! Audit trail rows, and what `switchboard doctor` reads about the database itself.
 
 use switchboard_core::time::UnixMillis;
 
@@ -50,4 +50,15 @@ pub struct AuditFilter {
     pub before_seq: Option<i64>,
     /// Most rows to return.
     pub limit: u32,
+}
+
+/// A node that heartbeats into the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Node id (the delivery worker's lease owner).
+    pub id: String,
+    /// When it started.
+    pub started_at: UnixMillis,
+    /// Its last heartbeat.
+    pub last_seen: UnixMillis,
 }

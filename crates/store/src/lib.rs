@@ -16,9 +16,10 @@ pub mod vault;
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
-pub use audit::{AuditFilter, AuditRecord};
+pub use audit::{AuditFilter, AuditRecord, NodeRecord};
 pub use connections::{ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use model::*;
+pub use sqlite::SCHEMA_LATEST;
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
 #[derive(Debug, thiserror::Error)]
@@ -259,6 +260,12 @@ pub trait Store: Send + Sync + 'static {
         state_hash: &str,
         now: UnixMillis,
     ) -> Result<Option<OAuthStateRecord>>;
+
+    /// The newest schema migration applied to the database.
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// Nodes that heartbeat into the store (the silent ones are forgotten after a while), by id.
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

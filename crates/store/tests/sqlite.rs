@@ -58,6 +58,7 @@ conformance_tests!(
     oauth_states_are_single_use,
     audit_entries_filter_page_and_prune,
     retention_prunes_exactly_what_is_due,
+    schema_version_and_nodes_are_reported,
 );
 
 /// A direct connection to the database file, for looking at the migration bookkeeping.

@@ -21,6 +21,7 @@ pub mod replay;
 pub mod resources;
 pub mod routes_api;
 pub mod sources;
+pub mod system;
 pub mod tenants;
 pub mod tokens;
 
@@ -84,6 +85,7 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "endpoints", description = "A tenant's webhook endpoints: secrets, health, recovery, ordering holds"),
         (name = "event-types", description = "The event-type catalog, with optional JSON Schemas"),
         (name = "tokens", description = "API tokens (admin)"),
+        (name = "system", description = "The state of the running instance, for `switchboard doctor`"),
         (name = "audit", description = "The audit trail of management actions (admin)"),
         (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog")
     )
@@ -107,7 +109,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(event_types::router())
             .merge(tokens::router())
             .merge(connections::router())
-            .merge(audit::router()),
+            .merge(audit::router())
+            .merge(system::router()),
     )
 }
 

@@ -158,3 +158,25 @@ pub(super) async fn prune_audit(pool: &PgPool, cutoff: UnixMillis, limit: u32) -
     .await?;
     Ok(result.rows_affected())
 }
+
+pub(super) async fn schema_version(pool: &PgPool) -> Result<i64> {
+    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(version.unwrap_or(0))
+}
+
+pub(super) async fn list_nodes(pool: &PgPool) -> Result<Vec<crate::NodeRecord>> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT id, started_at, last_seen FROM nodes ORDER BY id")
+            .fetch_all(pool)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, started_at, last_seen)| crate::NodeRecord {
+            id,
+            started_at,
+            last_seen,
+        })
+        .collect())
+}

@@ -220,6 +220,14 @@ impl crate::Store for PgStore {
         outbound::prune_payloads(&self.pool, cutoff, limit, now).await
     }
 
+    async fn schema_version(&self) -> Result<i64> {
+        audit::schema_version(&self.pool).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<crate::NodeRecord>> {
+        audit::list_nodes(&self.pool).await
+    }
+
     async fn prune_events(
         &self,
         cutoff: switchboard_core::time::UnixMillis,

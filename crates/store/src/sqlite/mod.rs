@@ -26,6 +26,9 @@ use crate::Result;
 
 pub(crate) use management::{IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_STALE_MS};
 
+/// The newest schema version this build knows (the PostgreSQL adapter has the same).
+pub const SCHEMA_LATEST: i64 = migrate::LATEST;
+
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
 
@@ -181,6 +184,14 @@ impl crate::Store for SqliteStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<u64> {
         outbound::prune_payloads(&self.writer, cutoff, limit, now).await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        audit::schema_version(&self.reader).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<crate::NodeRecord>> {
+        audit::list_nodes(&self.reader).await
     }
 
     async fn prune_events(

@@ -2321,3 +2321,18 @@ pub async fn retention_prunes_exactly_what_is_due(store: &dyn Store) {
         "the delivery stays"
     );
 }
+
+/// The schema version and the heartbeating nodes are readable (for `switchboard doctor`).
+pub async fn schema_version_and_nodes_are_reported(store: &dyn Store) {
+    assert!(store.schema_version().await.expect("schema_version") >= 10);
+    assert!(store.list_nodes().await.expect("list_nodes").is_empty());
+    store.heartbeat("b", T0, 1_000).await.expect("hb");
+    store.heartbeat("a", T0 + 5, 1_000).await.expect("hb");
+    store.heartbeat("a", T0 + 50, 1_000).await.expect("hb");
+    let nodes = store.list_nodes().await.expect("list_nodes");
+    let seen: Vec<(&str, i64, i64)> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.started_at, n.last_seen))
+        .collect();
+    assert_eq!(seen, [("a", T0 + 5, T0 + 50), ("b", T0, T0)]);
+}

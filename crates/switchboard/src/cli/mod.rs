@@ -10,6 +10,7 @@ mod check;
 mod client;
 mod connections;
 mod data;
+mod doctor;
 mod endpoints;
 mod input;
 mod inspect;
@@ -104,6 +105,8 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Check a running instance: reachable, store, migrations, nodes, clock skew, disk, backlog.
+    Doctor(doctor::DoctorArgs),
     /// The audit trail of management actions (admin scope).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -291,6 +294,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Doctor(args) => doctor::run(&ctx, args).await,
         Command::Connections(cmd) => connections::run(&ctx, cmd).await,
         Command::Connect(args) => connections::connect(&ctx, args).await,
         Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,

@@ -953,3 +953,82 @@ async fn audit_list_shows_management_actions() {
         .to_owned();
     assert!(stderr.contains("unknown token"), "{stderr}");
 }
+
+#[tokio::test]
+async fn doctor_checks_a_running_instance() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(
+        &receiver.url,
+        switchboard_core::RetryPolicy::default(),
+    ))
+    .await;
+    let sb = Sb::admin(&server);
+    // The delivery worker heartbeats every 2 s; wait for the first one.
+    eventually(Duration::from_secs(10), "a heartbeat", || async {
+        (!server.store().list_nodes().await.expect("nodes").is_empty()).then_some(())
+    })
+    .await;
+
+    let checked = sb.run(&["doctor"]).await;
+    let text = checked.ok();
+    for line in [
+        "[ ok ] reachable",
+        "[ ok ] store",
+        "[ ok ] migrations",
+        "[ ok ] nodes       1 alive",
+        "[ ok ] clock",
+        "[ ok ] backlog",
+        "[ ok ] api",
+    ] {
+        assert!(text.contains(line), "`{line}` in:\n{text}");
+    }
+    assert!(text.contains("] disk"), "{text}");
+    let report = sb.run(&["doctor", "--json"]).await.json();
+    assert_eq!(report["ok"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "reachable",
+            "store",
+            "migrations",
+            "nodes",
+            "clock",
+            "disk",
+            "backlog",
+            "api"
+        ]
+    );
+
+    // A bad token fails the API checks (exit 1) but still reports what it could see.
+    let refused = sb.with_token(Some("sb_wrong")).run(&["doctor"]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("[ ok ] reachable"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        refused.stdout.contains("[FAIL] api         401"),
+        "{}",
+        refused.stdout
+    );
+
+    // Nothing listening: exit 4.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let gone = run(
+        &[("SWITCHBOARD_URL", &format!("http://127.0.0.1:{port}"))],
+        &["doctor"],
+    )
+    .await;
+    assert_eq!(gone.code, 4, "{}", gone.stdout);
+    assert!(gone.stdout.contains("[FAIL] reachable"), "{}", gone.stdout);
+}
