@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod health;
 pub mod ingest;
 pub mod metrics;
+pub mod mock;
 pub mod operations;
 pub mod problem;
 pub mod retention;

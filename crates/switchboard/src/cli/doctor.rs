@@ -228,7 +228,11 @@ async fn check(
         list.add("api", Status::Fail, why);
         return false;
     }
-    let report: Value = match response.json().await {
+    let parsed = match response.bytes().await {
+        Ok(bytes) => serde_json::from_slice::<Value>(&bytes).map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let report: Value = match parsed {
         Ok(v) => v,
         Err(error) => {
             skip_rest(list, "needs the API");

@@ -14,6 +14,7 @@ mod doctor;
 mod endpoints;
 mod input;
 mod inspect;
+mod mock;
 mod offline;
 mod outbound;
 mod output;
@@ -105,6 +106,9 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Run a mock provider for integration tests: queued responses, recorded requests,
+    /// rate-limit and outage scenarios.
+    Mock(mock::MockArgs),
     /// Check a running instance: reachable, store, migrations, nodes, clock skew, disk, backlog.
     Doctor(doctor::DoctorArgs),
     /// The audit trail of management actions (admin scope).
@@ -295,6 +299,7 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Doctor(args) => doctor::run(&ctx, args).await,
+        Command::Mock(args) => mock::run(args).await,
         Command::Connections(cmd) => connections::run(&ctx, cmd).await,
         Command::Connect(args) => connections::connect(&ctx, args).await,
         Command::Tenants(cmd) => outbound::tenants(&ctx, cmd).await,

@@ -82,7 +82,7 @@ fn init_logging(format: &str) {
     };
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
+pub(super) async fn watch_signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -12,6 +12,7 @@ mod crash;
 mod delivery;
 mod email;
 mod ingest;
+mod mock;
 mod multinode;
 mod notify;
 mod outbound;
