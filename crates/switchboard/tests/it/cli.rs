@@ -1032,3 +1032,49 @@ async fn doctor_checks_a_running_instance() {
     assert_eq!(gone.code, 4, "{}", gone.stdout);
     assert!(gone.stdout.contains("[FAIL] reachable"), "{}", gone.stdout);
 }
+
+#[tokio::test]
+async fn example_configurations_pass_check_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let result = run(&[], &["check-config", path.to_str().expect("utf-8 path")]).await;
+            assert!(result.ok().contains(": ok"), "{}", result.stdout);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "switchboard.toml and production.toml at least"
+    );
+}
+
+#[test]
+fn the_packaged_systemd_unit_is_the_documented_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let unit = std::fs::read_to_string(root.join("packaging/switchboard.service")).expect("unit");
+    let docs = std::fs::read_to_string(root.join("docs/deployment.md")).expect("docs");
+    let body: String = unit
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let documented = docs
+        .split("# /etc/systemd/system/switchboard.service\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the unit in docs/deployment.md");
+    assert_eq!(
+        body, documented,
+        "packaging/switchboard.service and docs/deployment.md agree"
+    );
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+}
