@@ -16,6 +16,7 @@ pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod mock;
 pub mod operations;
 pub mod problem;
 pub mod retention;
@@ -257,11 +258,10 @@ pub async fn run(
             worker_shutdown.clone(),
         ))
     });
-    let pruner_task = config.retention.payloads.map(|keep| {
+    let pruner_task = config.retention.prunes_anything().then(|| {
         tokio::spawn(retention::run(
             store.clone(),
-            keep,
-            config.retention.interval,
+            config.retention.clone(),
             worker_shutdown.clone(),
         ))
     });
@@ -306,6 +306,12 @@ pub async fn run(
         activity: Arc::default(),
         ui: ui::UiState::new(shutdown.clone()),
         syncs: syncs.clone(),
+        node: worker.owner.clone(),
+        data_dir: config
+            .server
+            .database_url
+            .is_none()
+            .then(|| config.server.data_dir.clone()),
     });
     let app = router(state, &config);
     let addr = listener.local_addr()?;

@@ -69,6 +69,10 @@ pub struct AppState {
     pub ui: crate::ui::UiState,
     /// The sync engine (runs, cancels).
     pub syncs: Arc<crate::sync::Engine>,
+    /// This node's id (as it heartbeats into the store).
+    pub node: String,
+    /// The SQLite data directory (`None` on PostgreSQL), whose free space `/v1/system` reports.
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Builds the source table from configuration.

@@ -5,6 +5,7 @@
 //! acknowledges something to a client (an ingest, a replay) is one transaction; work is claimed
 //! in bounded batches under a lease so that a backlog of any size never has to fit in memory.
 
+pub mod audit;
 pub mod connections;
 pub mod feed;
 pub mod model;
@@ -19,10 +20,12 @@ pub mod vault;
 use async_trait::async_trait;
 use switchboard_core::time::UnixMillis;
 
+pub use audit::{AuditFilter, AuditRecord, NodeRecord};
 pub use connections::{ConfigUpdate, ConnectionRecord, OAuthStateRecord, TokenUpdate};
 pub use feed::{FeedAttempt, FeedCursor, FeedEntry, FeedFilter, FeedItem, FeedPage, FeedPos};
 pub use model::*;
 pub use sealed::{SealedColumn, SealedValue};
+pub use sqlite::SCHEMA_LATEST;
 pub use syncs::{SyncCheckpoint, SyncConflict, SyncCounts, SyncFinish, SyncRunRecord};
 
 /// Errors from the store. Callers log them with context and answer `500`/`503`.
@@ -120,6 +123,26 @@ pub trait Store: Send + Sync + 'static {
     /// pending or in-flight delivery. The events and their delivery history stay. Returns how
     /// many bodies were removed (call again while it returns `limit`).
     async fn prune_payloads(&self, cutoff: UnixMillis, limit: u32, now: UnixMillis) -> Result<u64>;
+
+    /// Deletes up to `limit` whole events received before `cutoff`, with their deliveries and
+    /// attempts, once none of their deliveries is pending, in flight or holding an ordering key
+    /// (a dead letter whose hold was not released). Returns how many events were deleted (call
+    /// again while it returns `limit`). Their dedup keys go with them.
+    async fn prune_events(&self, cutoff: UnixMillis, limit: u32) -> Result<u64>;
+
+    /// Deletes up to `limit` attempt records started before `cutoff` whose delivery is neither
+    /// pending nor in flight. Returns how many were deleted.
+    async fn prune_attempts(&self, cutoff: UnixMillis, limit: u32) -> Result<u64>;
+
+    /// Appends one entry to the audit trail.
+    async fn record_audit(&self, record: &AuditRecord) -> Result<()>;
+
+    /// Lists audit entries, newest first.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>>;
+
+    /// Deletes up to `limit` audit entries recorded before `cutoff`, oldest first. Returns how
+    /// many were deleted.
+    async fn prune_audit(&self, cutoff: UnixMillis, limit: u32) -> Result<u64>;
 
     /// Lists events, newest first.
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
@@ -275,6 +298,11 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces `value` with `resealed` if the row still holds exactly `value.sealed`; `false`
     /// when the row changed or went away meanwhile.
     async fn replace_sealed(&self, value: &SealedValue, resealed: &[u8]) -> Result<bool>;
+    /// The newest schema migration applied to the database.
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// Nodes that heartbeat into the store (the silent ones are forgotten after a while), by id.
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
 
     /// Cheap liveness check of the database.
     async fn ping(&self) -> Result<()>;

@@ -306,6 +306,27 @@ pub const TABLES: &[Table] = &[
             col("body_len", Int),
         ],
     },
+    Table {
+        name: "audit_log",
+        key: &["seq"],
+        seq_identity: true,
+        batch: 500,
+        columns: &[
+            col("seq", Int),
+            col("id", Text),
+            col("at", Int),
+            col("actor", Text),
+            col("action", Text),
+            col("resource_kind", Text),
+            opt("resource_id", Text),
+            col("method", Text),
+            col("path", Text),
+            col("status", Int),
+            opt("request_id", Text),
+            opt("before_state", Text),
+            opt("after_state", Text),
+        ],
+    },
 ];
 
 /// The table named `name`, if it is copied.

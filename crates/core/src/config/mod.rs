@@ -403,6 +403,19 @@ pub struct RetentionConfig {
     /// and its delivery history stay. `"off"` keeps bodies forever.
     #[serde(with = "duration::human_or_off")]
     pub payloads: Option<Duration>,
+    /// Whole events older than this are deleted, with their deliveries, attempts and dedup
+    /// keys, once none of their deliveries is pending, in flight or holding an ordering key
+    /// (a dead letter whose hold was not released). `"off"` (the default) keeps them.
+    #[serde(with = "duration::human_or_off")]
+    pub events: Option<Duration>,
+    /// Attempt records older than this are deleted once their delivery is neither pending nor
+    /// in flight; the delivery keeps its status, attempt count and last error. `"off"` (the
+    /// default) keeps them.
+    #[serde(with = "duration::human_or_off")]
+    pub attempts: Option<Duration>,
+    /// Audit entries older than this are deleted. `"off"` keeps them forever.
+    #[serde(with = "duration::human_or_off")]
+    pub audit: Option<Duration>,
     /// How often the pruner runs.
     #[serde(with = "duration::human")]
     pub interval: Duration,
@@ -412,8 +425,21 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             payloads: Some(Duration::from_secs(30 * 24 * 3600)),
+            events: None,
+            attempts: None,
+            audit: Some(Duration::from_secs(365 * 24 * 3600)),
             interval: Duration::from_secs(3600),
         }
+    }
+}
+
+impl RetentionConfig {
+    /// Whether anything is pruned at all.
+    pub fn prunes_anything(&self) -> bool {
+        self.payloads.is_some()
+            || self.events.is_some()
+            || self.attempts.is_some()
+            || self.audit.is_some()
     }
 }
 
@@ -501,6 +527,9 @@ impl Config {
         }
         if self.server.database_max_connections == 0 {
             return invalid("server.database_max_connections must be > 0".into());
+        }
+        if self.retention.interval.is_zero() {
+            return invalid("retention.interval must be > 0".into());
         }
         if let Some(url) = &self.server.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))

@@ -203,6 +203,9 @@ impl<R: Required> FromRequestParts<Arc<AppState>> for Auth<R> {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         let principal = authenticate(state, parts).await.map_err(AuthRejection)?;
+        if let Some(slot) = parts.extensions.get::<super::audit::AuditSlot>() {
+            slot.set_actor(&principal.token_id);
+        }
         if principal.scope < R::SCOPE {
             return Err(AuthRejection(Problem::new(
                 StatusCode::FORBIDDEN,

@@ -3,6 +3,7 @@
 //! RFC 9457 problems with field errors, and an OpenAPI 3.1 document generated from the code
 //! (`/v1/openapi.json`, committed as `docs/openapi.json`).
 
+pub mod audit;
 pub mod auth;
 pub mod connections;
 pub mod deliveries;
@@ -23,6 +24,7 @@ pub mod routes_api;
 pub mod sources;
 pub mod stream;
 pub mod syncs;
+pub mod system;
 pub mod tenants;
 pub mod tokens;
 
@@ -88,7 +90,9 @@ pub fn parse_time(field: &str, value: &str) -> Result<i64, Problem> {
         (name = "tokens", description = "API tokens (admin)"),
         (name = "connections", description = "Connections to third-party APIs: credentials, OAuth2, the provider catalog"),
         (name = "health", description = "The state of every source, destination, connection, sync and worker"),
-        (name = "syncs", description = "Data sync jobs: records of a third-party API kept in step with a table, their runs")
+        (name = "syncs", description = "Data sync jobs: records of a third-party API kept in step with a table, their runs"),
+        (name = "system", description = "The state of the running instance, for `switchboard doctor`"),
+        (name = "audit", description = "The audit trail of management actions (admin)")
     )
 )]
 struct ApiDoc;
@@ -112,7 +116,9 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             .merge(connections::router())
             .merge(stream::router())
             .merge(health::router())
-            .merge(syncs::router()),
+            .merge(syncs::router())
+            .merge(audit::router())
+            .merge(system::router()),
     )
 }
 
@@ -131,6 +137,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The `/v1` router with its middleware.
 pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     let (router, _) = routes().split_for_parts();
+    let views = router.clone().with_state(state.clone());
     let document = Arc::new(openapi());
     router
         .route(
@@ -140,6 +147,11 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
                 async move { Json((*document).clone()).into_response() }
             }),
         )
+        // Inside the idempotency layer: a replayed response is not a second action.
+        .layer(axum::middleware::from_fn_with_state(
+            audit::AuditContext::new(state.clone(), views),
+            audit::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             idempotency::layer,

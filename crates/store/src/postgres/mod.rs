@@ -21,6 +21,7 @@
 //!
 //! PostgreSQL `text` cannot hold NUL (U+0000), which SQLite stores happily; see `text`.
 
+mod audit;
 mod connections;
 mod feed;
 mod management;
@@ -220,6 +221,46 @@ impl crate::Store for PgStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<u64> {
         outbound::prune_payloads(&self.pool, cutoff, limit, now).await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        audit::schema_version(&self.pool).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<crate::NodeRecord>> {
+        audit::list_nodes(&self.pool).await
+    }
+
+    async fn prune_events(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_events(&self.pool, cutoff, limit).await
+    }
+
+    async fn prune_attempts(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_attempts(&self.pool, cutoff, limit).await
+    }
+
+    async fn record_audit(&self, record: &crate::AuditRecord) -> Result<()> {
+        audit::record_audit(&self.pool, record).await
+    }
+
+    async fn list_audit(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditRecord>> {
+        audit::list_audit(&self.pool, filter).await
+    }
+
+    async fn prune_audit(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_audit(&self.pool, cutoff, limit).await
     }
 
     async fn list_events(&self, filter: &crate::EventFilter) -> Result<Vec<crate::EventRecord>> {

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_syncs.sql"),
     ),
     (
+        10,
+        "audit",
+        include_str!("../../migrations/sqlite/0010_audit.sql"),
+    ),
+    (
         11,
         "feed",
         include_str!("../../migrations/sqlite/0011_feed.sql"),

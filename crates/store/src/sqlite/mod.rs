@@ -5,6 +5,7 @@
 //! the server's group committer hands [`Store::insert_events`] many events per transaction, and
 //! multi-row statements keep the per-row cost low. One data directory belongs to one process.
 
+mod audit;
 mod connections;
 mod feed;
 mod management;
@@ -27,6 +28,9 @@ use switchboard_core::config::Durability;
 use crate::Result;
 
 pub(crate) use management::{IDEMPOTENCY_RETENTION_MS, IDEMPOTENCY_STALE_MS};
+
+/// The newest schema version this build knows (the PostgreSQL adapter has the same).
+pub const SCHEMA_LATEST: i64 = migrate::LATEST;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "switchboard.db";
@@ -183,6 +187,46 @@ impl crate::Store for SqliteStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<u64> {
         outbound::prune_payloads(&self.writer, cutoff, limit, now).await
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        audit::schema_version(&self.reader).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<crate::NodeRecord>> {
+        audit::list_nodes(&self.reader).await
+    }
+
+    async fn prune_events(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_events(&self.writer, cutoff, limit).await
+    }
+
+    async fn prune_attempts(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_attempts(&self.writer, cutoff, limit).await
+    }
+
+    async fn record_audit(&self, record: &crate::AuditRecord) -> Result<()> {
+        audit::record_audit(&self.writer, record).await
+    }
+
+    async fn list_audit(&self, filter: &crate::AuditFilter) -> Result<Vec<crate::AuditRecord>> {
+        audit::list_audit(&self.reader, filter).await
+    }
+
+    async fn prune_audit(
+        &self,
+        cutoff: switchboard_core::time::UnixMillis,
+        limit: u32,
+    ) -> Result<u64> {
+        audit::prune_audit(&self.writer, cutoff, limit).await
     }
 
     async fn list_events(&self, filter: &crate::EventFilter) -> Result<Vec<crate::EventRecord>> {

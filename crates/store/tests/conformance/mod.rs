@@ -11,10 +11,10 @@ use std::time::Duration;
 use switchboard_core::DeliveryStatus;
 use switchboard_core::time::{UnixMillis, now_millis};
 use switchboard_store::{
-    AttemptRecord, Claim, ClaimedDelivery, Completion, ConnectionRecord, DeliveryFilter,
-    DeliveryRecord, EventFilter, EventRecord, HealthRecord, IdempotencyState, InsertOutcome,
-    NewAttempt, NewDelivery, NewEvent, NextStep, OAuthStateRecord, Rejection, ReplaySelector,
-    Store, StoreError, TokenUpdate,
+    AttemptRecord, AuditFilter, AuditRecord, Claim, ClaimedDelivery, Completion, ConnectionRecord,
+    DeliveryFilter, DeliveryRecord, EventFilter, EventRecord, HealthRecord, IdempotencyState,
+    InsertOutcome, NewAttempt, NewDelivery, NewEvent, NextStep, OAuthStateRecord, Rejection,
+    ReplaySelector, Store, StoreError, TokenUpdate,
 };
 
 /// A fixed instant in the past that synthetic timestamps are relative to.
@@ -2899,4 +2899,258 @@ pub async fn sync_runs_checkpoints_and_the_records_cache(store: &dyn Store) {
             .expect("runs")
             .is_empty()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit trail and retention
+// ---------------------------------------------------------------------------------------------
+
+/// An audit entry of `actor` doing `action` on `kind`/`id` at `at`.
+fn audit_entry(n: u32, actor: &str, action: &str, kind: &str, id: &str, at: i64) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        id: format!("aud_{n}"),
+        at,
+        actor: actor.into(),
+        action: action.into(),
+        resource_kind: kind.into(),
+        resource_id: Some(id.into()),
+        method: "PUT".into(),
+        path: format!("/v1/{kind}s/{id}"),
+        status: 200,
+        request_id: Some(format!("req-{n}")),
+        before: (action != "create").then(|| format!("{{\"id\":\"{id}\",\"v\":{n}}}")),
+        after: (action != "delete").then(|| format!("{{\"id\":\"{id}\",\"v\":{}}}", n + 1)),
+    }
+}
+
+/// Audit entries round-trip, filter by actor, resource, action and time, page newest first,
+/// and are pruned by age.
+pub async fn audit_entries_filter_page_and_prune(store: &dyn Store) {
+    let entries = [
+        audit_entry(1, "tok_a", "create", "destination", "d1", T0),
+        audit_entry(2, "tok_a", "update", "destination", "d1", T0 + 10),
+        audit_entry(3, "tok_b", "create", "source", "s1", T0 + 20),
+        audit_entry(4, "bootstrap", "delete", "destination", "d1", T0 + 30),
+        audit_entry(5, "tok_b", "revoke", "token", "tok_a", T0 + 40),
+    ];
+    for entry in &entries {
+        store.record_audit(entry).await.expect("record_audit");
+    }
+    let list = |filter: AuditFilter| async move {
+        store
+            .list_audit(&AuditFilter {
+                limit: if filter.limit == 0 { ALL } else { filter.limit },
+                ..filter
+            })
+            .await
+            .expect("list_audit")
+            .into_iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(AuditFilter::default()).await,
+        ["aud_5", "aud_4", "aud_3", "aud_2", "aud_1"]
+    );
+    let all = store
+        .list_audit(&AuditFilter {
+            limit: ALL,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("list");
+    let stored = all.iter().find(|r| r.id == "aud_2").expect("aud_2");
+    assert_eq!(
+        AuditRecord {
+            seq: 0,
+            ..stored.clone()
+        },
+        entries[1],
+        "every field round-trips"
+    );
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq));
+    assert_eq!(
+        list(AuditFilter {
+            actor: Some("tok_b".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["aud_5", "aud_3"]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            resource_kind: Some("destination".into()),
+            resource_id: Some("d1".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["aud_4", "aud_2", "aud_1"]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            action: Some("create".into()),
+            since: Some(T0 + 5),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["aud_3"]
+    );
+    // Paging: two at a time, continuing below the last seq.
+    let first = store
+        .list_audit(&AuditFilter {
+            limit: 2,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        list(AuditFilter {
+            before_seq: Some(first[1].seq),
+            limit: 2,
+            ..AuditFilter::default()
+        })
+        .await,
+        ["aud_3", "aud_2"]
+    );
+    // Pruning goes by age, oldest first, in batches.
+    assert_eq!(store.prune_audit(T0 + 25, 2).await.expect("prune"), 2);
+    assert_eq!(store.prune_audit(T0 + 25, 2).await.expect("prune"), 1);
+    assert_eq!(store.prune_audit(T0 + 25, 2).await.expect("prune"), 0);
+    assert_eq!(list(AuditFilter::default()).await, ["aud_5", "aud_4"]);
+}
+
+/// Retention of whole events spares events with work left (pending, in flight, or a dead
+/// letter holding its ordering key), takes deliveries, attempts and dedup keys with the
+/// event, and attempt retention spares running deliveries.
+pub async fn retention_prunes_exactly_what_is_due(store: &dyn Store) {
+    let mut held = new_event("old-held", "s", T0 + 3, &[("m3", "ordered")]);
+    held.deliveries[0].ordering_key = Some("k".into());
+    let mut keyed = new_event("old-none", "s", T0 + 2, &[]);
+    keyed.dedup_key = Some("dk".into());
+    store
+        .insert_events(&[
+            new_event("old-done", "s", T0, &[("m1", "d")]),
+            keyed,
+            held,
+            new_event("new", "s", T0 + 10_000, &[("m4", "d")]),
+            new_event("new-retrying", "s", T0 + 10_001, &[("m5", "d")]),
+        ])
+        .await
+        .expect("insert");
+    let claimed = by_id(
+        claim(
+            store,
+            Claim {
+                destination: Some("d"),
+                ..claim_at(T0 + 20_000, 10, "w")
+            },
+        )
+        .await,
+    );
+    let ordered = claim(
+        store,
+        Claim {
+            destination: Some("ordered"),
+            ordered: true,
+            ..claim_at(T0 + 20_000, 10, "w")
+        },
+    )
+    .await;
+    assert_eq!(claimed_ids(&ordered), set(&["m3"]));
+    complete(
+        store,
+        &[
+            completion(&claimed["m1"], "w", NextStep::Succeeded),
+            completion(&claimed["m4"], "w", NextStep::Succeeded),
+            completion(&claimed["m5"], "w", NextStep::RetryAt(T0 + 99_000)),
+            completion(&ordered[0], "w", NextStep::Failed),
+        ],
+    )
+    .await;
+    // Inserted after the claims, so that it stays pending.
+    store
+        .insert_events(&[new_event("old-pending", "s", T0 + 1, &[("m2", "d")])])
+        .await
+        .expect("insert");
+
+    let cutoff = T0 + 5_000;
+    assert_eq!(store.prune_events(cutoff, 1).await.expect("prune"), 1);
+    assert_eq!(store.prune_events(cutoff, 100).await.expect("prune"), 1);
+    assert_eq!(store.prune_events(cutoff, 100).await.expect("prune"), 0);
+    for (id, kept) in [
+        ("old-done", false),
+        ("old-none", false),
+        ("old-pending", true),
+        ("old-held", true),
+        ("new", true),
+    ] {
+        assert_eq!(
+            store.get_event(id).await.expect("get").is_some(),
+            kept,
+            "{id}"
+        );
+    }
+    assert!(store.get_delivery("m1").await.expect("get").is_none());
+    assert!(
+        store
+            .list_attempts(Some("old-done"), None)
+            .await
+            .expect("attempts")
+            .is_empty()
+    );
+    // The dedup key went with its event.
+    let mut again = new_event("old-none-again", "s", T0 + 30_000, &[]);
+    again.dedup_key = Some("dk".into());
+    assert_eq!(
+        store.insert_events(&[again]).await.expect("insert"),
+        [InsertOutcome::Inserted]
+    );
+    // Releasing the hold makes the dead letter's event prunable.
+    store
+        .release_hold("ordered", "k", T0 + 30_000)
+        .await
+        .expect("release");
+    assert_eq!(store.prune_events(cutoff, 100).await.expect("prune"), 1);
+    assert!(store.get_event("old-held").await.expect("get").is_none());
+
+    // Attempts (all started at T0 + 7): the finished delivery's go, the retrying one's stay.
+    assert_eq!(store.prune_attempts(cutoff, 100).await.expect("prune"), 1);
+    assert_eq!(store.prune_attempts(cutoff, 100).await.expect("prune"), 0);
+    assert!(
+        store
+            .list_attempts(None, Some("m4"))
+            .await
+            .expect("attempts")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .list_attempts(None, Some("m5"))
+            .await
+            .expect("attempts")
+            .len(),
+        1
+    );
+    assert_eq!(
+        delivery(store, "m4").await.status,
+        DeliveryStatus::Succeeded,
+        "the delivery stays"
+    );
+}
+
+/// The schema version and the heartbeating nodes are readable (for `switchboard doctor`).
+pub async fn schema_version_and_nodes_are_reported(store: &dyn Store) {
+    assert!(store.schema_version().await.expect("schema_version") >= 10);
+    assert!(store.list_nodes().await.expect("list_nodes").is_empty());
+    store.heartbeat("b", T0, 1_000).await.expect("hb");
+    store.heartbeat("a", T0 + 5, 1_000).await.expect("hb");
+    store.heartbeat("a", T0 + 50, 1_000).await.expect("hb");
+    let nodes = store.list_nodes().await.expect("list_nodes");
+    let seen: Vec<(&str, i64, i64)> = nodes
+        .iter()
+        .map(|n| (n.id.as_str(), n.started_at, n.last_seen))
+        .collect();
+    assert_eq!(seen, [("a", T0 + 5, T0 + 50), ("b", T0, T0)]);
 }

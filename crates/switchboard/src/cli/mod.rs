@@ -5,15 +5,18 @@
 //! before or after the subcommand; on `destinations create|update`, where `--url` is the
 //! destination's URL, the server's is spelled `--server`.
 
+mod audit;
 mod check;
 mod client;
 mod connections;
 mod data;
+mod doctor;
 mod endpoints;
 mod input;
 mod inspect;
 mod keys;
 mod live;
+mod mock;
 mod offline;
 mod outbound;
 mod output;
@@ -110,6 +113,14 @@ enum Command {
     /// Manage API tokens (admin scope).
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Run a mock provider for integration tests: queued responses, recorded requests,
+    /// rate-limit and outage scenarios.
+    Mock(mock::MockArgs),
+    /// Check a running instance: reachable, store, migrations, nodes, clock skew, disk, backlog.
+    Doctor(doctor::DoctorArgs),
+    /// The audit trail of management actions (admin scope).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Manage connections to third-party APIs (credentials, OAuth2 tokens).
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
@@ -301,6 +312,9 @@ pub async fn dispatch(cli: Cli, remote: Remote) -> anyhow::Result<ExitCode> {
         Command::Destinations(cmd) => resources::destinations(&ctx, cmd).await,
         Command::Routes(cmd) => resources::routes(&ctx, cmd).await,
         Command::Tokens(cmd) => tokens::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Doctor(args) => doctor::run(&ctx, args).await,
+        Command::Mock(args) => mock::run(args).await,
         Command::Connections(cmd) => connections::run(&ctx, cmd).await,
         Command::Connect(args) => connections::connect(&ctx, args).await,
         Command::Syncs(cmd) => syncs::run(&ctx, cmd).await,

@@ -75,7 +75,7 @@ pub async fn run(config_args: &ConfigArgs, args: ServeArgs) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
+pub(super) async fn watch_signals(shutdown: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -899,3 +899,182 @@ async fn check_config_points_at_each_problem() {
         );
     }
 }
+
+#[tokio::test]
+async fn audit_list_shows_management_actions() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(
+        &receiver.url,
+        switchboard_core::RetryPolicy::default(),
+    ))
+    .await;
+    let sb = Sb::admin(&server);
+    let api = server.api();
+    api.post(
+        "/v1/destinations",
+        &serde_json::json!({"id": "audited", "url": "https://audited.example/hook"}),
+    )
+    .await
+    .ok(201);
+    api.delete("/v1/destinations/audited").await;
+
+    let listed = sb
+        .run(&[
+            "audit",
+            "list",
+            "--resource",
+            "destination:audited",
+            "--json",
+        ])
+        .await
+        .json();
+    let actions: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(actions, ["delete", "create"]);
+    let table = sb
+        .run(&["audit", "list", "--since", "1h", "--action", "create"])
+        .await;
+    let text = table.ok();
+    assert!(
+        text.contains("ACTOR") && text.contains("destination:audited"),
+        "{text}"
+    );
+    assert!(text.contains("bootstrap"), "{text}");
+    // Reading the trail needs an admin token.
+    let stderr = sb
+        .with_token(Some("sb_not_a_token"))
+        .run(&["audit", "list"])
+        .await
+        .fails(1)
+        .to_owned();
+    assert!(stderr.contains("unknown token"), "{stderr}");
+}
+
+#[tokio::test]
+async fn doctor_checks_a_running_instance() {
+    let receiver = Receiver::always(200).await;
+    let server = TestServer::start(config_to(
+        &receiver.url,
+        switchboard_core::RetryPolicy::default(),
+    ))
+    .await;
+    let sb = Sb::admin(&server);
+    // The delivery worker heartbeats every 2 s; wait for the first one.
+    eventually(Duration::from_secs(10), "a heartbeat", || async {
+        (!server.store().list_nodes().await.expect("nodes").is_empty()).then_some(())
+    })
+    .await;
+
+    let checked = sb.run(&["doctor"]).await;
+    let text = checked.ok();
+    for line in [
+        "[ ok ] reachable",
+        "[ ok ] store",
+        "[ ok ] migrations",
+        "[ ok ] nodes       1 alive",
+        "[ ok ] clock",
+        "[ ok ] backlog",
+        "[ ok ] api",
+    ] {
+        assert!(text.contains(line), "`{line}` in:\n{text}");
+    }
+    assert!(text.contains("] disk"), "{text}");
+    let report = sb.run(&["doctor", "--json"]).await.json();
+    assert_eq!(report["ok"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "reachable",
+            "store",
+            "migrations",
+            "nodes",
+            "clock",
+            "disk",
+            "backlog",
+            "api"
+        ]
+    );
+
+    // A bad token fails the API checks (exit 1) but still reports what it could see.
+    let refused = sb.with_token(Some("sb_wrong")).run(&["doctor"]).await;
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("[ ok ] reachable"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        refused.stdout.contains("[FAIL] api         401"),
+        "{}",
+        refused.stdout
+    );
+
+    // Nothing listening: exit 4.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let gone = run(
+        &[("SWITCHBOARD_URL", &format!("http://127.0.0.1:{port}"))],
+        &["doctor"],
+    )
+    .await;
+    assert_eq!(gone.code, 4, "{}", gone.stdout);
+    assert!(gone.stdout.contains("[FAIL] reachable"), "{}", gone.stdout);
+}
+
+#[tokio::test]
+async fn example_configurations_pass_check_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples directory") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let result = run(&[], &["check-config", path.to_str().expect("utf-8 path")]).await;
+            assert!(result.ok().contains(": ok"), "{}", result.stdout);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "switchboard.toml and production.toml at least"
+    );
+}
+
+#[test]
+fn the_packaged_systemd_unit_is_the_documented_one() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let unit = std::fs::read_to_string(root.join("packaging/switchboard.service")).expect("unit");
+    let docs = std::fs::read_to_string(root.join("docs/deployment.md")).expect("docs");
+    let body: String = unit
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let documented = docs
+        .split("# /etc/systemd/system/switchboard.service\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the unit in docs/deployment.md");
+    assert_eq!(
+        body, documented,
+        "packaging/switchboard.service and docs/deployment.md agree"
+    );
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+}

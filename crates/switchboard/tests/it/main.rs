@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod audit;
 mod cli;
 mod cli_outbound;
 mod connections;
@@ -13,6 +14,7 @@ mod email;
 mod ingest;
 mod keys;
 mod live;
+mod mock;
 mod multinode;
 mod notify;
 mod observability;
@@ -21,6 +23,7 @@ mod providers;
 mod queue;
 mod receivers;
 mod recipes;
+mod retention;
 mod retries;
 mod routes;
 mod shutdown;
