@@ -34,7 +34,7 @@ const FAILING_AFTER: u32 = 1;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     /// `ok`, or `degraded` when a destination's circuit is open, a destination is failing, a
-    /// connection needs attention or no worker node is live.
+    /// connection needs attention, a sync's newest run failed or no worker node is live.
     pub status: &'static str,
     /// When this document was made (RFC 3339).
     pub checked_at: String,
@@ -44,11 +44,26 @@ pub struct Health {
     pub destinations: Vec<DestinationHealth>,
     /// Every connection to a third-party API.
     pub connections: Vec<ConnectionHealth>,
-    /// Sync jobs (empty until syncs exist; each entry will carry its last run).
-    #[schema(value_type = Vec<Object>)]
-    pub syncs: Vec<serde_json::Value>,
+    /// Every sync job, with its newest run.
+    pub syncs: Vec<SyncHealth>,
     /// Worker nodes sharing the store, and the named leases they hold.
     pub workers: WorkersHealth,
+}
+
+/// One sync job.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncHealth {
+    /// Sync id.
+    pub id: String,
+    /// Status of its newest run (`running`, `paused`, `succeeded`, `failed`, `cancelled`), or
+    /// `never_run`.
+    pub status: String,
+    /// When the newest run started (RFC 3339).
+    pub last_started_at: Option<String>,
+    /// When it ended (RFC 3339).
+    pub last_finished_at: Option<String>,
+    /// Why it failed.
+    pub last_error: Option<String>,
 }
 
 /// One source.
@@ -292,12 +307,39 @@ pub async fn health(
             })
             .collect(),
     };
+    let mut syncs = Vec::new();
+    for sync in &state.registry.current().config.syncs {
+        let last = state
+            .store
+            .list_sync_runs(&sync.id, None, 1)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .next();
+        syncs.push(match last {
+            Some(run) => SyncHealth {
+                id: sync.id.clone(),
+                status: run.status,
+                last_started_at: Some(rfc3339(run.started_at)),
+                last_finished_at: run.finished_at.map(rfc3339),
+                last_error: run.error,
+            },
+            None => SyncHealth {
+                id: sync.id.clone(),
+                status: "never_run".into(),
+                last_started_at: None,
+                last_finished_at: None,
+                last_error: None,
+            },
+        });
+    }
     let degraded = destinations
         .iter()
         .any(|d| d.circuit != "closed" || d.consecutive_failures >= FAILING_AFTER)
         || connections
             .iter()
             .any(|c| c.status != "active" || c.circuit != "closed" || c.token == "missing")
+        || syncs.iter().any(|s| s.status == "failed")
         || workers.nodes.is_empty();
     Ok(Json(Health {
         status: if degraded { "degraded" } else { "ok" },
@@ -305,7 +347,7 @@ pub async fn health(
         sources,
         destinations,
         connections,
-        syncs: Vec::new(),
+        syncs,
         workers,
     }))
 }

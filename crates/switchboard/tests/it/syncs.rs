@@ -559,6 +559,16 @@ async fn scheduled_runs_start_and_failures_are_reported() {
         (events.ok(200)["items"].as_array()?.len() == 1).then_some(())
     })
     .await;
+    // The health document shows the failed sync and is degraded by it.
+    let health = client.get("/v1/health").await;
+    let health = health.ok(200);
+    let broken = health["syncs"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == "broken"))
+        .unwrap_or_else(|| panic!("broken in {health}"));
+    assert_eq!(broken["status"], "failed", "{health}");
+    assert!(broken["last_error"].as_str().is_some_and(|e| e.contains("404")));
+    assert_eq!(health["status"], "degraded", "{health}");
     server.stop().await;
 }
 
