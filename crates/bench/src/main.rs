@@ -32,6 +32,7 @@ mod harness;
 mod load;
 mod modes;
 mod outbound;
+mod proxy;
 mod queue;
 mod report;
 mod sync;
@@ -57,7 +58,9 @@ use crate::report::Output;
         --endpoints endpoints, --events events; publish latency, deliveries/s, delivery lag), \
         hang (--endpoints endpoints of which --hanging answer after --hang-for; events at \
         --rate/s for --duration; healthy endpoints' lag against the 1 s p99 target), queue \
-        (per --broker: queue source and queue destination messages/s).\n\n\
+        (per --broker: queue source and queue destination messages/s), sync (records/s of a \
+        full sync), proxy (latency the connection proxy adds at --rps, and its throughput per \
+        --concurrency).\n\n\
         Logs: SWITCHBOARD_LOG (or RUST_LOG), e.g. SWITCHBOARD_LOG=info; default warn."
 )]
 pub struct Args {
@@ -175,6 +178,9 @@ pub struct Args {
     /// Queue mode: the Redis server.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// Proxy mode: requests started per second (open loop) when measuring added latency.
+    #[arg(long, default_value_t = 1000)]
+    pub rps: u32,
     /// Queue mode: the queue source's `concurrency` (messages stored at once).
     #[arg(long, default_value_t = 64)]
     pub queue_concurrency: usize,
@@ -230,6 +236,8 @@ pub enum Mode {
     Queue,
     /// Records per second of a full data sync into SQLite (and PostgreSQL).
     Sync,
+    /// Latency the connection proxy adds at `--rps`, and its throughput per `--concurrency`.
+    Proxy,
 }
 
 /// `--broker`.
@@ -334,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Hang => outbound::hang(&args, &settings, out).await,
         Mode::Queue => queue::queue(&args, &settings, out).await,
         Mode::Sync => sync::sync(&args, &settings, out).await,
+        Mode::Proxy => proxy::proxy(&args, &settings, out).await,
     }
 }
 

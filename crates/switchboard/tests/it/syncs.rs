@@ -567,7 +567,11 @@ async fn scheduled_runs_start_and_failures_are_reported() {
         .and_then(|s| s.iter().find(|s| s["id"] == "broken"))
         .unwrap_or_else(|| panic!("broken in {health}"));
     assert_eq!(broken["status"], "failed", "{health}");
-    assert!(broken["last_error"].as_str().is_some_and(|e| e.contains("404")));
+    assert!(
+        broken["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("404"))
+    );
     assert_eq!(health["status"], "degraded", "{health}");
     server.stop().await;
 }
