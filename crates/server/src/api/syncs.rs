@@ -193,12 +193,17 @@ pub async fn list(
     _auth: Auth<Read>,
     State(state): State<Arc<AppState>>,
 ) -> ApiResult<Json<Vec<Sync>>> {
+    all(&state).await.map(Json)
+}
+
+/// Every sync job with its newest run (shared by the API and the dashboard).
+pub async fn all(state: &AppState) -> ApiResult<Vec<Sync>> {
     let runtime = state.registry.current();
     let mut out = Vec::new();
     for sync in &runtime.config.syncs {
-        out.push(view(&state, &runtime, sync).await?);
+        out.push(view(state, &runtime, sync).await?);
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// One sync job, with its newest run.
@@ -273,9 +278,16 @@ pub async fn run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<SyncRun>)> {
-    match state.syncs.start(&id, crate::sync::Trigger::Api).await {
-        Ok(run) => Ok((StatusCode::ACCEPTED, Json(run.into()))),
-        Err(StartError::NotFound(_)) => Err(not_found(Kind::Sync, &id)),
+    start_run(&state, &id)
+        .await
+        .map(|run| (StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Starts a run of sync `id` now (shared by the API and the dashboard).
+pub async fn start_run(state: &AppState, id: &str) -> ApiResult<SyncRun> {
+    match state.syncs.start(id, crate::sync::Trigger::Api).await {
+        Ok(run) => Ok(run.into()),
+        Err(StartError::NotFound(_)) => Err(not_found(Kind::Sync, id)),
         Err(error @ StartError::Running(_)) => {
             Err(Problem::conflict("sync_running", error.to_string()))
         }
@@ -294,8 +306,15 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<SyncRun>)> {
-    config_of(&state.registry.current(), &id)?;
-    let Some(run) = state.syncs.cancel(&id).await.map_err(internal)? else {
+    cancel_run(&state, &id)
+        .await
+        .map(|run| (StatusCode::ACCEPTED, Json(run)))
+}
+
+/// Asks the open run of sync `id` to stop (shared by the API and the dashboard).
+pub async fn cancel_run(state: &AppState, id: &str) -> ApiResult<SyncRun> {
+    config_of(&state.registry.current(), id)?;
+    let Some(run) = state.syncs.cancel(id).await.map_err(internal)? else {
         return Err(Problem::conflict(
             "no_run",
             format!("sync `{id}` has no run in progress"),
@@ -306,8 +325,8 @@ pub async fn cancel(
         .get_sync_run(&run)
         .await
         .map_err(internal)?
-        .ok_or_else(|| not_found(Kind::Sync, &id))?;
-    Ok((StatusCode::ACCEPTED, Json(record.into())))
+        .ok_or_else(|| not_found(Kind::Sync, id))?;
+    Ok(record.into())
 }
 
 fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, Problem> {

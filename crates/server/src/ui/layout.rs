@@ -18,6 +18,7 @@ const NAV: &[(&str, &str)] = &[
     ("/ui/routes", "Routes"),
     ("/ui/tenants", "Tenants"),
     ("/ui/connections", "Connections"),
+    ("/ui/syncs", "Syncs"),
 ];
 
 /// A full page for a signed-in user; `current` is the navigation entry to highlight.

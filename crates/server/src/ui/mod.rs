@@ -16,6 +16,7 @@ pub mod resources;
 pub mod routes;
 pub mod session;
 pub mod sign_in;
+pub mod syncs;
 
 use std::sync::Arc;
 
@@ -162,6 +163,10 @@ pub fn router() -> Router<Arc<AppState>> {
             "/ui/connections/{id}/test",
             post(resources::test_connection),
         )
+        .route("/ui/syncs", get(syncs::list))
+        .route("/ui/syncs/{id}", get(syncs::detail))
+        .route("/ui/syncs/{id}/run", post(syncs::run))
+        .route("/ui/syncs/{id}/cancel", post(syncs::cancel))
         .route("/ui/routes", get(routes::list).post(routes::create))
         .route("/ui/routes/{id}", get(routes::detail).post(routes::update))
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))

@@ -759,3 +759,48 @@ async fn a_rest_api_destination_gets_creates_updates_and_deletes() {
     assert_eq!(b.titles(), a.titles());
     server.stop().await;
 }
+
+/// The dashboard lists sync jobs with their newest run, starts one with "Run now" and shows its
+/// history; a read token sees the page without the button.
+#[tokio::test]
+async fn the_dashboard_lists_syncs_runs_them_and_shows_their_history() {
+    let api = RecordsApi::start(30, 0).await;
+    let (server, _providers) = server(&api, |_| {}).await;
+    let client = server.api();
+    let tables = tempfile::tempdir().expect("tables dir");
+    let path = tables.path().join("ui.db");
+    client
+        .post(
+            "/v1/syncs",
+            &spec("ui-sync", "offset", 10, sqlite_destination(&path)),
+        )
+        .await
+        .ok(201);
+    let browser = crate::ui::Browser::signed_in(&server.base, ADMIN_TOKEN).await;
+    let list = browser.page("/ui/syncs").await;
+    assert!(
+        list.contains("ui-sync") && list.contains("never run"),
+        "{list}"
+    );
+    assert!(list.contains("Run now"), "{list}");
+    let csrf = browser.csrf().await;
+    let started = browser
+        .post("/ui/syncs/ui-sync/run", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(started.status(), reqwest::StatusCode::SEE_OTHER);
+    eventually(PATIENCE, "the run to succeed", || async {
+        let runs = client.get("/v1/syncs/ui-sync/runs").await;
+        (runs.ok(200)["items"][0]["status"] == "succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(sqlite_rows(&path).await, api.items());
+    let detail = browser.page("/ui/syncs/ui-sync").await;
+    assert!(detail.contains("succeeded"), "{detail}");
+    assert!(detail.contains("30 created"), "{detail}");
+    // Without the session's CSRF token nothing starts.
+    let refused = browser
+        .post("/ui/syncs/ui-sync/run", &[("csrf", "wrong")])
+        .await;
+    assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
+    server.stop().await;
+}

@@ -29,7 +29,7 @@ impl FormExt for reqwest::RequestBuilder {
 }
 
 /// A browser-like client: keeps the session cookie, never follows redirects (so tests see them).
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
@@ -47,7 +47,7 @@ impl Browser {
         }
     }
 
-    async fn signed_in(base: &str, token: &str) -> Self {
+    pub(crate) async fn signed_in(base: &str, token: &str) -> Self {
         let mut browser = Self::new(base);
         let response = browser.sign_in(token).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -81,20 +81,20 @@ impl Browser {
         }
     }
 
-    async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.with_cookie(self.client.get(format!("{}{path}", self.base)))
             .send()
             .await
             .expect("get")
     }
 
-    async fn page(&self, path: &str) -> String {
+    pub(crate) async fn page(&self, path: &str) -> String {
         let response = self.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.text().await.expect("text")
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
         self.with_cookie(self.client.post(format!("{}{path}", self.base)))
             .form_fields(form)
             .send()
@@ -103,7 +103,7 @@ impl Browser {
     }
 
     /// The CSRF token of the session, read from a page like a browser would.
-    async fn csrf(&self) -> String {
+    pub(crate) async fn csrf(&self) -> String {
         let html = self.page("/ui/routes").await;
         let marker = "name=\"csrf-token\" content=\"";
         let start = html.find(marker).expect("csrf meta") + marker.len();

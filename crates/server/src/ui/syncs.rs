@@ -1,0 +1,174 @@
+//! `/ui/syncs`: every sync job with its newest run (progress while it runs), a run history per
+//! job, and "Run now" / "Cancel" buttons, all through the same functions as `/v1/syncs`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use maud::{Markup, html};
+
+use super::layout::{self, badge, csrf};
+use super::session::Session;
+use super::{UiResult, enc, html_response, see_other};
+use crate::api::internal;
+use crate::api::syncs::{self, SyncRun};
+use crate::state::AppState;
+
+/// Runs shown on a sync's page.
+const HISTORY: u32 = 50;
+
+/// The counts of a run, in a line.
+fn counts(run: &SyncRun) -> Markup {
+    html! {
+        (run.pages) " pages, " (run.fetched) " read: "
+        (run.created) " created, " (run.updated) " updated, " (run.deleted) " deleted, "
+        (run.unchanged) " unchanged"
+        @if run.failed > 0 { ", " strong { (run.failed) " failed" } }
+    }
+}
+
+/// A run's progress: an indeterminate bar while it runs (the listing's size is not known
+/// before its end), then its counts.
+fn progress(run: &SyncRun) -> Markup {
+    html! {
+        @if run.status == "running" {
+            progress aria-label={ "Sync run " (run.id) " in progress" } {}
+            " "
+        }
+        (counts(run))
+    }
+}
+
+/// `GET /ui/syncs`
+pub async fn list(session: Session, State(state): State<Arc<AppState>>) -> UiResult<Response> {
+    let all = syncs::all(&state).await?;
+    let body = html! {
+        table.list aria-label="Sync jobs" {
+            thead { tr { th { "Sync" } th { "Mode" } th { "Destination" } th { "Schedule" } th { "Last run" } th { "Progress" } th { "Actions" } } }
+            tbody {
+                @for s in &all {
+                    tr {
+                        td { a href={ "/ui/syncs/" (enc(&s.id)) } { code { (s.id) } } }
+                        td { (s.mode) }
+                        td { (s.destination) }
+                        td { (s.schedule.as_deref().unwrap_or("on demand")) }
+                        td {
+                            @match &s.last_run {
+                                Some(run) => { (badge(&run.status)) " " (run.started_at) }
+                                None => { "never run" }
+                            }
+                        }
+                        td {
+                            @if let Some(run) = &s.last_run { (progress(run)) }
+                            @if let Some(error) = s.last_run.as_ref().and_then(|r| r.error.as_deref()) {
+                                div.error { (error) }
+                            }
+                        }
+                        td { (actions(&session, &s.id, s.running)) }
+                    }
+                }
+            }
+        }
+        @if all.is_empty() { p.empty { "No sync jobs yet (add [[syncs]] to the configuration or POST /v1/syncs)." } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        "Syncs",
+        "/ui/syncs",
+        body,
+    )))
+}
+
+fn actions(session: &Session, id: &str, running: bool) -> Markup {
+    html! {
+        @if session.can_write() {
+            @if running {
+                form.inline method="post" action={ "/ui/syncs/" (enc(id)) "/cancel" } {
+                    (csrf(session))
+                    button type="submit" aria-label={ "Cancel the run of " (id) } { "Cancel" }
+                }
+            } @else {
+                form.inline method="post" action={ "/ui/syncs/" (enc(id)) "/run" } {
+                    (csrf(session))
+                    button type="submit" aria-label={ "Run " (id) " now" } { "Run now" }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /ui/syncs/{id}`: the run history.
+pub async fn detail(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> UiResult<Response> {
+    let sync = syncs::all(&state)
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| crate::problem::Problem::not_found(format!("no sync `{id}`")))?;
+    let runs: Vec<SyncRun> = state
+        .store
+        .list_sync_runs(&id, None, HISTORY)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(SyncRun::from)
+        .collect();
+    let body = html! {
+        p { "Mode " (sync.mode) ", into " (sync.destination) " through connection " code { (sync.connection) } ", "
+            (sync.schedule.as_deref().map_or("on demand".to_owned(), |s| format!("schedule `{s}`"))) "." }
+        p { (actions(&session, &sync.id, sync.running)) }
+        table.list aria-label={ "Runs of " (sync.id) } {
+            thead { tr { th { "Run" } th { "Status" } th { "Trigger" } th { "Started" } th { "Finished" } th { "Records" } th { "Error" } } }
+            tbody {
+                @for run in &runs {
+                    tr {
+                        td { code { (run.id) } }
+                        td { (badge(&run.status)) }
+                        td { (run.trigger) }
+                        td { (run.started_at) }
+                        td { (run.finished_at.as_deref().unwrap_or("—")) }
+                        td { (progress(run)) }
+                        td { (run.error.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        @if runs.is_empty() { p.empty { "No runs yet." } }
+    };
+    Ok(html_response(layout::page(
+        &session,
+        &format!("Sync {id}"),
+        "/ui/syncs",
+        body,
+    )))
+}
+
+/// `POST /ui/syncs/{id}/run`
+pub async fn run(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    syncs::start_run(&state, &id).await?;
+    Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
+}
+
+/// `POST /ui/syncs/{id}/cancel`
+pub async fn cancel(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    syncs::cancel_run(&state, &id).await?;
+    Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
+}
