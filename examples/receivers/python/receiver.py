@@ -27,6 +27,7 @@ WEBHOOK = Webhook(SECRET)
 
 seen: set[str] = set()
 seen_lock = threading.Lock()
+output_lock = threading.Lock()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,7 +57,11 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(204, f"verified {msg_id} {event}")
 
     def answer(self, status: int, line: str):
-        print(line, flush=True)
+        # One write per line under a lock: requests are handled on several threads, and
+        # print() writes the text and the newline separately, so lines could interleave.
+        with output_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()
