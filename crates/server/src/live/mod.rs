@@ -11,7 +11,7 @@
 //!
 //! # API
 //!
-//! ```ignore
+//! ```text
 //! let live: &Live = &state.live;
 //! let after = live.start(Start::Now).await?;          // or Start::Beginning, Start::After(c)
 //! let slot = live.admit()?;                             // Err when stream.max_streams are open
