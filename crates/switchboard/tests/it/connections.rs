@@ -1429,8 +1429,9 @@ async fn gets_are_revalidated_and_coalesced_and_notices_surface() {
             "/v1/secret" if revalidating => tagged(304, Some("no-store")),
             "/v1/secret" => tagged(200, Some("no-store")),
             "/v1/slow" => {
-                // Long enough for every concurrent caller to arrive meanwhile.
-                std::thread::sleep(Duration::from_millis(500));
+                // Long enough for every concurrent caller to arrive meanwhile, also on a loaded
+                // CI machine (500 ms was not: a straggler made a second call).
+                std::thread::sleep(Duration::from_secs(3));
                 json_response(200, json!({"slow": true}))
             }
             "/v1/graphql" => json_response(
