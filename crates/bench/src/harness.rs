@@ -100,6 +100,7 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         })];
         config.routes = vec![RouteConfig {
             id: None,
@@ -107,6 +108,7 @@ pub fn config(settings: &Settings, data_dir: &Path, route: Option<&Route>) -> Co
             destination: DESTINATION.into(),
             filter: route.filter.clone(),
             transform: route.transform.clone(),
+            enabled: true,
         }];
     }
     config

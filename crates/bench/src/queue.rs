@@ -87,6 +87,7 @@ async fn source(
             max_body_bytes: None,
             rate_limit: None,
             kind: SourceKind::Queue(Box::new(queue)),
+            enabled: true,
         });
         config.routes.push(RouteConfig {
             id: Some("queue-in-to-sink".into()),
@@ -94,6 +95,7 @@ async fn source(
             destination: DESTINATION.into(),
             filter: None,
             transform: None,
+            enabled: true,
         });
     })
     .await?;
@@ -160,6 +162,7 @@ async fn sink(
             destination: QUEUE_DESTINATION.into(),
             filter: None,
             transform: None,
+            enabled: true,
         }];
         config
     };

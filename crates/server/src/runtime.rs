@@ -178,12 +178,12 @@ impl Runtime {
             .collect()
     }
 
-    /// Routes whose source is `source`, as `(route id, destination id)`.
+    /// Enabled routes whose source is `source`, as `(route id, destination id)`.
     pub fn routes_from(&self, source: &str) -> Vec<(String, String)> {
         self.config
             .routes
             .iter()
-            .filter(|r| r.source == source)
+            .filter(|r| r.source == source && r.enabled)
             .map(|r| (r.effective_id(), r.destination.clone()))
             .collect()
     }

@@ -25,7 +25,7 @@ pub struct RouteTarget {
 pub struct SourceRuntime {
     /// Request verifier.
     pub verifier: Box<dyn Verify>,
-    /// Routes leaving this source.
+    /// Enabled routes leaving this source.
     pub routes: Vec<RouteTarget>,
     /// Body limit for this source.
     pub max_body_bytes: usize,
@@ -35,6 +35,8 @@ pub struct SourceRuntime {
     pub credential_headers: Vec<String>,
     /// The source's kind (`webhook` sources accept `POST /in/{id}`; others fetch).
     pub kind: &'static str,
+    /// `false` while the source is paused (webhook requests get `503`).
+    pub enabled: bool,
 }
 
 /// Handler state.
@@ -84,7 +86,7 @@ pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, 
         let routes = config
             .routes
             .iter()
-            .filter(|r| r.source == source.id)
+            .filter(|r| r.source == source.id && r.enabled)
             .map(|r| RouteTarget {
                 id: r.effective_id(),
                 destination: r.destination.clone(),
@@ -109,6 +111,7 @@ pub fn build_sources(config: &Config) -> Result<HashMap<String, SourceRuntime>, 
                     .unwrap_or(config.server.max_body_bytes),
                 limiter,
                 kind: source.kind.name(),
+                enabled: source.enabled,
             },
         );
     }

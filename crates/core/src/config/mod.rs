@@ -128,6 +128,16 @@ impl std::fmt::Debug for ServerConfig {
     }
 }
 
+/// Serde default of every `enabled` setting: resources are enabled unless said otherwise.
+pub fn enabled_by_default() -> bool {
+    true
+}
+
+/// Serde `skip_serializing_if` of every `enabled` setting: only `enabled = false` is written.
+pub fn is_enabled(enabled: &bool) -> bool {
+    *enabled
+}
+
 /// `url` with the password replaced by `<redacted>`: the one in the user info
 /// (`postgres://user:password@host/…`) and any `password=` query parameter. Meant for logs and
 /// `Debug` output; the result is not a usable URL. When in doubt (an `@` in an odd place) it

@@ -20,6 +20,13 @@ pub struct RouteConfig {
     /// jq transform whose output is the delivered JSON body (the raw body when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<String>,
+    /// `false` pauses the route: events arriving meanwhile get no delivery through it (replay
+    /// them later to send them).
+    #[serde(
+        default = "crate::config::enabled_by_default",
+        skip_serializing_if = "crate::config::is_enabled"
+    )]
+    pub enabled: bool,
 }
 
 impl RouteConfig {

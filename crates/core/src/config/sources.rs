@@ -41,6 +41,9 @@ pub struct SourceConfig {
     pub rate_limit: Option<RateLimit>,
     /// Where the events come from, with that kind's settings.
     pub kind: SourceKind,
+    /// `false` pauses the source: a webhook source answers `503` (senders retry later), a
+    /// fetching source stops fetching (its broker or API keeps what it has).
+    pub enabled: bool,
 }
 
 impl SourceConfig {
@@ -52,6 +55,7 @@ impl SourceConfig {
             max_body_bytes: None,
             rate_limit: None,
             kind: SourceKind::Webhook,
+            enabled: true,
         }
     }
 
@@ -204,18 +208,27 @@ impl<'de> serde::de::Visitor<'de> for SourceVisitor {
         mut access: A,
     ) -> Result<SourceConfig, A::Error> {
         use serde::de::Error;
-        const WEBHOOK_KEYS: &[&str] = &["id", "kind", "verifier", "max_body_bytes", "rate_limit"];
+        const WEBHOOK_KEYS: &[&str] = &[
+            "id",
+            "kind",
+            "enabled",
+            "verifier",
+            "max_body_bytes",
+            "rate_limit",
+        ];
         let mut id: Option<String> = None;
         let mut kind: Option<String> = None;
         let mut verifier: Option<VerifierConfig> = None;
         let mut max_body_bytes: Option<usize> = None;
         let mut rate_limit: Option<RateLimit> = None;
+        let mut enabled = true;
         let mut webhook_keys = false;
         let mut rest = Map::new();
         while let Some(key) = access.next_key::<String>()? {
             match key.as_str() {
                 "id" => id = Some(access.next_value()?),
                 "kind" => kind = Some(access.next_value()?),
+                "enabled" => enabled = access.next_value()?,
                 "verifier" => {
                     verifier = Some(access.next_value()?);
                     webhook_keys = true;
@@ -246,6 +259,7 @@ impl<'de> serde::de::Visitor<'de> for SourceVisitor {
                 max_body_bytes,
                 rate_limit,
                 kind: SourceKind::Webhook,
+                enabled,
             });
         }
         if webhook_keys {
@@ -261,6 +275,7 @@ impl<'de> serde::de::Visitor<'de> for SourceVisitor {
             max_body_bytes: None,
             rate_limit: None,
             kind,
+            enabled,
         })
     }
 }
@@ -270,6 +285,9 @@ impl Serialize for SourceConfig {
         use serde::ser::Error;
         let mut map = Map::new();
         map.insert("id".into(), Value::String(self.id.clone()));
+        if !self.enabled {
+            map.insert("enabled".into(), Value::Bool(false));
+        }
         if self.is_webhook() {
             let verifier = serde_json::to_value(&self.verifier).map_err(S::Error::custom)?;
             map.insert("verifier".into(), verifier);

@@ -19,7 +19,8 @@ use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
 use super::resources::{
-    REDACTED, apply, check_path_id, from_value, not_found, redact_settings, stamps,
+    REDACTED, apply, check_path_id, from_value, merge_patch, not_found, redact_settings,
+    restore_redacted, stamps,
 };
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
@@ -47,6 +48,12 @@ pub struct Destination {
     pub headers: BTreeMap<String, String>,
     /// In-flight cap, when set.
     pub max_in_flight: Option<u64>,
+    /// Deliveries per second at most, when set.
+    pub rate_limit: Option<f64>,
+    /// Whether deliveries are sent in order (FIFO).
+    pub ordered: bool,
+    /// `false` while paused: deliveries stay pending and are sent once enabled again.
+    pub enabled: bool,
     /// The settings of a kind other than `http` (credentials redacted): the keys written
     /// beside `id` and `kind` in a `[[destinations]]` table.
     #[schema(value_type = Option<Object>)]
@@ -87,6 +94,13 @@ pub struct DestinationInput {
     pub headers: Option<BTreeMap<String, String>>,
     /// In-flight cap.
     pub max_in_flight: Option<u64>,
+    /// Deliveries per second at most (unlimited when absent).
+    pub rate_limit: Option<f64>,
+    /// Deliver in order: each delivery waits until the ones before it succeeded.
+    pub ordered: Option<bool>,
+    /// `false` pauses the destination (default `true`): its deliveries stay pending and are
+    /// sent once it is enabled again.
+    pub enabled: Option<bool>,
 }
 
 /// A destination's signing secret.
@@ -100,6 +114,28 @@ fn generate_secret() -> String {
     let mut key = [0u8; 24];
     rand::fill(&mut key);
     SigningKey::from_bytes(key.to_vec()).to_secret()
+}
+
+/// Writes the delivery-policy fields every kind shares into a configuration value.
+fn put_policy(value: &mut Value, input: &DestinationInput) {
+    if let Some(timeout) = &input.timeout {
+        value["timeout"] = json!(timeout);
+    }
+    if let Some(retry) = &input.retry {
+        value["retry"] = retry.clone();
+    }
+    if let Some(max) = input.max_in_flight {
+        value["max_in_flight"] = json!(max);
+    }
+    if let Some(rate) = input.rate_limit {
+        value["rate_limit"] = json!(rate);
+    }
+    if let Some(ordered) = input.ordered {
+        value["ordered"] = json!(ordered);
+    }
+    if let Some(enabled) = input.enabled {
+        value["enabled"] = json!(enabled);
+    }
 }
 
 fn to_config(
@@ -127,6 +163,7 @@ fn http_config(
     }
     let url = input
         .url
+        .clone()
         .ok_or_else(|| Problem::field("url", "url is required for http destinations"))?;
     let mut value = json!({
         "id": input.id,
@@ -135,18 +172,10 @@ fn http_config(
     if let Some(secret) = secret {
         value["secret"] = json!(secret);
     }
-    if let Some(timeout) = input.timeout {
-        value["timeout"] = json!(timeout);
-    }
-    if let Some(retry) = input.retry {
-        value["retry"] = retry;
-    }
-    if let Some(headers) = input.headers {
+    if let Some(headers) = &input.headers {
         value["headers"] = json!(headers);
     }
-    if let Some(max) = input.max_in_flight {
-        value["max_in_flight"] = json!(max);
-    }
+    put_policy(&mut value, &input);
     from_value(value).map(DestinationConfig::Http)
 }
 
@@ -180,7 +209,7 @@ fn other_config(
             ));
         }
     }
-    let mut value = match input.settings {
+    let mut value = match input.settings.clone() {
         Some(Value::Object(settings)) => Value::Object(settings),
         None => json!({}),
         Some(_) => return Err(Problem::field("settings", "settings must be an object")),
@@ -190,46 +219,8 @@ fn other_config(
     }
     value["id"] = json!(input.id);
     value["kind"] = json!(kind);
-    if let Some(timeout) = input.timeout {
-        value["timeout"] = json!(timeout);
-    }
-    if let Some(retry) = input.retry {
-        value["retry"] = retry;
-    }
-    if let Some(max) = input.max_in_flight {
-        value["max_in_flight"] = json!(max);
-    }
+    put_policy(&mut value, &input);
     from_value(value)
-}
-
-/// Puts back the current value wherever `value` holds the redaction marker, so a redacted view
-/// sent back unchanged keeps its credentials.
-fn restore_redacted(value: &mut Value, current: &Value) {
-    match (value, current) {
-        (Value::Object(map), Value::Object(current)) => {
-            for (key, item) in map.iter_mut() {
-                if let Some(previous) = current.get(key) {
-                    restore_redacted(item, previous);
-                }
-            }
-        }
-        (Value::Array(items), Value::Array(current)) => {
-            for (item, previous) in items.iter_mut().zip(current) {
-                restore_redacted(item, previous);
-            }
-        }
-        (value @ Value::String(_), previous) if value.as_str() == Some(REDACTED) => {
-            *value = previous.clone();
-        }
-        (Value::String(text), Value::String(previous))
-            if text.contains(REDACTED)
-                && switchboard_core::config::redact_url_password(previous) == *text =>
-        {
-            // A URL shown with its password redacted.
-            *text = previous.clone();
-        }
-        _ => {}
-    }
 }
 
 fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
@@ -256,7 +247,7 @@ fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
     let settings = (!matches!(destination, DestinationConfig::Http(_))).then(|| {
         let mut settings = serde_json::to_value(destination).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut settings {
-            for key in ["id", "kind", "timeout", "retry", "max_in_flight"] {
+            for key in ["id", "kind", "timeout", "retry", "max_in_flight", "enabled"] {
                 map.remove(key);
             }
         }
@@ -273,6 +264,9 @@ fn view(runtime: &Runtime, destination: &DestinationConfig) -> Destination {
         retry: serde_json::to_value(policy.retry).unwrap_or(Value::Null),
         headers,
         max_in_flight: policy.max_in_flight.map(|n| n as u64),
+        rate_limit: policy.rate_limit,
+        ordered: policy.ordered,
+        enabled: policy.enabled,
         settings,
         created_at,
         updated_at,
@@ -399,17 +393,122 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<DestinationInput>,
 ) -> ApiResult<Json<Destination>> {
-    check_path_id(&id, &input.id)?;
+    replace_destination(&state, &id, input).await.map(Json)
+}
+
+/// Replaces a destination: an absent `secret`, or one sent as `********`, keeps the current one,
+/// as do redacted credentials in `settings` (shared with the dashboard).
+pub async fn replace_destination(
+    state: &AppState,
+    id: &str,
+    input: DestinationInput,
+) -> ApiResult<Destination> {
+    check_path_id(id, &input.id)?;
     let runtime = state.registry.current();
-    let current = lookup(&runtime, &id).cloned();
-    let current_secret = current.as_ref().and_then(|d| match d {
+    let current = lookup(&runtime, id)
+        .cloned()
+        .ok_or_else(|| not_found(Kind::Destination, id))?;
+    let current_secret = match &current {
         DestinationConfig::Http(http) => http.secret.clone(),
         _ => None,
+    };
+    let secret = match input.secret.clone() {
+        Some(given) if given == REDACTED => current_secret,
+        Some(given) => Some(given),
+        None => current_secret,
+    };
+    let config = to_config(input, secret, Some(&current))?;
+    apply(state, Change::PutDestination(config, false)).await?;
+    // Deliveries held while it was disabled (or waiting on the old settings) may be due now.
+    state.due.unknown(id);
+    state.wake.notify_one();
+    find(state, id)
+}
+
+/// The destination as the body `PUT /v1/destinations/{id}` takes, credentials redacted: what
+/// the dashboard's editor shows and `PATCH` applies its merge patch to. Sent back, a redacted
+/// value keeps the current credential.
+pub fn document(state: &AppState, id: &str) -> Result<Value, Problem> {
+    let runtime = state.registry.current();
+    let destination = lookup(&runtime, id).ok_or_else(|| not_found(Kind::Destination, id))?;
+    let policy = destination.policy();
+    let mut doc = json!({
+        "id": id,
+        "kind": destination.kind(),
+        "timeout": humantime::format_duration(policy.timeout).to_string(),
+        "retry": policy.retry,
+        "ordered": policy.ordered,
+        "enabled": policy.enabled,
     });
-    let secret = input.secret.clone().or(current_secret);
-    let config = to_config(input, secret, current.as_ref())?;
-    apply(&state, Change::PutDestination(config, false)).await?;
-    Ok(Json(find(&state, &id)?))
+    if let Some(max) = policy.max_in_flight {
+        doc["max_in_flight"] = json!(max);
+    }
+    if let Some(rate) = policy.rate_limit {
+        doc["rate_limit"] = json!(rate);
+    }
+    match destination {
+        DestinationConfig::Http(http) => {
+            doc["url"] = json!(http.url);
+            doc["headers"] = json!(http.headers);
+            if http.secret.is_some() {
+                doc["secret"] = json!(REDACTED);
+            }
+        }
+        other => {
+            let mut settings = serde_json::to_value(other).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut settings {
+                for key in [
+                    "id",
+                    "kind",
+                    "timeout",
+                    "retry",
+                    "max_in_flight",
+                    "rate_limit",
+                    "ordered",
+                    "enabled",
+                ] {
+                    map.remove(key);
+                }
+            }
+            redact_settings(&mut settings);
+            doc["settings"] = settings;
+        }
+    }
+    Ok(doc)
+}
+
+/// Applies a JSON merge patch (RFC 7396) to the destination's [`document`] and stores the
+/// result (shared with the dashboard's enable/disable).
+pub async fn patch_destination(
+    state: &AppState,
+    id: &str,
+    patch: Value,
+) -> ApiResult<Destination> {
+    let mut doc = document(state, id)?;
+    merge_patch(&mut doc, patch);
+    let input: DestinationInput = from_value(doc)?;
+    replace_destination(state, id, input).await
+}
+
+/// Changes part of a destination: a JSON merge patch (RFC 7396) of the body `PUT` takes, e.g.
+/// `{"enabled": false}` or `{"timeout": "5s"}` (a redacted value keeps the current credential).
+#[utoipa::path(patch, path = "/destinations/{id}", tag = "destinations", params(("id" = String, Path, description = "Destination id")),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = Destination), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<Value>,
+) -> ApiResult<Json<Destination>> {
+    if !patch.is_object() {
+        return Err(Problem::validation(
+            "a merge patch must be a JSON object",
+            Vec::new(),
+        ));
+    }
+    patch_destination(&state, &id, patch).await.map(Json)
 }
 
 /// Deletes a destination (refused while routes use it).
@@ -429,6 +528,6 @@ pub async fn delete(
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(get, update, delete))
+        .routes(routes!(get, update, patch, delete))
         .routes(routes!(secret))
 }

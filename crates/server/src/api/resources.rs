@@ -203,6 +203,58 @@ pub fn redact_settings(value: &mut Value) {
     walk(value, false);
 }
 
+/// Puts back the current value wherever `value` holds the redaction marker, so a redacted view
+/// sent back unchanged keeps its credentials.
+pub fn restore_redacted(value: &mut Value, current: &Value) {
+    match (value, current) {
+        (Value::Object(map), Value::Object(current)) => {
+            for (key, item) in map.iter_mut() {
+                if let Some(previous) = current.get(key) {
+                    restore_redacted(item, previous);
+                }
+            }
+        }
+        (Value::Array(items), Value::Array(current)) => {
+            for (item, previous) in items.iter_mut().zip(current) {
+                restore_redacted(item, previous);
+            }
+        }
+        (value @ Value::String(_), previous) if value.as_str() == Some(REDACTED) => {
+            *value = previous.clone();
+        }
+        (Value::String(text), Value::String(previous))
+            if text != previous
+                && previous.contains('@')
+                && switchboard_core::config::redact_url_password(previous) == *text =>
+        {
+            // A URL shown with its password redacted (`user:<redacted>@host`).
+            *text = previous.clone();
+        }
+        _ => {}
+    }
+}
+
+/// Applies an RFC 7396 JSON merge patch: an object merges key by key, `null` removes a key,
+/// anything else replaces the value.
+pub fn merge_patch(target: &mut Value, patch: Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(map) = target {
+        for (key, value) in patch {
+            if value.is_null() {
+                map.remove(&key);
+            } else {
+                merge_patch(map.entry(key).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
 /// `404` for an unknown id.
 pub fn not_found(kind: Kind, id: &str) -> Problem {
     Problem::new(
@@ -215,7 +267,39 @@ pub fn not_found(kind: Kind, id: &str) -> Problem {
 
 #[cfg(test)]
 mod tests {
-    use super::invalid_field;
+    use serde_json::json;
+
+    use super::{REDACTED, invalid_field, merge_patch, restore_redacted};
+
+    #[test]
+    fn merge_patch_follows_rfc_7396() {
+        // The examples of RFC 7396, appendix A (a selection).
+        let cases = [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+        ];
+        for (mut target, patch, expected) in cases {
+            merge_patch(&mut target, patch.clone());
+            assert_eq!(target, expected, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn redaction_markers_take_back_the_current_values() {
+        let current = json!({"verifier": {"kind": "github", "secrets": ["one", "two"]}, "url": "nats://u:pw@host"});
+        let mut sent = json!({"verifier": {"kind": "github", "secrets": [REDACTED, "new"]}, "url": "nats://u:<redacted>@host"});
+        restore_redacted(&mut sent, &current);
+        assert_eq!(
+            sent,
+            json!({"verifier": {"kind": "github", "secrets": ["one", "new"]}, "url": "nats://u:pw@host"})
+        );
+    }
 
     #[test]
     fn configuration_messages_name_their_field() {

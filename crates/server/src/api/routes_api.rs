@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
-use super::resources::{apply, check_path_id, not_found, stamps};
+use super::resources::{apply, check_path_id, from_value, merge_patch, not_found, stamps};
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
@@ -36,6 +36,8 @@ pub struct Route {
     pub filter: Option<String>,
     /// jq transform (its output is the delivered body).
     pub transform: Option<String>,
+    /// `false` while paused: events arriving meanwhile get no delivery through this route.
+    pub enabled: bool,
     /// Created (API resources).
     pub created_at: Option<String>,
     /// Last change (API resources).
@@ -60,6 +62,9 @@ pub struct RouteInput {
     pub filter: Option<String>,
     /// jq transform over the same input; its single output is the delivered JSON body.
     pub transform: Option<String>,
+    /// `false` pauses the route (default `true`): events arriving meanwhile get no delivery
+    /// through it (replay them to send them later).
+    pub enabled: Option<bool>,
 }
 
 fn view(runtime: &Runtime, route: &RouteConfig) -> Route {
@@ -72,6 +77,7 @@ fn view(runtime: &Runtime, route: &RouteConfig) -> Route {
         destination: route.destination.clone(),
         filter: route.filter.clone(),
         transform: route.transform.clone(),
+        enabled: route.enabled,
         created_at,
         updated_at,
     }
@@ -98,6 +104,7 @@ fn to_config(input: RouteInput) -> RouteConfig {
         destination: input.destination,
         filter: input.filter,
         transform: input.transform,
+        enabled: input.enabled.unwrap_or(true),
     }
 }
 
@@ -171,6 +178,49 @@ pub async fn update_route(state: &AppState, id: &str, mut input: RouteInput) -> 
     check_path_id(id, input.id.get_or_insert_with(|| id.to_owned()))?;
     apply(state, Change::PutRoute(to_config(input), false)).await?;
     find(state, id)
+}
+
+/// Changes part of a route: a JSON merge patch (RFC 7396) of the body `PUT` takes, e.g.
+/// `{"enabled": false}` or `{"filter": null}`.
+#[utoipa::path(patch, path = "/routes/{id}", tag = "routes", params(("id" = String, Path, description = "Route id")),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = Route), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<Value>,
+) -> ApiResult<Json<Route>> {
+    if !patch.is_object() {
+        return Err(Problem::validation(
+            "a merge patch must be a JSON object",
+            Vec::new(),
+        ));
+    }
+    patch_route(&state, &id, patch).await.map(Json)
+}
+
+/// Applies a JSON merge patch to route `id` (shared with the dashboard's enable/disable).
+pub async fn patch_route(state: &AppState, id: &str, patch: Value) -> ApiResult<Route> {
+    let runtime = state.registry.current();
+    let route = runtime
+        .config
+        .routes
+        .iter()
+        .find(|r| r.effective_id() == id)
+        .ok_or_else(|| not_found(Kind::Route, id))?;
+    let mut doc = serde_json::json!({
+        "id": id,
+        "source": route.source,
+        "destination": route.destination,
+        "filter": route.filter,
+        "transform": route.transform,
+        "enabled": route.enabled,
+    });
+    merge_patch(&mut doc, patch);
+    let input: RouteInput = from_value(doc)?;
+    update_route(state, id, input).await
 }
 
 /// Deletes a route.
@@ -353,6 +403,6 @@ pub async fn dry_run(state: &AppState, id: String, event_id: &str) -> ApiResult<
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(get, update, delete))
+        .routes(routes!(get, update, patch, delete))
         .routes(routes!(test))
 }

@@ -16,7 +16,8 @@ use super::ApiResult;
 use super::auth::{Auth, Read, Write};
 use super::extract::ApiJson;
 use super::resources::{
-    apply, check_path_id, from_value, not_found, redact, redact_settings, stamps,
+    apply, check_path_id, from_value, merge_patch, not_found, redact, redact_settings,
+    restore_redacted, stamps,
 };
 use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
@@ -45,6 +46,8 @@ pub struct Source {
     /// Rate limit, when set: `{"per_second": n, "burst": n}`.
     #[schema(value_type = Option<Object>)]
     pub rate_limit: Option<Value>,
+    /// `false` while paused: webhook requests get `503` (senders retry), fetching stops.
+    pub enabled: bool,
     /// Created (API resources).
     pub created_at: Option<String>,
     /// Last change (API resources).
@@ -74,9 +77,17 @@ pub struct SourceInput {
     /// Rate limit: `{"per_second": n, "burst": n}`.
     #[schema(value_type = Option<Object>)]
     pub rate_limit: Option<Value>,
+    /// `false` pauses the source (default `true`): webhook requests get `503` with
+    /// `Retry-After`, so senders keep and retry them; a fetching source stops fetching.
+    pub enabled: Option<bool>,
 }
 
 fn to_config(input: SourceInput) -> Result<SourceConfig, Problem> {
+    let enabled = input.enabled.unwrap_or(true);
+    to_config_enabled(input).map(|config| SourceConfig { enabled, ..config })
+}
+
+fn to_config_enabled(input: SourceInput) -> Result<SourceConfig, Problem> {
     let kind = input.kind.unwrap_or_else(|| "webhook".into());
     if kind != "webhook" {
         if input.verifier.is_some() || input.max_body_bytes.is_some() || input.rate_limit.is_some()
@@ -117,11 +128,7 @@ fn view(runtime: &Runtime, source: &SourceConfig) -> Source {
     redact(&mut verifier);
     let (created_at, updated_at) = stamps(runtime, Kind::Source, &source.id);
     let settings = (!source.is_webhook()).then(|| {
-        let mut settings = serde_json::to_value(source).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut settings {
-            map.remove("id");
-            map.remove("kind");
-        }
+        let mut settings = settings_of(source);
         redact_settings(&mut settings);
         settings
     });
@@ -134,18 +141,96 @@ fn view(runtime: &Runtime, source: &SourceConfig) -> Source {
         verifier,
         max_body_bytes: source.max_body_bytes.map(|n| n as u64),
         rate_limit: source.rate_limit.and_then(|r| serde_json::to_value(r).ok()),
+        enabled: source.enabled,
         created_at,
         updated_at,
     }
 }
 
+/// A fetching source's settings: the keys beside `id` and `kind` (secrets in clear).
+fn settings_of(source: &SourceConfig) -> Value {
+    let mut settings = serde_json::to_value(source).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut settings {
+        for key in ["id", "kind", "enabled"] {
+            map.remove(key);
+        }
+    }
+    settings
+}
+
+/// The source as the body `PUT /v1/sources/{id}` takes, secrets in clear (never shown: see
+/// [`document`]).
+fn plain_document(source: &SourceConfig) -> Value {
+    let mut doc = json!({ "id": source.id, "kind": source.kind.name(), "enabled": source.enabled });
+    if source.is_webhook() {
+        doc["verifier"] = serde_json::to_value(&source.verifier).unwrap_or(Value::Null);
+        if let Some(max) = source.max_body_bytes {
+            doc["max_body_bytes"] = json!(max);
+        }
+        if let Some(limit) = source.rate_limit {
+            doc["rate_limit"] = json!(limit);
+        }
+    } else {
+        doc["settings"] = settings_of(source);
+    }
+    doc
+}
+
+/// The source as the body `PUT /v1/sources/{id}` takes, with secrets redacted: what the
+/// dashboard's editor shows and `PATCH` applies its merge patch to. Sent back, a redacted value
+/// keeps the current secret.
+pub fn document(state: &AppState, id: &str) -> Result<Value, Problem> {
+    let runtime = state.registry.current();
+    let source = lookup(&runtime, id).ok_or_else(|| not_found(Kind::Source, id))?;
+    let mut doc = plain_document(source);
+    if let Some(verifier) = doc.get_mut("verifier") {
+        redact(verifier);
+    }
+    if let Some(settings) = doc.get_mut("settings") {
+        redact_settings(settings);
+    }
+    Ok(doc)
+}
+
+fn lookup<'a>(runtime: &'a Runtime, id: &str) -> Option<&'a SourceConfig> {
+    runtime.config.sources.iter().find(|s| s.id == id)
+}
+
+/// Puts the current secrets back wherever `input` holds the redaction marker.
+fn restore_secrets(input: &mut SourceInput, current: &SourceConfig) {
+    let plain = plain_document(current);
+    if let Some(verifier) = &mut input.verifier {
+        restore_redacted(verifier, &plain["verifier"]);
+    }
+    if let Some(settings) = &mut input.settings {
+        restore_redacted(settings, &plain["settings"]);
+    }
+}
+
+/// Replaces a source; values sent as `********` keep the current secrets (shared with the
+/// dashboard).
+pub async fn replace_source(state: &AppState, id: &str, mut input: SourceInput) -> ApiResult<Source> {
+    check_path_id(id, &input.id)?;
+    let runtime = state.registry.current();
+    let current = lookup(&runtime, id).ok_or_else(|| not_found(Kind::Source, id))?;
+    restore_secrets(&mut input, current);
+    let config = to_config(input)?;
+    apply(state, Change::PutSource(config, false)).await?;
+    find(state, id)
+}
+
+/// Applies a JSON merge patch (RFC 7396) to the source's [`document`] and stores the result
+/// (shared with the dashboard's enable/disable).
+pub async fn patch_source(state: &AppState, id: &str, patch: Value) -> ApiResult<Source> {
+    let mut doc = document(state, id)?;
+    merge_patch(&mut doc, patch);
+    let input: SourceInput = from_value(doc)?;
+    replace_source(state, id, input).await
+}
+
 fn find(state: &AppState, id: &str) -> Result<Source, Problem> {
     let runtime = state.registry.current();
-    runtime
-        .config
-        .sources
-        .iter()
-        .find(|s| s.id == id)
+    lookup(&runtime, id)
         .map(|s| view(&runtime, s))
         .ok_or_else(|| not_found(Kind::Source, id))
 }
@@ -212,10 +297,29 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<SourceInput>,
 ) -> ApiResult<Json<Source>> {
-    check_path_id(&id, &input.id)?;
-    let config = to_config(input)?;
-    apply(&state, Change::PutSource(config, false)).await?;
-    Ok(Json(find(&state, &id)?))
+    replace_source(&state, &id, input).await.map(Json)
+}
+
+/// Changes part of a source: a JSON merge patch (RFC 7396) of the body `PUT` takes, e.g.
+/// `{"enabled": false}` or `{"verifier": {"secrets": ["new", "********"]}}` (a redacted value
+/// keeps the current secret).
+#[utoipa::path(patch, path = "/sources/{id}", tag = "sources", params(("id" = String, Path, description = "Source id")),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = Source), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<Value>,
+) -> ApiResult<Json<Source>> {
+    if !patch.is_object() {
+        return Err(Problem::validation(
+            "a merge patch must be a JSON object",
+            Vec::new(),
+        ));
+    }
+    patch_source(&state, &id, patch).await.map(Json)
 }
 
 /// Deletes a source (refused while routes use it).
@@ -235,5 +339,5 @@ pub async fn delete(
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(get, update, delete))
+        .routes(routes!(get, update, patch, delete))
 }

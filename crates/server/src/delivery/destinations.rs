@@ -108,7 +108,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                 rate_limit: policy.rate_limit,
                 ordered: policy.ordered,
                 transform: None,
-                enabled: true,
+                enabled: policy.enabled,
                 connector: None,
                 templates: Arc::new(
                     http_templates(&http.url, &http.headers).map_err(|e| format!("{what}: {e}"))?,
@@ -131,7 +131,7 @@ pub fn build(config: &Config, endpoints: &[EndpointSpec]) -> Result<Destinations
                     rate_limit: policy.rate_limit,
                     ordered: policy.ordered,
                     transform: None,
-                    enabled: true,
+                    enabled: policy.enabled,
                     templates: Arc::new(connector.templates()),
                     connector: Some(connector),
                 }

@@ -104,6 +104,9 @@ async fn accept(
         )
         .into_response();
     }
+    if !source.enabled {
+        return disabled(&source_id);
+    }
     if let Some(response) = rate_limited(&source_id, source) {
         return response;
     }
@@ -206,6 +209,26 @@ async fn accept(
             Problem::unavailable("the event could not be stored; retry later").into_response()
         }
     }
+}
+
+/// How long a sender is asked to wait before retrying a paused source.
+const DISABLED_RETRY_AFTER_SECS: u32 = 300;
+
+/// `503` for a paused source: the sender keeps the event and retries, so nothing is lost while
+/// the source is disabled.
+fn disabled(source_id: &str) -> Response {
+    let mut response = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "source_disabled",
+        "Source disabled",
+        format!("source `{source_id}` is disabled; the request was not stored, retry later"),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(DISABLED_RETRY_AFTER_SECS),
+    );
+    response
 }
 
 fn rate_limited(source_id: &str, source: &SourceRuntime) -> Option<Response> {

@@ -82,7 +82,7 @@ impl Supervisor {
     ) {
         let runtime = self.registry.current();
         let mut wanted: HashMap<&str, &SourceConfig> = HashMap::new();
-        for source in &runtime.config.sources {
+        for source in runtime.config.sources.iter().filter(|s| s.enabled) {
             let Some(place) = placement(&source.kind) else {
                 continue;
             };

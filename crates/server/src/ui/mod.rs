@@ -8,7 +8,9 @@
 
 pub mod assets;
 pub mod deliveries;
+pub mod destinations;
 pub mod events;
+pub mod forms;
 pub mod layout;
 pub mod live;
 pub mod overview;
@@ -16,6 +18,7 @@ pub mod resources;
 pub mod routes;
 pub mod session;
 pub mod sign_in;
+pub mod sources;
 pub mod syncs;
 
 use std::sync::Arc;
@@ -128,18 +131,30 @@ pub fn router() -> Router<Arc<AppState>> {
             "/ui/replay",
             get(deliveries::bulk_confirm).post(deliveries::bulk_replay),
         )
+        .route("/ui/sources", get(sources::list).post(sources::create))
         .route(
-            "/ui/sources",
-            get(resources::sources).post(resources::create_source),
+            "/ui/sources/{id}",
+            get(sources::detail).post(sources::update),
         )
-        .route("/ui/sources/{id}/test-event", post(resources::test_event))
+        .route("/ui/sources/{id}/test-event", post(sources::test_event))
+        .route("/ui/sources/{id}/delete", post(sources::delete))
+        .route("/ui/sources/{id}/{action}", post(sources::set_enabled))
         .route(
             "/ui/destinations",
-            get(resources::destinations).post(resources::create_destination),
+            get(destinations::list).post(destinations::create),
+        )
+        .route(
+            "/ui/destinations/{id}",
+            get(destinations::detail).post(destinations::update),
         )
         .route(
             "/ui/destinations/{id}/rotate-secret",
-            post(resources::rotate_destination_secret),
+            post(destinations::rotate_secret),
+        )
+        .route("/ui/destinations/{id}/delete", post(destinations::delete))
+        .route(
+            "/ui/destinations/{id}/{action}",
+            post(destinations::set_enabled),
         )
         .route(
             "/ui/tenants",
@@ -171,5 +186,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/routes/{id}", get(routes::detail).post(routes::update))
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))
         .route("/ui/routes/{id}/delete", post(routes::delete))
+        .route("/ui/routes/{id}/{action}", post(routes::set_enabled))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }

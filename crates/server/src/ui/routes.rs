@@ -10,6 +10,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use switchboard_store::EventFilter;
 
+use super::forms::{enable_toggle, managed_note};
 use super::layout::{self, badge, csrf};
 use super::session::Session;
 use super::{UiResult, enc, html_response, see_other};
@@ -74,7 +75,7 @@ pub async fn list(session: Session, State(state): State<Arc<AppState>>) -> UiRes
     let routes = routes_api::all(&state);
     let body = html! {
         table.list aria-label="Routes" {
-            thead { tr { th { "Route" } th { "Source" } th { "Destination" } th { "Filter" } th { "Transform" } th { "Managed by" } } }
+            thead { tr { th { "Route" } th { "Source" } th { "Destination" } th { "Filter" } th { "Transform" } th { "State" } th { "Managed by" } } }
             tbody {
                 @for r in &routes {
                     tr {
@@ -83,6 +84,7 @@ pub async fn list(session: Session, State(state): State<Arc<AppState>>) -> UiRes
                         td { (r.destination) }
                         td { code { (r.filter.as_deref().unwrap_or("")) } }
                         td { code { (r.transform.as_deref().unwrap_or("")) } }
+                        td { (badge(if r.enabled { "active" } else { "disabled" })) }
                         td { (r.managed_by) }
                     }
                 }
@@ -111,6 +113,7 @@ pub async fn create(session: Session, State(state): State<Arc<AppState>>, body: 
             destination: form.destination,
             filter: some(&form.filter),
             transform: some(&form.transform),
+            enabled: None,
         },
     )
     .await?;
@@ -146,7 +149,14 @@ async fn render(
             dt { "Destination" } dd { (route.destination) }
             dt { "Filter" } dd { code { (route.filter.as_deref().unwrap_or("—")) } }
             dt { "Transform" } dd { pre.inline { (route.transform.as_deref().unwrap_or("—")) } }
+            dt { "State" } dd { (badge(if route.enabled { "active" } else { "disabled" })) }
             dt { "Managed by" } dd { (route.managed_by) }
+        }
+        (managed_note(route.managed_by))
+        @if session.can_write() && route.managed_by == "api" {
+            div.actions {
+                (enable_toggle(session, "/ui/routes", &route.id, route.enabled, PAUSE_NOTE))
+            }
         }
         @if session.can_write() {
             section aria-labelledby="dry-run-h" {
@@ -248,6 +258,28 @@ pub async fn dry_run(
     render(&session, &state, &route, Some(&result)).await
 }
 
+/// What disabling a route does, for the confirmation.
+const PAUSE_NOTE: &str =
+    "Events arriving while it is disabled get no delivery through it (replay them later to send them).";
+
+/// `POST /ui/routes/{id}/enable` and `…/disable`.
+pub async fn set_enabled(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> UiResult {
+    let _: std::collections::HashMap<String, String> = session.form(&body)?;
+    session.require_write()?;
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
+    };
+    routes_api::patch_route(&state, &id, serde_json::json!({ "enabled": enabled })).await?;
+    Ok(see_other(&format!("/ui/routes/{}", enc(&id))))
+}
+
 /// `POST /ui/routes/{id}/delete`
 pub async fn delete(
     session: Session,
@@ -293,6 +325,7 @@ pub async fn update(
             destination: form.destination,
             filter: some(&form.filter),
             transform: some(&form.transform),
+            enabled: Some(current.enabled),
         },
     )
     .await?;

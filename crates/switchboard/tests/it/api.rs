@@ -662,6 +662,7 @@ async fn events_filters_and_detail() {
         destination: "dst".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     let server = TestServer::start(config).await;
     let api = server.api();

@@ -1266,6 +1266,7 @@ message = "/message"
                 destination: "pr-comment".into(),
                 filter: None,
                 transform: Some(transform.into()),
+                enabled: true,
             },
             RouteConfig {
                 id: Some("orphan".into()),
@@ -1273,6 +1274,7 @@ message = "/message"
                 destination: "nowhere".into(),
                 filter: None,
                 transform: None,
+                enabled: true,
             },
         ];
     })

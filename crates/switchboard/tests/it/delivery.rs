@@ -134,6 +134,7 @@ async fn fans_out_to_every_route_with_distinct_webhook_ids() {
         destination: "second".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     let server = TestServer::start(config).await;
     let event = server.ingest_ok("src", "{}").await;
@@ -162,6 +163,7 @@ async fn slow_destination_does_not_delay_another() {
         destination: "fast".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     config.delivery.concurrency = 8;
     let server = TestServer::start(config).await;

@@ -145,6 +145,7 @@ fn config_with(
             destination: d.id().into(),
             filter: None,
             transform: transform.map(str::to_owned),
+            enabled: true,
         })
         .collect();
     config.destinations = destinations;

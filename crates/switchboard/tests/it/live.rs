@@ -213,6 +213,7 @@ async fn stream_filters_by_source_and_kind_and_limits_open_streams() {
         destination: "dst".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     config.stream.max_streams = 3;
     // The request timeout bounds reading a request, not an endless response.

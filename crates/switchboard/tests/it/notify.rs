@@ -81,6 +81,7 @@ fn route_to(
         destination: "notify".into(),
         filter: None,
         transform: Some(transform.into()),
+        enabled: true,
     }];
 }
 
@@ -101,6 +102,7 @@ fn slack(
         max_in_flight: None,
         rate_limit: None,
         ordered: false,
+        enabled: true,
     })
 }
 
@@ -226,6 +228,7 @@ async fn teams_gets_an_adaptive_card() {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         }),
         r#"{title: "Payment failed", text: "Customer \(.body.customer) owes \(.body.amount)"}"#,
     );

@@ -771,6 +771,7 @@ async fn operational_events_are_routed_like_any_event() {
         destination: "ops".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     let server = TestServer::start(config).await;
     let api = server.api();

@@ -28,6 +28,7 @@ async fn pruner_removes_exactly_what_retention_says() {
         destination: "stuck".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     config.retention.events = Some(Duration::from_secs(1));
     config.retention.attempts = Some(Duration::from_secs(1));

@@ -235,6 +235,7 @@ fn config_with(
         destination: "sms".into(),
         filter: None,
         transform: transform.map(str::to_owned),
+        enabled: true,
     }];
     config
 }

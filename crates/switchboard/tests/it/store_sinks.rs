@@ -50,6 +50,7 @@ fn config_with(destinations: Vec<(DestinationConfig, Option<&str>)>) -> Config {
             destination: destination.id().into(),
             filter: None,
             transform: transform.map(str::to_owned),
+            enabled: true,
         });
         config.destinations.push(destination);
     }
@@ -158,6 +159,7 @@ fn postgres(id: &str, url: &str, table: &str, conflict: &[&str]) -> PostgresDest
         max_in_flight: None,
         rate_limit: None,
         ordered: false,
+        enabled: true,
     }
 }
 
@@ -597,6 +599,7 @@ impl Moto {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         }
     }
 }

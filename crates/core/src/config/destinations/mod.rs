@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::retry::RetryPolicy;
 
 /// The `id` and `policy` of a [`DestinationKind`] whose struct has the common fields (`id`,
-/// `timeout`, `retry`, `max_in_flight`, `rate_limit`, `ordered`): every kind so far.
+/// `timeout`, `retry`, `max_in_flight`, `rate_limit`, `ordered`, `enabled`): every kind so far.
 macro_rules! common_destination_fields {
     () => {
         fn id(&self) -> &str {
@@ -23,6 +23,7 @@ macro_rules! common_destination_fields {
                 max_in_flight: self.max_in_flight,
                 rate_limit: self.rate_limit,
                 ordered: self.ordered,
+                enabled: self.enabled,
             }
         }
     };
@@ -95,6 +96,8 @@ pub struct DeliveryPolicy<'a> {
     pub rate_limit: Option<f64>,
     /// FIFO delivery.
     pub ordered: bool,
+    /// Whether deliveries are sent (a disabled destination keeps them pending).
+    pub enabled: bool,
 }
 
 impl DestinationConfig {

@@ -62,6 +62,13 @@ pub struct PostgresDestination {
     /// Write in order.
     #[serde(default)]
     pub ordered: bool,
+    /// `false` pauses the destination: its deliveries are kept pending and are sent once it is
+    /// enabled again.
+    #[serde(
+        default = "crate::config::enabled_by_default",
+        skip_serializing_if = "crate::config::is_enabled"
+    )]
+    pub enabled: bool,
 }
 
 fn default_pool_size() -> u32 {
@@ -193,6 +200,7 @@ mod tests {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         }
     }
 

@@ -119,6 +119,13 @@ pub struct QueueDestination {
     /// Publish in order.
     #[serde(default)]
     pub ordered: bool,
+    /// `false` pauses the destination: its deliveries are kept pending and are sent once it is
+    /// enabled again.
+    #[serde(
+        default = "crate::config::enabled_by_default",
+        skip_serializing_if = "crate::config::is_enabled"
+    )]
+    pub enabled: bool,
 }
 
 impl std::fmt::Debug for QueueDestination {

@@ -46,6 +46,13 @@ pub struct SlackDestination {
     /// Post in order.
     #[serde(default)]
     pub ordered: bool,
+    /// `false` pauses the destination: its deliveries are kept pending and are sent once it is
+    /// enabled again.
+    #[serde(
+        default = "crate::config::enabled_by_default",
+        skip_serializing_if = "crate::config::is_enabled"
+    )]
+    pub enabled: bool,
 }
 
 impl DestinationKind for SlackDestination {

@@ -412,6 +412,7 @@ mod tests {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         }
     }
 

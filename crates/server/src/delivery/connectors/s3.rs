@@ -564,6 +564,7 @@ mod tests {
             max_in_flight: None,
             rate_limit: None,
             ordered: false,
+            enabled: true,
         };
         let s3 = S3::new(&config).expect("valid");
         let url = s3

@@ -70,6 +70,7 @@ pub fn to_queue(config: &mut switchboard_core::Config, destination: DestinationC
         destination: "out".into(),
         filter: None,
         transform: None,
+        enabled: true,
     }];
 }
 
@@ -83,6 +84,7 @@ pub fn from_queue(config: &mut switchboard_core::Config, settings: Value) {
         max_body_bytes: None,
         rate_limit: None,
         kind: SourceKind::Queue(Box::new(queue)),
+        enabled: true,
     });
     config.routes.push(RouteConfig {
         id: Some("from-queue".into()),
@@ -90,6 +92,7 @@ pub fn from_queue(config: &mut switchboard_core::Config, settings: Value) {
         destination: "dst".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
 }
 

@@ -41,6 +41,7 @@ pub fn config_to(url: &str, retry: RetryPolicy) -> Config {
         destination: "dst".into(),
         filter: None,
         transform: None,
+        enabled: true,
     });
     config
 }
@@ -57,6 +58,7 @@ pub fn http_destination(id: &str, url: &str, retry: RetryPolicy) -> DestinationC
         max_in_flight: None,
         rate_limit: None,
         ordered: false,
+        enabled: true,
     })
 }
 
