@@ -479,11 +479,7 @@ pub fn document(state: &AppState, id: &str) -> Result<Value, Problem> {
 
 /// Applies a JSON merge patch (RFC 7396) to the destination's [`document`] and stores the
 /// result (shared with the dashboard's enable/disable).
-pub async fn patch_destination(
-    state: &AppState,
-    id: &str,
-    patch: Value,
-) -> ApiResult<Destination> {
+pub async fn patch_destination(state: &AppState, id: &str, patch: Value) -> ApiResult<Destination> {
     let mut doc = document(state, id)?;
     merge_patch(&mut doc, patch);
     let input: DestinationInput = from_value(doc)?;

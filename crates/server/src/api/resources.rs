@@ -159,7 +159,8 @@ pub fn redact(value: &mut Value) {
 
 /// Redacts the settings of a fetching source or a connector for display: beyond [`redact`], any
 /// string under a key naming a credential (`token`, `password`, `secret`, `api_key`,
-/// `access_key`, `authorization`…), every header value, and the password of any URL.
+/// `access_key`, `authorization`, `webhook_url`…), every header value, and the password of any
+/// URL.
 pub fn redact_settings(value: &mut Value) {
     fn walk(value: &mut Value, under_headers: bool) {
         match value {
@@ -178,6 +179,8 @@ pub fn redact_settings(value: &mut Value) {
                         "access_key",
                         "private_key",
                         "credential",
+                        // Slack and Teams incoming-webhook URLs are bearer secrets.
+                        "webhook_url",
                     ]
                     .iter()
                     .any(|word| lower.contains(word));
@@ -204,7 +207,9 @@ pub fn redact_settings(value: &mut Value) {
 }
 
 /// Puts back the current value wherever `value` holds the redaction marker, so a redacted view
-/// sent back unchanged keeps its credentials.
+/// sent back unchanged keeps its credentials. In a list of the same length a marker stands for
+/// the value at its position; in a longer or shorter list (`["new", "********"]`, a rotation)
+/// the markers stand for the current values in order.
 pub fn restore_redacted(value: &mut Value, current: &Value) {
     match (value, current) {
         (Value::Object(map), Value::Object(current)) => {
@@ -214,9 +219,21 @@ pub fn restore_redacted(value: &mut Value, current: &Value) {
                 }
             }
         }
-        (Value::Array(items), Value::Array(current)) => {
+        (Value::Array(items), Value::Array(current)) if items.len() == current.len() => {
             for (item, previous) in items.iter_mut().zip(current) {
                 restore_redacted(item, previous);
+            }
+        }
+        (Value::Array(items), Value::Array(current)) => {
+            // Entries were added or removed (a secret rotated in, an old one dropped): the
+            // markers stand for the current values in their order.
+            let mut kept = current.iter();
+            for item in items.iter_mut() {
+                if item.as_str() == Some(REDACTED)
+                    && let Some(previous) = kept.next()
+                {
+                    *item = previous.clone();
+                }
             }
         }
         (value @ Value::String(_), previous) if value.as_str() == Some(REDACTED) => {
@@ -276,13 +293,33 @@ mod tests {
         // The examples of RFC 7396, appendix A (a selection).
         let cases = [
             (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
-            (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
             (json!({"a": "b"}), json!({"a": null}), json!({})),
-            (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
-            (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
             (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
-            (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
-            (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
         ];
         for (mut target, patch, expected) in cases {
             merge_patch(&mut target, patch.clone());
@@ -299,6 +336,9 @@ mod tests {
             sent,
             json!({"verifier": {"kind": "github", "secrets": ["one", "new"]}, "url": "nats://u:pw@host"})
         );
+        let mut rotated = json!({"secrets": ["new", REDACTED, REDACTED]});
+        restore_redacted(&mut rotated, &json!({"secrets": ["one", "two"]}));
+        assert_eq!(rotated, json!({"secrets": ["new", "one", "two"]}));
     }
 
     #[test]

@@ -209,7 +209,11 @@ fn restore_secrets(input: &mut SourceInput, current: &SourceConfig) {
 
 /// Replaces a source; values sent as `********` keep the current secrets (shared with the
 /// dashboard).
-pub async fn replace_source(state: &AppState, id: &str, mut input: SourceInput) -> ApiResult<Source> {
+pub async fn replace_source(
+    state: &AppState,
+    id: &str,
+    mut input: SourceInput,
+) -> ApiResult<Source> {
     check_path_id(id, &input.id)?;
     let runtime = state.registry.current();
     let current = lookup(&runtime, id).ok_or_else(|| not_found(Kind::Source, id))?;

@@ -220,7 +220,10 @@ impl EditForm {
             retry: doc.get("retry").map(Value::to_string).unwrap_or_default(),
             max_in_flight: text_of(&doc["max_in_flight"]),
             rate_limit: text_of(&doc["rate_limit"]),
-            ordered: doc["ordered"].as_bool().unwrap_or(false).then(|| "on".into()),
+            ordered: doc["ordered"]
+                .as_bool()
+                .unwrap_or(false)
+                .then(|| "on".into()),
         }
     }
 
@@ -461,7 +464,8 @@ mod tests {
 
     #[test]
     fn header_lines_parse_and_bad_lines_are_named() {
-        let headers = parse_headers("X-Team: billing\n\n Authorization : Bearer a:b \n").expect("ok");
+        let headers =
+            parse_headers("X-Team: billing\n\n Authorization : Bearer a:b \n").expect("ok");
         assert_eq!(headers["X-Team"], "billing");
         assert_eq!(headers["Authorization"], "Bearer a:b");
         let problem = parse_headers("ok: 1\nno colon").expect_err("bad");

@@ -60,7 +60,11 @@ pub fn enable_toggle(
     pause_note: &str,
 ) -> Markup {
     let (action, label, confirm) = if enabled {
-        ("disable", "Disable", Some(format!("Disable {id}? {pause_note}")))
+        (
+            "disable",
+            "Disable",
+            Some(format!("Disable {id}? {pause_note}")),
+        )
     } else {
         ("enable", "Enable", None)
     };

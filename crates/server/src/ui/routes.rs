@@ -259,8 +259,7 @@ pub async fn dry_run(
 }
 
 /// What disabling a route does, for the confirmation.
-const PAUSE_NOTE: &str =
-    "Events arriving while it is disabled get no delivery through it (replay them later to send them).";
+const PAUSE_NOTE: &str = "Events arriving while it is disabled get no delivery through it (replay them later to send them).";
 
 /// `POST /ui/routes/{id}/enable` and `…/disable`.
 pub async fn set_enabled(

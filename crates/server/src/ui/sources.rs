@@ -293,7 +293,10 @@ impl EditForm {
         let mut verifier = json("verifier", &self.verifier)?.unwrap_or(json!({"kind": "none"}));
         let secret = self.new_secret.trim();
         if !secret.is_empty() {
-            let Some(map) = verifier.as_object_mut().filter(|m| m.contains_key("secrets")) else {
+            let Some(map) = verifier
+                .as_object_mut()
+                .filter(|m| m.contains_key("secrets"))
+            else {
                 return Err(Problem::field(
                     "new_secret",
                     "this verifier has no `secrets` list; edit its JSON instead",
@@ -303,7 +306,12 @@ impl EditForm {
             if self.keep_secrets.is_some()
                 && let Some(Value::Array(current)) = map.get("secrets")
             {
-                secrets.extend(current.iter().filter(|s| s.as_str() != Some(secret)).cloned());
+                secrets.extend(
+                    current
+                        .iter()
+                        .filter(|s| s.as_str() != Some(secret))
+                        .cloned(),
+                );
             }
             map.insert("secrets".into(), Value::Array(secrets));
         }

@@ -690,6 +690,28 @@ async fn a_schedule_source_created_through_the_api_polls_until_deleted() {
     assert_eq!(keys, ["0", "1", "2"]);
     receiver.wait_for(3, PATIENCE).await;
 
+    // Disabled, the source stops polling; enabled again, it polls with its settings intact
+    // (the header shown redacted was kept by the merge patch).
+    let paused = client
+        .patch("/v1/sources/status", &json!({"enabled": false}))
+        .await;
+    assert_eq!(paused.ok(200)["enabled"], false, "{}", paused.text);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let while_paused = api.polls();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(api.polls(), while_paused, "a disabled source does not poll");
+    let resumed = client
+        .patch("/v1/sources/status", &json!({"enabled": true}))
+        .await;
+    assert_eq!(resumed.ok(200)["enabled"], true);
+    api.wait_polls(while_paused + 2).await;
+    let seen = api.authorizations.lock().expect("lock").clone();
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("Bearer api-s3cret"),
+        "the credential survives the patch"
+    );
+
     client.delete("/v1/routes/status-dst").await.ok(204);
     let deleted = client.delete("/v1/sources/status").await;
     assert_eq!(deleted.status, 204, "{}", deleted.text);
