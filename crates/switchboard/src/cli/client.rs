@@ -179,6 +179,11 @@ impl Client {
         self.call(Method::PUT, segments, &[], Some(body)).await
     }
 
+    /// `PATCH /v1/<segments>` with a JSON merge patch.
+    pub async fn patch(&self, segments: &[&str], body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::PATCH, segments, &[], Some(body)).await
+    }
+
     /// `DELETE /v1/<segments>`.
     pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
         self.call(Method::DELETE, segments, &[], None)

@@ -1421,7 +1421,7 @@ async fn request_limits_and_unknown_routes() {
 
     // Unknown paths and methods are problems too.
     api.get("/v1/nope").await.problem(404, "not_found");
-    raw(Method::PATCH, "/v1/sources/src", json_type, b"{}".to_vec())
+    raw(Method::PATCH, "/v1/events", json_type, b"{}".to_vec())
         .await
         .problem(405, "method_not_allowed");
     server.stop().await;

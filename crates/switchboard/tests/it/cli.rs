@@ -204,6 +204,51 @@ async fn resources_are_managed_through_the_api_with_clear_errors() {
     let same = sb.run(&["destinations", "secret", "hook", "--json"]).await;
     assert_eq!(same.json()["secret"], secret.as_str());
 
+    // Pausing and resuming; a source update with flags only keeps its (redacted) secrets.
+    let paused = sb.run(&["destinations", "disable", "hook"]).await;
+    assert!(
+        paused.ok().contains("destination hook disabled"),
+        "{}",
+        paused.stdout
+    );
+    let list = sb.run(&["destinations", "list"]).await;
+    assert!(
+        list.ok()
+            .lines()
+            .any(|l| l.starts_with("hook ") && l.contains("disabled")),
+        "{}",
+        list.stdout
+    );
+    let resumed = sb.run(&["destinations", "enable", "hook", "--json"]).await;
+    assert_eq!(resumed.json()["enabled"], true);
+    let kept = sb
+        .run(&[
+            "sources",
+            "update",
+            "gh",
+            "--max-body-bytes",
+            "4096",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(kept["max_body_bytes"], 4096);
+    assert_eq!(kept["verifier"]["secrets"][0], "********");
+    let body = r#"{"ok":true}"#;
+    let verified = reqwest::Client::new()
+        .post(format!("{}/in/gh", server.base))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "cli-update-keeps-secret")
+        .header(
+            "x-hub-signature-256",
+            switchboard_signatures::github::sign(b"s3cret", body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(verified.status(), 202, "the secret survived the update");
+
     // The server URL on the command line: `--url`, except where `--url` is the destination's.
     let token = [("SWITCHBOARD_TOKEN", ADMIN_TOKEN)];
     let list = run(&token, &["destinations", "list", "--url", &server.base]).await;
@@ -259,11 +304,7 @@ async fn resources_are_managed_through_the_api_with_clear_errors() {
         .json();
     assert_eq!(from_data["max_body_bytes"], 2048);
 
-    // Updating a source without its secrets cannot keep them (the API redacts them).
-    let refused = sb
-        .run(&["sources", "update", "gh", "--max-body-bytes", "1000"])
-        .await;
-    assert!(refused.fails(1).contains("secrets"), "{}", refused.stderr);
+    // Giving `--secret` replaces the secrets.
     let changed = sb
         .run(&[
             "sources",
