@@ -189,6 +189,7 @@ pub async fn list(
             .map(|s| parse_time("until", s))
             .transpose()?,
         before_seq: pagination::decode(q.cursor.as_deref())?,
+        body_contains: None,
         limit: limit + 1,
     };
     let rows = state.store.list_events(&filter).await.map_err(internal)?;

@@ -80,6 +80,7 @@ async fn find(state: &AppState, q: &EventQuery) -> Result<(Vec<EventRecord>, boo
         since: window_start(q.window.trim(), now_millis())?,
         until: None,
         before_seq: q.before,
+        body_contains: None,
         limit: if text.is_some() { TEXT_SCAN } else { PAGE + 1 },
     };
     let rows = state.store.list_events(&filter).await.map_err(internal)?;
