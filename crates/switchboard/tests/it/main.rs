@@ -35,3 +35,4 @@ mod transfer;
 mod trigger;
 mod ui;
 mod ui_browser;
+mod ui_store;
