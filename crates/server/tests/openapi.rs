@@ -266,6 +266,23 @@ read-only here (`409 managed_by_config`). Resources created through the API show
 `\"managed_by\": \"api\"` and persist in the store, secrets sealed at rest. Destination secrets are
 shown as `********`; `GET /v1/destinations/{{id}}/secret` (write scope) reveals one.
 
+**Changing part of a resource.** `PATCH /v1/sources/{{id}}`, `/v1/destinations/{{id}}` and
+`/v1/routes/{{id}}` take a JSON merge patch (RFC 7396) of the body `PUT` takes: the keys given
+replace theirs, objects merge key by key, `null` removes a key. `{{\"enabled\": false}}` pauses the
+resource. Secrets and credentials are shown as `********` (in a source's `verifier`, in a
+kind's `settings`, an HTTP destination's `secret`); sent back unchanged, in a `PUT` or a
+`PATCH`, the marker keeps the current value, so a `GET`–edit–`PUT` never loses a secret. In a
+list that grew or shrank, the markers stand for the current values in order: a source patched
+with `{{\"verifier\": {{\"secrets\": [\"new\", \"********\"]}}}}` verifies with the new secret and the old
+one (a rotation).
+
+**Pausing.** `enabled: false` on a source, destination or route pauses it without losing
+anything: a webhook source answers `503 source_disabled` with `Retry-After: 300` (the sender
+keeps the event and retries), a fetching source stops fetching (its broker or API keeps what it
+holds); a destination keeps its deliveries `pending` and sends them once enabled again; a route
+creates no deliveries for events that arrive meanwhile (replay them later to send them). The
+same key works in the configuration file.
+
 **Pagination.** Listings of events and deliveries are pages ordered newest first by arrival:
 `limit` ({min}–{max}, default {default}) and `cursor`. A response carries `next_cursor` when
 another page exists; pass it as `cursor` to continue. New arrivals never shift later pages. An

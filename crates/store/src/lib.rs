@@ -147,6 +147,24 @@ pub trait Store: Send + Sync + 'static {
     /// Lists events, newest first.
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
 
+    /// [`Store::list_events`] with the work of a body search bounded: with
+    /// [`EventFilter::body_contains`], only the newest `scan` events that the other filters let
+    /// through (below `before_seq`) have their bodies examined, and [`EventSearch::scan_floor`]
+    /// says where the next call continues when older ones are left. Every event is examined by
+    /// some page, so paging finds matches anywhere in history. Without a body text it is
+    /// [`Store::list_events`].
+    async fn search_events(&self, filter: &EventFilter, scan: u32) -> Result<EventSearch>;
+
+    /// Events received within `buckets`, counted per bucket and source by the database (an
+    /// index range over `received_at`), so the counts are exact for any volume. Only non-zero
+    /// counts, by bucket then source.
+    async fn event_histogram(&self, buckets: &Buckets) -> Result<Vec<BucketCount>>;
+
+    /// Attempts started within `buckets`, counted per bucket and outcome (`delivered`,
+    /// `retryable`, `permanent`, `filtered`) by the database. Only non-zero counts, by bucket
+    /// then outcome.
+    async fn attempt_histogram(&self, buckets: &Buckets) -> Result<Vec<BucketCount>>;
+
     /// One event with its body, if it exists.
     async fn get_event(&self, id: &str) -> Result<Option<EventRecord>>;
 
@@ -197,6 +215,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a token; returns whether an active token was revoked.
     async fn revoke_token(&self, id: &str, now: UnixMillis) -> Result<bool>;
+
+    /// Records that the dashboard session `session_id` was signed out: it stays refused until
+    /// `expires_at` (the session's own expiry, after which its cookie is refused anyway). Also
+    /// deletes the entries that expired by `now`, so the table holds only live sign-outs.
+    async fn record_sign_out(
+        &self,
+        session_id: &str,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<()>;
+
+    /// Whether the dashboard session `session_id` was signed out (by any node) and its entry
+    /// has not expired at `now`.
+    async fn is_signed_out(&self, session_id: &str, now: UnixMillis) -> Result<bool>;
 
     /// Claims an idempotency key for a request, or reports what it holds.
     async fn idempotency_begin(

@@ -254,8 +254,89 @@ pub struct EventFilter {
     pub until: Option<UnixMillis>,
     /// Only events with `seq` below this (pagination cursor).
     pub before_seq: Option<i64>,
+    /// Only events whose raw body contains these bytes (exact, case-sensitive; matched by the
+    /// database, so bodies never leave it). Ignored when empty. [`crate::Store::list_events`]
+    /// examines every event the other filters let through; [`crate::Store::search_events`]
+    /// bounds that work.
+    pub body_contains: Option<String>,
     /// Page size.
     pub limit: u32,
+}
+
+impl EventFilter {
+    /// The body text to look for, when there is one (an empty text matches everything and is
+    /// no filter).
+    pub fn body_needle(&self) -> Option<&[u8]> {
+        self.body_contains
+            .as_deref()
+            .filter(|text| !text.is_empty())
+            .map(str::as_bytes)
+    }
+}
+
+/// One page of a bounded body search ([`crate::Store::search_events`]).
+#[derive(Debug, Clone, Default)]
+pub struct EventSearch {
+    /// Matching events, newest first, at most the filter's `limit`.
+    pub events: Vec<EventRecord>,
+    /// Set when the search stopped at its scan bound with older events left unexamined: the
+    /// `seq` of the oldest event it examined. When `events` is not full, the next page is the
+    /// search again with `before_seq` set to it. `None` when the search reached the oldest
+    /// event the other filters let through (or had no body text to look for).
+    pub scan_floor: Option<i64>,
+}
+
+impl EventSearch {
+    /// Splits a search asked for `page + 1` rows into the page (at most `page` rows, newest
+    /// first) and the `before_seq` of the next one: below the page's last row when more rows
+    /// matched, below the scan floor when the scan bound ended the search, `None` at the end.
+    pub fn into_page(mut self, page: u32) -> (Vec<EventRecord>, Option<i64>) {
+        let page = page as usize;
+        if self.events.len() > page {
+            self.events.truncate(page);
+            let next = self.events.last().map(|e| e.seq);
+            (self.events, next)
+        } else {
+            (self.events, self.scan_floor)
+        }
+    }
+}
+
+/// Equal time buckets over a period, for counting rows per bucket in the database: bucket `i`
+/// holds the instants `[start + i * width_ms, start + (i + 1) * width_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Buckets {
+    /// Start of the first bucket (unix ms).
+    pub start: UnixMillis,
+    /// Width of every bucket in milliseconds (a width below 1 counts nothing).
+    pub width_ms: i64,
+    /// Number of buckets.
+    pub count: u32,
+}
+
+impl Buckets {
+    /// The end of the last bucket (exclusive).
+    pub fn end(&self) -> UnixMillis {
+        self.start
+            .saturating_add(self.width_ms.saturating_mul(i64::from(self.count)))
+    }
+
+    /// Whether the buckets cover anything.
+    pub fn is_empty(&self) -> bool {
+        self.width_ms < 1 || self.count == 0
+    }
+}
+
+/// How many rows of one key fell into one bucket ([`crate::Store::event_histogram`],
+/// [`crate::Store::attempt_histogram`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BucketCount {
+    /// 0-based bucket index.
+    pub bucket: u32,
+    /// What the rows were grouped by: the source of events, the outcome of attempts.
+    pub key: String,
+    /// Rows counted (never 0: empty buckets are not listed).
+    pub count: u64,
 }
 
 /// A stored delivery.

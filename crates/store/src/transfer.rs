@@ -48,9 +48,10 @@ use crate::sqlite::SqliteStore;
 pub const FORMAT: u64 = 1;
 
 /// Schema versions whose tables are exactly [`TABLES`] (plus the skipped ones). A database at
-/// another version is refused rather than copied partly. (Version 11 only added PostgreSQL's
-/// `feed_xid`, which is [`NOT_COPIED`]; a store opened by this build is migrated to it.)
-pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 11..=11;
+/// another version is refused rather than copied partly. (Version 11 added PostgreSQL's
+/// `feed_xid`, which is [`NOT_COPIED`]; version 12 the dashboard's `ui_sign_outs`, which is
+/// copied. A store opened by this build is migrated to the newest.)
+pub const SCHEMA_VERSIONS: RangeInclusive<i64> = 12..=12;
 
 /// Tables that are never copied: the migration bookkeeping (the target has its own), the
 /// heartbeats of running nodes and the leases they hold (which describe processes, not data),
@@ -191,6 +192,16 @@ pub const TABLES: &[Table] = &[
             opt("revoked_at", Int),
             opt("last_used_at", Int),
         ],
+    },
+    // Signed-out dashboard sessions are copied: a session is a cookie sealed with the master
+    // key, which the target shares, so without them a signed-out cookie would work again on
+    // the target until it expires. Entries past their expiry are deleted by the next sign-out.
+    Table {
+        name: "ui_sign_outs",
+        key: &["session_id"],
+        seq_identity: false,
+        batch: 500,
+        columns: &[col("session_id", Text), col("expires_at", Int)],
     },
     Table {
         name: "idempotency",

@@ -164,6 +164,9 @@ conformance_tests!(
     audit_entries_filter_page_and_prune,
     retention_prunes_exactly_what_is_due,
     schema_version_and_nodes_are_reported,
+    body_search_finds_matches_anywhere_in_history,
+    histograms_count_rows_per_bucket,
+    sign_outs_hold_until_expiry_and_are_pruned,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

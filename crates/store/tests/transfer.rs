@@ -404,6 +404,15 @@ async fn fill(store: &dyn Store) {
         }])
         .await
         .expect("put health");
+    // Two signed-out dashboard sessions; the first one's entry outlives the test's clock.
+    store
+        .record_sign_out("sess-live", i64::MAX, T0)
+        .await
+        .expect("record sign-out");
+    store
+        .record_sign_out("sess-short", T0 + 60_000, T0)
+        .await
+        .expect("record sign-out");
     // A node heartbeat: never exported.
     store
         .heartbeat("node-1", T0, 10_000)
@@ -520,6 +529,23 @@ async fn snapshot(store: &dyn Store) -> String {
             .expect("rejections")
     )
     .expect("write");
+    for session in ["sess-live", "sess-short", "sess-never"] {
+        writeln!(
+            out,
+            "signed out {session} {:?}",
+            store
+                .is_signed_out(session, T0 + 1)
+                .await
+                .expect("is signed out")
+        )
+        .expect("write");
+    }
+    assert!(
+        store
+            .is_signed_out("sess-live", T0 + 1)
+            .await
+            .expect("is signed out")
+    );
     for i in [0, 1, 2, BULK_KEYS - 1] {
         let scope = format!("tok_a POST /v1/scope-{}", i % 2);
         let state = store
@@ -622,6 +648,7 @@ fn expected_counts(summary: &Summary) {
     assert_eq!(summary.count("rejections"), 1);
     assert_eq!(summary.count("idempotency"), BULK_KEYS as u64);
     assert_eq!(summary.count("destination_health"), 1);
+    assert_eq!(summary.count("ui_sign_outs"), 2);
 }
 
 async fn export_to(from: Backend<'_>, path: &Path) -> Summary {

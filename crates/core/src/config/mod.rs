@@ -376,7 +376,8 @@ impl Default for CircuitConfig {
     }
 }
 
-/// `[stream]`: the live stream of events and delivery outcomes (`GET /v1/stream`).
+/// `[stream]`: the live stream of events and delivery outcomes (`GET /v1/stream`, and the
+/// dashboard's `GET /ui/live`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamConfig {
@@ -392,6 +393,11 @@ pub struct StreamConfig {
     /// Idle time after which a stream sends a keep-alive comment, so proxies keep it open.
     #[serde(with = "duration::human")]
     pub keep_alive: Duration,
+    /// How often an open stream checks again that its caller may still read it (the API token
+    /// of `GET /v1/stream` not revoked, the dashboard session not signed out, expired or its
+    /// token revoked); the stream ends at the first check that fails.
+    #[serde(with = "duration::human")]
+    pub auth_recheck: Duration,
 }
 
 impl Default for StreamConfig {
@@ -401,6 +407,7 @@ impl Default for StreamConfig {
             buffer: 256,
             poll_interval: Duration::from_secs(1),
             keep_alive: Duration::from_secs(15),
+            auth_recheck: Duration::from_secs(30),
         }
     }
 }
@@ -513,6 +520,9 @@ impl Config {
         }
         if self.stream.keep_alive.is_zero() {
             return invalid("stream.keep_alive must be > 0".into());
+        }
+        if self.stream.auth_recheck.is_zero() {
+            return invalid("stream.auth_recheck must be > 0".into());
         }
         self.tracing.validate().map_err(ConfigError::Invalid)?;
         self.metrics.validate().map_err(ConfigError::Invalid)?;

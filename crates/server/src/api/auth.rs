@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -133,6 +133,13 @@ impl IntoResponse for AuthRejection {
 
 /// Checks the `Authorization` header against the bootstrap token and the store.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, Problem> {
+    principal_for_hash(state, &bearer_hash(&parts.headers)?).await
+}
+
+/// The hex SHA-256 of the bearer token in the `Authorization` header (what
+/// [`principal_for_hash`] looks up), or the `401` when there is none. A long-lived response
+/// (the live stream) keeps it to check the token again later.
+pub fn bearer_hash(headers: &HeaderMap) -> Result<String, Problem> {
     let unauthorized = |detail: &str| {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -141,8 +148,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
             detail,
         )
     };
-    let value = parts
-        .headers
+    let value = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("send `Authorization: Bearer <token>`"))?;
     let token = value
@@ -154,7 +160,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, 
         })
         .map(str::trim)
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    principal_for_hash(state, &hash_token(token)).await
+    Ok(hash_token(token))
 }
 
 /// The principal whose token has this hash (the bootstrap admin token or an active stored one).

@@ -108,11 +108,41 @@ pub struct EventQuery {
     pub since: Option<String>,
     /// Received before (RFC 3339).
     pub until: Option<String>,
+    /// Only events whose raw body contains this text (compared as bytes, case-sensitive; 1–256
+    /// bytes). The search runs in the database and reaches all of history, but one page
+    /// examines the bodies of at most 10,000 events (of those the other filters let through):
+    /// a page may then hold fewer than `limit` items, even none, while `next_cursor` continues
+    /// the search further back.
+    #[param(min_length = 1, max_length = 256)]
+    pub body_contains: Option<String>,
     /// Page size, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,
+}
+
+/// Most event bodies one page of a body text search examines (the rest is left to the next
+/// page, see [`switchboard_store::Store::search_events`]): bounds the work of one request
+/// whatever the history holds.
+pub const BODY_SCAN: u32 = 10_000;
+
+/// Longest body text to search for, in bytes.
+pub const MAX_BODY_TEXT: usize = 256;
+
+/// Checks a body search text (`field` names it in the problem): `None` stays `None`, longer
+/// than [`MAX_BODY_TEXT`] is refused.
+pub fn body_text(field: &str, text: Option<String>) -> Result<Option<String>, Problem> {
+    match text {
+        Some(text) if text.is_empty() || text.len() > MAX_BODY_TEXT => Err(Problem::validation(
+            format!("{field} must be 1 to {MAX_BODY_TEXT} bytes"),
+            vec![crate::problem::FieldError {
+                field: field.into(),
+                message: format!("must be 1 to {MAX_BODY_TEXT} bytes"),
+            }],
+        )),
+        text => Ok(text),
+    }
 }
 
 /// Parses a delivery status filter.
@@ -189,15 +219,19 @@ pub async fn list(
             .map(|s| parse_time("until", s))
             .transpose()?,
         before_seq: pagination::decode(q.cursor.as_deref())?,
+        body_contains: body_text("body_contains", q.body_contains)?,
         limit: limit + 1,
     };
-    let rows = state.store.list_events(&filter).await.map_err(internal)?;
-    Ok(Json(pagination::page(
-        rows,
-        limit,
-        |e| e.seq,
-        |e| summary(&e),
-    )))
+    let (rows, next) = state
+        .store
+        .search_events(&filter, BODY_SCAN)
+        .await
+        .map_err(internal)?
+        .into_page(limit);
+    Ok(Json(Page {
+        items: rows.iter().map(summary).collect(),
+        next_cursor: next.map(pagination::encode_seq),
+    }))
 }
 
 /// One event with its headers, body and deliveries.

@@ -5,22 +5,21 @@
 //! ([`StreamEvent`], [`StreamAttempt`]) and an `id` that is a feed cursor: a client that
 //! reconnects with `Last-Event-ID` (browsers do it by themselves) or `?after=` resumes right
 //! after the last message it got, with no gap and no repeat (see [`crate::live`]). Idle streams
-//! get a `:` keep-alive comment every `stream.keep_alive`.
+//! get a `:` keep-alive comment every `stream.keep_alive`. Every `stream.auth_recheck` an open
+//! stream checks its bearer token again and ends once the token was revoked.
 //!
 //! With `body=true` an event carries its raw body as base64 (`body_base64`): `switchboard
 //! listen` forwards events from it without a second request per event, in stream order, and
 //! without racing retention (a body fetched later by id may already be pruned). Bodies are
 //! bounded by the ingest limits, and the per-stream buffer by `stream.buffer` items.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::response::sse::Event as SseEvent;
 use base64::Engine as _;
-use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use switchboard_core::time::format_rfc3339;
 use switchboard_store::{FeedAttempt, FeedCursor, FeedEntry, FeedFilter, FeedItem};
@@ -28,11 +27,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{Auth, Read};
+use super::auth::{Auth, Read, bearer_hash, principal_for_hash};
 use super::events::Header;
 use super::extract::ApiQuery;
 use super::{ApiResult, internal};
-use crate::live::{Start, outcome};
+use crate::live::{Start, outcome, sse};
 use crate::problem::{FieldError, Problem};
 use crate::state::AppState;
 
@@ -228,18 +227,11 @@ pub fn attempt_message(a: FeedAttempt) -> StreamAttempt {
     }
 }
 
+/// The SSE message of one feed item: `event: event` or `event: attempt`.
 fn sse_message(item: FeedItem, with_body: bool) -> Option<SseEvent> {
-    let id = item.cursor.encode();
-    let (name, data) = match item.entry {
-        FeedEntry::Event(e) => ("event", serde_json::to_string(&event_message(e, with_body))),
-        FeedEntry::Attempt(a) => ("attempt", serde_json::to_string(&attempt_message(a))),
-    };
-    match data {
-        Ok(data) => Some(SseEvent::default().id(id).event(name).data(data)),
-        Err(error) => {
-            tracing::error!(%error, "live stream: could not encode an item");
-            None
-        }
+    match item.entry {
+        FeedEntry::Event(e) => sse::message(&item.cursor, "event", &event_message(e, with_body)),
+        FeedEntry::Attempt(a) => sse::message(&item.cursor, "attempt", &attempt_message(a)),
     }
 }
 
@@ -247,7 +239,8 @@ fn sse_message(item: FeedItem, with_body: bool) -> Option<SseEvent> {
 ///
 /// The first message is `event: ready` (data: `{"cursor": …}`); then `event: event` (data:
 /// `StreamEvent`) and `event: attempt` (data: `StreamAttempt`). Each `id` is a cursor to resume
-/// after it with `Last-Event-ID` or `?after=`.
+/// after it with `Last-Event-ID` or `?after=`. The stream checks its token again every
+/// `stream.auth_recheck` (30 s) and ends once the token was revoked.
 #[utoipa::path(get, path = "/stream", tag = "events", params(StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this message id (sent by SSE clients on reconnect)")),
     responses(
@@ -263,14 +256,10 @@ pub async fn stream(
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> ApiResult<Response> {
     let (filter, start) = parse(q, &headers)?;
-    let slot = state.live.admit().map_err(|e| {
-        Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
-            "Too many streams",
-            e.to_string(),
-        )
-    })?;
+    // The token the stream was opened with (the extractor just checked it): checked again
+    // every `stream.auth_recheck`, so revoking it ends the stream.
+    let token_hash = bearer_hash(&headers)?;
+    let slot = state.live.admit().map_err(sse::too_many)?;
     let after = state.live.start(start).await.map_err(internal)?;
     let with_body = filter.with_body;
     let items = state.live.follow(after, filter);
@@ -280,18 +269,19 @@ pub async fn stream(
         .id(after.encode())
         .event("ready")
         .data(format!("{{\"cursor\":\"{}\"}}", after.encode()));
-    // The slot lives as long as the stream: it frees when the client goes away.
-    let messages = futures::stream::unfold((items, slot), move |(mut items, slot)| async move {
-        loop {
-            let item = items.recv().await?;
-            if let Some(message) = sse_message(item, with_body) {
-                return Some((Ok::<_, Infallible>(message), (items, slot)));
-            }
-        }
+    let checker = state.clone();
+    let recheck: sse::Recheck = Box::new(move || {
+        let (state, hash) = (checker.clone(), token_hash.clone());
+        Box::pin(async move { principal_for_hash(&state, &hash).await.is_ok() })
     });
-    let messages = futures::stream::iter([Ok(ready)]).chain(messages);
-    let keep_alive = KeepAlive::new().interval(state.live.config().keep_alive);
-    Ok(Sse::new(messages).keep_alive(keep_alive).into_response())
+    Ok(sse::respond(
+        &state.live,
+        items,
+        slot,
+        Some(ready),
+        move |item| sse_message(item, with_body),
+        recheck,
+    ))
 }
 
 /// Routes of this resource.

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchboard_core::config::SyncConfig;
@@ -21,7 +19,7 @@ use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, Page};
 use super::resources::{apply, check_path_id, from_value, not_found, redact_settings, stamps};
 use super::{ApiResult, internal};
-use crate::problem::{FieldError, Problem};
+use crate::problem::Problem;
 use crate::runtime::{Change, Kind, Runtime};
 use crate::state::AppState;
 use crate::sync::StartError;
@@ -329,27 +327,6 @@ pub async fn cancel_run(state: &AppState, id: &str) -> ApiResult<SyncRun> {
     Ok(record.into())
 }
 
-fn decode_cursor(cursor: Option<&str>) -> Result<Option<String>, Problem> {
-    let Some(cursor) = cursor else {
-        return Ok(None);
-    };
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("r:").map(str::to_owned))
-        .map(Some)
-        .ok_or_else(|| {
-            Problem::validation(
-                "cursor is not one this server issued",
-                vec![FieldError {
-                    field: "cursor".into(),
-                    message: "invalid cursor".into(),
-                }],
-            )
-        })
-}
-
 /// The run log, newest first: counts, status, errors, and progress while running.
 #[utoipa::path(get, path = "/syncs/{id}/runs", tag = "syncs", params(("id" = String, Path, description = "Sync id"), RunsQuery),
     responses((status = 200, body = Page<SyncRun>), (status = 401, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)),
@@ -362,24 +339,18 @@ pub async fn runs(
 ) -> ApiResult<Json<Page<SyncRun>>> {
     config_of(&state.registry.current(), &id)?;
     let limit = pagination::limit(query.limit)?;
-    let before = decode_cursor(query.cursor.as_deref())?;
-    let mut rows = state
+    let before = pagination::decode_key(query.cursor.as_deref())?;
+    let rows = state
         .store
         .list_sync_runs(&id, before.as_deref(), limit + 1)
         .await
         .map_err(internal)?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| {
-            rows.last()
-                .map(|r| URL_SAFE_NO_PAD.encode(format!("r:{}", r.id)))
-        })
-        .flatten();
-    Ok(Json(Page {
-        items: rows.into_iter().map(SyncRun::from).collect(),
-        next_cursor,
-    }))
+    Ok(Json(pagination::page_by_key(
+        rows,
+        limit,
+        |r| &r.id,
+        SyncRun::from,
+    )))
 }
 
 /// A record changed on both sides of a two-way sync with `conflict = "manual"`, parked: it is
@@ -422,33 +393,24 @@ pub async fn conflicts(
 ) -> ApiResult<Json<Page<SyncConflict>>> {
     config_of(&state.registry.current(), &id)?;
     let limit = pagination::limit(query.limit)?;
-    let after = decode_cursor(query.cursor.as_deref())?;
-    let mut rows = state
+    let after = pagination::decode_key(query.cursor.as_deref())?;
+    let rows = state
         .store
         .list_sync_conflicts(&id, after.as_deref(), limit + 1)
         .await
         .map_err(internal)?;
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| {
-            rows.last()
-                .map(|r| URL_SAFE_NO_PAD.encode(format!("r:{}", r.record_key)))
-        })
-        .flatten();
     let parse = |text: &str| serde_json::from_str(text).unwrap_or(Value::String(text.to_owned()));
-    Ok(Json(Page {
-        items: rows
-            .into_iter()
-            .map(|r| SyncConflict {
-                key: parse(&r.record_key),
-                source: r.source.as_deref().map(parse),
-                destination: r.destination.as_deref().map(parse),
-                detected_at: rfc3339(r.detected_at),
-            })
-            .collect(),
-        next_cursor,
-    }))
+    Ok(Json(pagination::page_by_key(
+        rows,
+        limit,
+        |r| &r.record_key,
+        |r| SyncConflict {
+            key: parse(&r.record_key),
+            source: r.source.as_deref().map(parse),
+            destination: r.destination.as_deref().map(parse),
+            detected_at: rfc3339(r.detected_at),
+        },
+    )))
 }
 
 /// Routes of this resource.

@@ -25,6 +25,10 @@
 //! [`Live::follow`] returns the receiving end of a channel of `stream.buffer` items: a slow
 //! consumer makes its reader wait (bounded memory) rather than dropping anything. Dropping the
 //! receiver stops the reader task. [`outcome`] names what an attempt meant for its delivery.
+//! [`sse`] serves a follower as Server-Sent Events (the framing, keep-alives and the periodic
+//! re-check of the caller that `GET /v1/stream` and the dashboard share).
+
+pub mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,16 +13,13 @@ use switchboard_store::{DeliveryFilter, EventFilter, EventRecord};
 use super::layout::{self, badge, time};
 use super::session::Session;
 use super::{UiResult, enc, html_response};
-use crate::api::events::{encode_body, parse_status};
+use crate::api::events::{BODY_SCAN, body_text, encode_body, parse_status};
 use crate::api::internal;
 use crate::problem::Problem;
 use crate::state::AppState;
 
 /// Rows shown per page.
 const PAGE: u32 = 50;
-
-/// How many recent events a text search reads (bodies are not indexed).
-pub const TEXT_SCAN: u32 = 500;
 
 /// Filters of the events page (all optional; empty strings count as absent).
 #[derive(Debug, Default, Deserialize)]
@@ -69,9 +66,13 @@ pub fn window_start(window: &str, now: i64) -> Result<Option<i64>, Problem> {
     Ok(Some(now - span))
 }
 
-/// Finds events: the store's filters, then (for `q`) a scan of the recent matching bodies.
-async fn find(state: &AppState, q: &EventQuery) -> Result<(Vec<EventRecord>, bool), Problem> {
-    let text = some(&q.q);
+/// Finds a page of events, the body text included, in the store: the rows and the `before`
+/// of the next page. A text search examines at most [`BODY_SCAN`] bodies per page, so a page
+/// may come back short (even empty) with a next page that searches further back.
+async fn find(
+    state: &AppState,
+    q: &EventQuery,
+) -> Result<(Vec<EventRecord>, Option<i64>), Problem> {
     let filter = EventFilter {
         source: some(&q.source),
         event_type: some(&q.event_type),
@@ -80,28 +81,15 @@ async fn find(state: &AppState, q: &EventQuery) -> Result<(Vec<EventRecord>, boo
         since: window_start(q.window.trim(), now_millis())?,
         until: None,
         before_seq: q.before,
-        limit: if text.is_some() { TEXT_SCAN } else { PAGE + 1 },
+        body_contains: body_text("q", some(&q.q))?,
+        limit: PAGE + 1,
     };
-    let rows = state.store.list_events(&filter).await.map_err(internal)?;
-    let Some(text) = text else {
-        let more = rows.len() > PAGE as usize;
-        return Ok((rows.into_iter().take(PAGE as usize).collect(), more));
-    };
-    let mut found = Vec::new();
-    for row in rows {
-        if found.len() > PAGE as usize {
-            break;
-        }
-        let Some(full) = state.store.get_event(&row.id).await.map_err(internal)? else {
-            continue;
-        };
-        if String::from_utf8_lossy(&full.body).contains(text.as_str()) {
-            found.push(row);
-        }
-    }
-    let more = found.len() > PAGE as usize;
-    found.truncate(PAGE as usize);
-    Ok((found, more))
+    let search = state
+        .store
+        .search_events(&filter, BODY_SCAN)
+        .await
+        .map_err(internal)?;
+    Ok(search.into_page(PAGE))
 }
 
 /// One row of the events table (the live script builds the same cells).
@@ -123,7 +111,7 @@ pub async fn list(
     State(state): State<Arc<AppState>>,
     Query(q): Query<EventQuery>,
 ) -> UiResult<Response> {
-    let (rows, more) = find(&state, &q).await?;
+    let (rows, next_before) = find(&state, &q).await?;
     let runtime = state.registry.current();
     let statuses = [
         "",
@@ -142,17 +130,17 @@ pub async fn list(
         ("7d", "last week"),
     ];
     let live = q.before.is_none() && some(&q.q).is_none() && some(&q.status).is_none();
-    let next = rows.last().map(|last| {
+    let next = next_before.map(|before| {
         format!(
-            "/ui/events?source={}&type={}&status={}&window={}&q={}&before={}",
+            "/ui/events?source={}&type={}&status={}&window={}&q={}&before={before}",
             enc(&q.source),
             enc(&q.event_type),
             enc(&q.status),
             enc(&q.window),
             enc(&q.q),
-            last.seq
         )
     });
+    let searching = some(&q.q).is_some();
     let body = html! {
         form.filters method="get" action="/ui/events" role="search" aria-label="Filter events" {
             label { "Source "
@@ -181,8 +169,8 @@ pub async fn list(
             label { "Body contains " input type="search" name="q" value=(q.q); }
             button type="submit" { "Filter" }
         }
-        @if some(&q.q).is_some() {
-            p.hint { "Text search reads the newest " (TEXT_SCAN) " events that match the other filters." }
+        @if searching && next.is_some() && rows.len() < PAGE as usize {
+            p.hint { "Each page searches the bodies of at most " (BODY_SCAN) " events; “Older events →” searches further back." }
         }
         table.list aria-label="Events" {
             thead { tr { th { "Received" } th { "Event" } th { "Source" } th { "Type" } th { "Size" } } }
@@ -191,8 +179,10 @@ pub async fn list(
                 @for e in &rows { (row(e)) }
             }
         }
-        @if rows.is_empty() { p.empty { "No events match." } }
-        @if more { @if let Some(next) = next { p { a href=(next) { "Older events →" } } } }
+        @if rows.is_empty() {
+            p.empty { @if next.is_some() { "No events match among those searched so far." } @else { "No events match." } }
+        }
+        @if let Some(next) = next { p { a href=(next) { "Older events →" } } }
     };
     Ok(html_response(layout::page(
         &session,

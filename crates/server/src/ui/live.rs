@@ -6,28 +6,23 @@
 //! the feed's head at render time (`data-live-cursor`, see [`Session::live_cursor`]); the page
 //! connects with `?after=` that cursor, so nothing that commits between rendering and connecting
 //! is missed, and a reconnecting browser resumes from its `Last-Event-ID` with no gap or repeat.
-//! The page script (`assets/ui.js`) only knows the two item shapes of [`LiveItem`].
+//! The page script (`assets/ui.js`) only knows the two item shapes of [`LiveItem`]; the SSE
+//! framing, keep-alives and the periodic re-check of the session are [`crate::live::sse`]'s,
+//! shared with `GET /v1/stream`.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
 use serde::{Deserialize, Serialize};
 use switchboard_core::time::format_rfc3339;
 use switchboard_store::{FeedCursor, FeedEntry, FeedFilter, FeedItem};
 
 use super::session::Session;
-use crate::live::{Slot, Start};
+use crate::live::{Start, sse};
 use crate::problem::Problem;
 use crate::state::AppState;
-
-/// How often an open stream checks that its session still holds.
-const RECHECK: Duration = Duration::from_secs(30);
 
 /// One live item, as the page script receives it (SSE event name = `kind`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -119,15 +114,7 @@ pub async fn stream(
     let start = resume.map_or(Start::Now, Start::After);
     let slot = match state.live.admit() {
         Ok(slot) => slot,
-        Err(full) => {
-            return Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_streams",
-                "Too many streams",
-                full.to_string(),
-            )
-            .into_response();
-        }
+        Err(full) => return sse::too_many(full).into_response(),
     };
     let after = match state.live.start(start).await {
         Ok(after) => after,
@@ -137,56 +124,22 @@ pub async fn stream(
         }
     };
     let items = state.live.follow(after, FeedFilter::default());
-    Sse::new(events(state, session, slot, items))
-        .keep_alive(KeepAlive::default())
-        .into_response()
-}
-
-/// What a stream holds between items.
-struct Streaming {
-    state: Arc<AppState>,
-    session: Session,
-    items: tokio::sync::mpsc::Receiver<FeedItem>,
-    recheck: tokio::time::Interval,
-    _slot: Slot,
-}
-
-/// The SSE events of a stream: one per feed item, until the feed ends (shutdown) or the
-/// session no longer holds (signed out, expired, token revoked).
-fn events(
-    state: Arc<AppState>,
-    session: Session,
-    slot: Slot,
-    items: tokio::sync::mpsc::Receiver<FeedItem>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let mut recheck = tokio::time::interval(RECHECK);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let streaming = Streaming {
-        state,
-        session,
+    // The session ends the stream when it no longer holds (signed out on any node, expired,
+    // its token revoked), checked every `stream.auth_recheck`.
+    let checker = state.clone();
+    let recheck: sse::Recheck = Box::new(move || {
+        let (state, session) = (checker.clone(), session.clone());
+        Box::pin(async move { session.still_valid(&state).await })
+    });
+    sse::respond(
+        &state.live,
         items,
+        slot,
+        None,
+        |item| {
+            let live = LiveItem::from_feed(&item);
+            sse::message(&item.cursor, live.name(), &live)
+        },
         recheck,
-        _slot: slot,
-    };
-    futures::stream::unfold(streaming, |mut s| async move {
-        loop {
-            tokio::select! {
-                item = s.items.recv() => {
-                    let item = item?;
-                    let live = LiveItem::from_feed(&item);
-                    let event = Event::default()
-                        .id(item.cursor.encode())
-                        .event(live.name())
-                        .json_data(&live)
-                        .unwrap_or_else(|_| Event::default().comment("unencodable item"));
-                    return Some((Ok(event), s));
-                }
-                _ = s.recheck.tick() => {
-                    if !s.session.still_valid(&s.state).await {
-                        return None;
-                    }
-                }
-            }
-        }
-    })
+    )
 }

@@ -1,25 +1,24 @@
 //! The overview: every source, destination, endpoint and connection with its health at a
 //! glance, and charts (inline SVG, rendered here) of events received and delivery outcomes over
-//! the last hour or day.
+//! the last hour or day. The store counts the rows per time bucket
+//! ([`switchboard_store::Store::event_histogram`], [`switchboard_store::Store::attempt_histogram`]),
+//! so the charts are exact however many rows the period holds.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
-use switchboard_core::DeliveryStatus;
 use switchboard_core::time::now_millis;
-use switchboard_store::{DeliveryFilter, EventFilter};
+use switchboard_store::{BucketCount, Buckets};
 
 use super::layout::{self, badge};
 use super::session::Session;
 use super::{UiResult, enc, html_response};
 use crate::api::internal;
 use crate::state::AppState;
-
-/// Most rows read to draw one chart (the charts say when they hit it).
-pub const CHART_ROWS: u32 = 10_000;
 
 /// Which period the charts cover.
 #[derive(Debug, Default, Deserialize)]
@@ -80,64 +79,68 @@ fn chart(
     }
 }
 
+/// The charts' buckets for a period name: 12 of five minutes (`hour`, the default) or 24 of an
+/// hour (`day`), aligned to the bucket width, the last one holding `now`.
+pub fn chart_buckets(period: &str, now: i64) -> (Buckets, &'static str) {
+    let (count, width_ms, name) = if period == "day" {
+        (24u32, 60 * 60_000i64, "last day")
+    } else {
+        (12u32, 5 * 60_000i64, "last hour")
+    };
+    let start = now.div_euclid(width_ms) * width_ms - width_ms * i64::from(count - 1);
+    (
+        Buckets {
+            start,
+            width_ms,
+            count,
+        },
+        name,
+    )
+}
+
+/// One series per key: its count in every bucket (keys not listed count nothing).
+fn series_of(counts: &[BucketCount], buckets: &Buckets, key: &str) -> Vec<u64> {
+    let mut series = vec![0u64; buckets.count as usize];
+    for c in counts.iter().filter(|c| c.key == key) {
+        if let Some(slot) = series.get_mut(c.bucket as usize) {
+            *slot += c.count;
+        }
+    }
+    series
+}
+
 /// `GET /ui`
 pub async fn page(
     session: Session,
     State(state): State<Arc<AppState>>,
     Query(q): Query<OverviewQuery>,
 ) -> UiResult<Response> {
-    let now = now_millis();
-    let (buckets, span, name) = if q.period == "day" {
-        (24usize, 60 * 60_000i64, "last day")
-    } else {
-        (12usize, 5 * 60_000i64, "last hour")
-    };
-    let start = now - span * buckets as i64;
-    let bucket_of = |at: i64| -> Option<usize> {
-        (at >= start).then(|| (((at - start) / span) as usize).min(buckets - 1))
-    };
+    let (buckets, name) = chart_buckets(&q.period, now_millis());
+    // Counted by the store (GROUP BY over an index range), so exact at any volume.
     let events = state
         .store
-        .list_events(&EventFilter {
-            since: Some(start),
-            limit: CHART_ROWS,
-            ..Default::default()
-        })
+        .event_histogram(&buckets)
         .await
         .map_err(internal)?;
-    let mut received = vec![0u64; buckets];
-    let mut last_by_source = std::collections::HashMap::<String, i64>::new();
-    for e in &events {
-        if let Some(b) = bucket_of(e.received_at) {
-            received[b] += 1;
+    let mut received = vec![0u64; buckets.count as usize];
+    for c in &events {
+        if let Some(slot) = received.get_mut(c.bucket as usize) {
+            *slot += c.count;
         }
-        let last = last_by_source.entry(e.source.clone()).or_insert(0);
-        *last = (*last).max(e.received_at);
     }
-    let deliveries = state
+    let receiving: HashSet<&str> = events.iter().map(|c| c.key.as_str()).collect();
+    let attempts = state
         .store
-        .list_deliveries(&DeliveryFilter {
-            limit: CHART_ROWS,
-            ..Default::default()
-        })
+        .attempt_histogram(&buckets)
         .await
         .map_err(internal)?;
-    let mut succeeded = vec![0u64; buckets];
-    let mut failed = vec![0u64; buckets];
-    let mut waiting = vec![0u64; buckets];
-    for d in &deliveries {
-        let Some(b) = bucket_of(d.updated_at) else {
-            continue;
-        };
-        match d.status {
-            DeliveryStatus::Succeeded => succeeded[b] += 1,
-            DeliveryStatus::Failed => failed[b] += 1,
-            DeliveryStatus::Pending | DeliveryStatus::InFlight => waiting[b] += 1,
-            _ => {}
-        }
-    }
+    let delivered = series_of(&attempts, &buckets, "delivered");
+    let retryable = series_of(&attempts, &buckets, "retryable");
+    let permanent = series_of(&attempts, &buckets, "permanent");
+    let span = buckets.width_ms;
+    let count = buckets.count as usize;
     let label = |i: usize| -> String {
-        let minutes = (buckets - i) as i64 * span / 60_000;
+        let minutes = (count - i) as i64 * span / 60_000;
         if minutes >= 60 {
             format!("{}h ago", minutes / 60)
         } else {
@@ -152,7 +155,6 @@ pub async fn page(
         .list_connections()
         .await
         .map_err(internal)?;
-    let capped = events.len() as u32 >= CHART_ROWS || deliveries.len() as u32 >= CHART_ROWS;
     let body = html! {
         p.tabs-links {
             "Charts: "
@@ -160,14 +162,14 @@ pub async fn page(
             a href="/ui?period=day" aria-current=[(q.period == "day").then_some("page")] { "last day" }
         }
         div.charts {
-            (chart(&format!("Events received, {name}"), buckets, &label, &[Series { label: "events", class: "events", counts: received }]))
-            (chart(&format!("Delivery outcomes, {name}"), buckets, &label, &[
-                Series { label: "succeeded", class: "ok", counts: succeeded },
-                Series { label: "failed", class: "bad", counts: failed },
-                Series { label: "waiting", class: "warn", counts: waiting },
+            (chart(&format!("Events received, {name}"), count, &label, &[Series { label: "events", class: "events", counts: received }]))
+            (chart(&format!("Delivery outcomes, {name}"), count, &label, &[
+                Series { label: "delivered", class: "ok", counts: delivered },
+                Series { label: "permanent error", class: "bad", counts: permanent },
+                Series { label: "retryable error", class: "warn", counts: retryable },
             ]))
         }
-        @if capped { p.hint { "The charts count the newest " (CHART_ROWS) " rows." } }
+        p.hint { "Delivery outcomes count attempts: a retryable error is tried again while the destination's retry policy allows." }
         p.totals aria-label="Deliveries by status" {
             @for (status, n) in &counts {
                 a href={ "/ui/deliveries?status=" (status.as_str()) } { (badge(status.as_str())) " " (n) } " "
@@ -180,7 +182,7 @@ pub async fn page(
                     @for s in &runtime.config.sources {
                         li {
                             a href={ "/ui/events?source=" (enc(&s.id)) } { (s.id) }
-                            " " (badge(if last_by_source.contains_key(&s.id) { "receiving" } else { "idle" }))
+                            " " (badge(if receiving.contains(s.id.as_str()) { "receiving" } else { "idle" }))
                         }
                     }
                 }
@@ -221,4 +223,52 @@ pub async fn page(
     Ok(html_response(layout::page(
         &session, "Overview", "/ui", body,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_aligned_and_the_last_holds_now() {
+        let now = 1_700_000_123_456;
+        for (period, count, width) in [("hour", 12, 300_000), ("day", 24, 3_600_000)] {
+            let (b, _) = chart_buckets(period, now);
+            assert_eq!((b.count, b.width_ms), (count, width));
+            assert_eq!(b.start % width, 0, "{period}: aligned");
+            assert!(
+                b.end() > now && b.end() - width <= now,
+                "{period}: now in the last"
+            );
+        }
+        assert_eq!(chart_buckets("", now).1, "last hour");
+    }
+
+    #[test]
+    fn series_pick_their_key() {
+        let (b, _) = chart_buckets("hour", 0);
+        let counts = [
+            BucketCount {
+                bucket: 0,
+                key: "delivered".into(),
+                count: 3,
+            },
+            BucketCount {
+                bucket: 11,
+                key: "delivered".into(),
+                count: 1,
+            },
+            BucketCount {
+                bucket: 11,
+                key: "permanent".into(),
+                count: 7,
+            },
+        ];
+        let delivered = series_of(&counts, &b, "delivered");
+        assert_eq!(
+            (delivered[0], delivered[11], delivered.iter().sum::<u64>()),
+            (3, 1, 4)
+        );
+        assert_eq!(series_of(&counts, &b, "retryable"), vec![0; 12]);
+    }
 }

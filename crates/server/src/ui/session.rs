@@ -4,11 +4,15 @@
 //! The cookie is the session sealed by the server's vault (ChaCha20-Poly1305): opaque to the
 //! browser, tamper-proof, and verifiable by every node sharing the master key, so no session
 //! table is needed. It holds the token's SHA-256 (never the token), and the token is looked up
-//! again on every request: revoking the token ends its sessions at once. Signing out remembers
-//! the session id until it would have expired anyway.
+//! again on every request: revoking the token ends its sessions at once. Signing out records
+//! the session id in the store until the session would have expired anyway, so the cookie is
+//! refused by every node sharing the database and after restarts; each node caches what it
+//! learned (a sign-out for good, its absence for [`SIGN_OUT_RECHECK`]), so page loads rarely
+//! ask the store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -18,6 +22,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use switchboard_core::time::now_millis;
+use switchboard_store::{Store, StoreError};
 
 use crate::api::auth::{Principal, Scope, principal_for_hash};
 use crate::problem::Problem;
@@ -42,11 +47,29 @@ struct Sealed {
     exp: i64,
 }
 
-/// The dashboard's state: signed-out sessions (by id, until their expiry) and the server's
-/// shutdown signal, which ends live streams so a graceful shutdown is not held open by them.
+/// How long this node trusts that a session was not signed out before asking the store again:
+/// a sign-out on another node holds here within this time (on this node, at once).
+pub const SIGN_OUT_RECHECK: Duration = Duration::from_secs(2);
+
+/// Most sessions the sign-out cache remembers; beyond it, it starts over (the store is the
+/// truth, the cache only spares it).
+const CACHE_MAX: usize = 10_000;
+
+/// What this node knows about one session id.
+#[derive(Debug, Clone, Copy)]
+enum Known {
+    /// Signed out, refused until this instant (unix ms), when its cookie expires anyway.
+    SignedOut(i64),
+    /// Not signed out when the store was asked at this instant.
+    Valid(Instant),
+}
+
+/// The dashboard's state: a cache of the sign-outs kept in the store (shared by every node and
+/// kept across restarts) and the server's shutdown signal, which ends live streams so a
+/// graceful shutdown is not held open by them.
 #[derive(Debug, Default)]
 pub struct UiState {
-    signed_out: Mutex<HashMap<String, i64>>,
+    known: Mutex<HashMap<String, Known>>,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -54,7 +77,7 @@ impl UiState {
     /// State whose live streams end when `shutdown` is cancelled.
     pub fn new(shutdown: tokio_util::sync::CancellationToken) -> Self {
         Self {
-            signed_out: Mutex::default(),
+            known: Mutex::default(),
             shutdown,
         }
     }
@@ -64,19 +87,49 @@ impl UiState {
         &self.shutdown
     }
 
-    fn sign_out(&self, sid: &str, exp: i64) {
+    fn remember(&self, sid: &str, known: Known) {
         let now = now_millis();
-        if let Ok(mut map) = self.signed_out.lock() {
-            map.retain(|_, e| *e > now);
-            map.insert(sid.to_owned(), exp);
+        if let Ok(mut map) = self.known.lock() {
+            if map.len() >= CACHE_MAX {
+                map.retain(|_, k| match k {
+                    Known::SignedOut(exp) => *exp > now,
+                    Known::Valid(at) => at.elapsed() < SIGN_OUT_RECHECK,
+                });
+                if map.len() >= CACHE_MAX {
+                    map.clear();
+                }
+            }
+            map.insert(sid.to_owned(), known);
         }
     }
 
-    fn is_signed_out(&self, sid: &str) -> bool {
-        self.signed_out
-            .lock()
-            .map(|map| map.contains_key(sid))
-            .unwrap_or(true)
+    /// Records the sign-out in the store (for every node, across restarts) and here.
+    async fn sign_out(&self, store: &dyn Store, sid: &str, exp: i64) -> Result<(), StoreError> {
+        store.record_sign_out(sid, exp, now_millis()).await?;
+        self.remember(sid, Known::SignedOut(exp));
+        Ok(())
+    }
+
+    /// Whether the session was signed out on any node: a sign-out known here is final; that
+    /// it was not is trusted for [`SIGN_OUT_RECHECK`], then the store is asked again.
+    async fn is_signed_out(&self, store: &dyn Store, sid: &str) -> Result<bool, StoreError> {
+        let known = self.known.lock().ok().and_then(|map| map.get(sid).copied());
+        match known {
+            Some(Known::SignedOut(_)) => return Ok(true),
+            Some(Known::Valid(at)) if at.elapsed() < SIGN_OUT_RECHECK => return Ok(false),
+            _ => {}
+        }
+        let asked = Instant::now();
+        let now = now_millis();
+        if store.is_signed_out(sid, now).await? {
+            // The exact expiry does not matter here: the cookie carries its own and is
+            // refused after it; keep the entry for the longest a session lives.
+            self.remember(sid, Known::SignedOut(now + LIFETIME_MS));
+            Ok(true)
+        } else {
+            self.remember(sid, Known::Valid(asked));
+            Ok(false)
+        }
     }
 }
 
@@ -96,11 +149,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Whether the session still holds: not expired, not signed out, its token not revoked
-    /// (long-lived live streams check this now and then).
+    /// Whether the session still holds: not expired, not signed out (on any node), its token
+    /// not revoked (long-lived live streams check this now and then). A store that cannot
+    /// answer counts as no.
     pub async fn still_valid(&self, state: &AppState) -> bool {
         self.exp > now_millis()
-            && !state.ui.is_signed_out(&self.sid)
+            && matches!(
+                state.ui.is_signed_out(&*state.store, &self.sid).await,
+                Ok(false)
+            )
             && principal_for_hash(state, &self.token_hash).await.is_ok()
     }
 
@@ -187,26 +244,49 @@ fn set_cookie(headers: &HeaderMap, value: &str, max_age_s: i64) -> Option<Header
     .ok()
 }
 
-/// Opens and checks the session cookie of a request.
-async fn load(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+/// Opens the sealed session cookie of a request, if it carries one that is ours.
+fn open_cookie(state: &AppState, headers: &HeaderMap) -> Option<Sealed> {
     let raw = cookie_value(headers)?;
     let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(raw.as_bytes())
         .ok()?;
     let plain = state.vault.open_sealed(&sealed).ok()?;
-    let session: Sealed = serde_json::from_slice(&plain).ok()?;
-    if session.exp <= now_millis() || state.ui.is_signed_out(&session.sid) {
-        return None;
+    serde_json::from_slice(&plain).ok()
+}
+
+/// Opens and checks the session cookie of a request: `None` without a valid session, an error
+/// when the store cannot tell.
+async fn load(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Problem> {
+    let Some(session) = open_cookie(state, headers) else {
+        return Ok(None);
+    };
+    if session.exp <= now_millis() {
+        return Ok(None);
     }
-    let principal = principal_for_hash(state, &session.token).await.ok()?;
-    Some(Session {
+    let signed_out = state
+        .ui
+        .is_signed_out(&*state.store, &session.sid)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "dashboard: cannot check the session's sign-out");
+            Problem::unavailable("cannot check the session right now")
+        })?;
+    if signed_out {
+        return Ok(None);
+    }
+    let principal = match principal_for_hash(state, &session.token).await {
+        Ok(principal) => principal,
+        Err(problem) if problem.status == StatusCode::UNAUTHORIZED.as_u16() => return Ok(None),
+        Err(problem) => return Err(problem),
+    };
+    Ok(Some(Session {
         principal,
         csrf: session.csrf,
         sid: session.sid,
         exp: session.exp,
         token_hash: session.token,
         live_cursor: None,
-    })
+    }))
 }
 
 /// Answered to a request without a valid session: pages go to the sign-in page (and come back
@@ -226,7 +306,10 @@ impl FromRequestParts<Arc<AppState>> for Session {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(mut session) = load(state, &parts.headers).await {
+        let loaded = load(state, &parts.headers)
+            .await
+            .map_err(|problem| SignInFirst(problem.into_response()))?;
+        if let Some(mut session) = loaded {
             if parts.method == axum::http::Method::GET && parts.uri.path() != "/ui/live" {
                 session.live_cursor = state
                     .live
@@ -285,10 +368,20 @@ pub async fn start(
     set_cookie(headers, &value, LIFETIME_MS / 1000).ok_or_else(Problem::internal)
 }
 
-/// Ends a session: it is refused from now on, and the browser is told to drop the cookie.
-pub fn end(state: &AppState, session: &Session, headers: &HeaderMap) -> Option<HeaderValue> {
-    state.ui.sign_out(&session.sid, session.exp);
-    set_cookie(headers, "", 0)
+/// Ends a session: it is refused from now on, on every node and after restarts (the sign-out
+/// is kept in the store until the session's expiry), and the browser is told to drop the
+/// cookie.
+pub async fn end(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, Problem> {
+    state
+        .ui
+        .sign_out(&*state.store, &session.sid, session.exp)
+        .await
+        .map_err(crate::api::internal)?;
+    Ok(set_cookie(headers, "", 0))
 }
 
 /// Refuses a cross-site sign-in POST (login CSRF): when the browser names the page's origin, it

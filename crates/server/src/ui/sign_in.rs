@@ -99,7 +99,7 @@ pub async fn sign_out(
 ) -> UiResult {
     let _: std::collections::HashMap<String, String> = session.form(&body)?;
     let mut response = see_other("/ui/sign-in");
-    if let Some(cookie) = session::end(&state, &session, &headers) {
+    if let Some(cookie) = session::end(&state, &session, &headers).await? {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
     Ok(response.into_response())

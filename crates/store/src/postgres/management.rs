@@ -1,4 +1,4 @@
-//! Management data: sealed resources, API tokens, idempotency keys.
+//! Management data: sealed resources, API tokens, dashboard sign-outs, idempotency keys.
 //!
 //! Listings sort text with `COLLATE "C"` (byte order), as SQLite does, whatever the database's
 //! default collation. Strings are stored and looked up through [`text`].
@@ -140,6 +140,46 @@ pub(super) async fn revoke_token(pool: &PgPool, id: &str, now: UnixMillis) -> Re
             .execute(pool)
             .await?;
     Ok(result.rows_affected() > 0)
+}
+
+pub(super) async fn record_sign_out(
+    pool: &PgPool,
+    session_id: &str,
+    expires_at: UnixMillis,
+    now: UnixMillis,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    // Sign-outs live until the session would have expired anyway (8 hours at most), so the
+    // table stays as small as the number of sessions signed out in that time.
+    sqlx::query("DELETE FROM ui_sign_outs WHERE expires_at <= $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO ui_sign_outs (session_id, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (session_id) DO UPDATE \
+         SET expires_at = GREATEST(ui_sign_outs.expires_at, excluded.expires_at)",
+    )
+    .bind(text(session_id))
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn is_signed_out(
+    pool: &PgPool,
+    session_id: &str,
+    now: UnixMillis,
+) -> Result<bool> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM ui_sign_outs WHERE session_id = $1 AND expires_at > $2")
+            .bind(text(session_id))
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
 }
 
 /// How often `idempotency_begin` tries again when the record it collided with disappeared

@@ -69,10 +69,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed",
         include_str!("../../migrations/postgres/0011_feed.sql"),
     ),
+    (
+        12,
+        "dashboard",
+        include_str!("../../migrations/postgres/0012_dashboard.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (the same as the SQLite adapter's).
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 /// Key of the advisory lock held while migrating ("SWBDMIGR"). Database-wide: nodes using
 /// different schemas of one database also take turns, which costs nothing worth avoiding.

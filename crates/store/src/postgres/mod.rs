@@ -267,6 +267,22 @@ impl crate::Store for PgStore {
         reads::list_events(&self.pool, filter).await
     }
 
+    async fn search_events(
+        &self,
+        filter: &crate::EventFilter,
+        scan: u32,
+    ) -> Result<crate::EventSearch> {
+        reads::search_events(&self.pool, filter, scan).await
+    }
+
+    async fn event_histogram(&self, buckets: &crate::Buckets) -> Result<Vec<crate::BucketCount>> {
+        reads::event_histogram(&self.pool, buckets).await
+    }
+
+    async fn attempt_histogram(&self, buckets: &crate::Buckets) -> Result<Vec<crate::BucketCount>> {
+        reads::attempt_histogram(&self.pool, buckets).await
+    }
+
     async fn get_event(&self, id: &str) -> Result<Option<crate::EventRecord>> {
         reads::get_event(&self.pool, id).await
     }
@@ -328,6 +344,23 @@ impl crate::Store for PgStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<bool> {
         management::revoke_token(&self.pool, id, now).await
+    }
+
+    async fn record_sign_out(
+        &self,
+        session_id: &str,
+        expires_at: switchboard_core::time::UnixMillis,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<()> {
+        management::record_sign_out(&self.pool, session_id, expires_at, now).await
+    }
+
+    async fn is_signed_out(
+        &self,
+        session_id: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<bool> {
+        management::is_signed_out(&self.pool, session_id, now).await
     }
 
     async fn idempotency_begin(

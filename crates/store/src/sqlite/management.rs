@@ -1,4 +1,4 @@
-//! Management data: sealed resources, API tokens, idempotency keys.
+//! Management data: sealed resources, API tokens, dashboard sign-outs, idempotency keys.
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
@@ -132,6 +132,45 @@ pub(super) async fn revoke_token(pool: &SqlitePool, id: &str, now: UnixMillis) -
             .execute(pool)
             .await?;
     Ok(result.rows_affected() > 0)
+}
+
+pub(super) async fn record_sign_out(
+    pool: &SqlitePool,
+    session_id: &str,
+    expires_at: UnixMillis,
+    now: UnixMillis,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    // Sign-outs live until the session would have expired anyway (8 hours at most), so the
+    // table stays as small as the number of sessions signed out in that time.
+    sqlx::query("DELETE FROM ui_sign_outs WHERE expires_at <= ?")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO ui_sign_outs (session_id, expires_at) VALUES (?, ?) \
+         ON CONFLICT (session_id) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)",
+    )
+    .bind(session_id)
+    .bind(expires_at)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn is_signed_out(
+    pool: &SqlitePool,
+    session_id: &str,
+    now: UnixMillis,
+) -> Result<bool> {
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM ui_sign_outs WHERE session_id = ? AND expires_at > ?")
+            .bind(session_id)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+    Ok(found.is_some())
 }
 
 pub(super) async fn idempotency_begin(

@@ -65,10 +65,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "feed",
         include_str!("../../migrations/sqlite/0011_feed.sql"),
     ),
+    (
+        12,
+        "dashboard",
+        include_str!("../../migrations/sqlite/0012_dashboard.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 11;
+pub const LATEST: i64 = 12;
 
 pub(super) async fn run(pool: &SqlitePool) -> Result<()> {
     sqlx::query(

@@ -233,6 +233,22 @@ impl crate::Store for SqliteStore {
         reads::list_events(&self.reader, filter).await
     }
 
+    async fn search_events(
+        &self,
+        filter: &crate::EventFilter,
+        scan: u32,
+    ) -> Result<crate::EventSearch> {
+        reads::search_events(&self.reader, filter, scan).await
+    }
+
+    async fn event_histogram(&self, buckets: &crate::Buckets) -> Result<Vec<crate::BucketCount>> {
+        reads::event_histogram(&self.reader, buckets).await
+    }
+
+    async fn attempt_histogram(&self, buckets: &crate::Buckets) -> Result<Vec<crate::BucketCount>> {
+        reads::attempt_histogram(&self.reader, buckets).await
+    }
+
     async fn get_event(&self, id: &str) -> Result<Option<crate::EventRecord>> {
         reads::get_event(&self.reader, id).await
     }
@@ -294,6 +310,23 @@ impl crate::Store for SqliteStore {
         now: switchboard_core::time::UnixMillis,
     ) -> Result<bool> {
         management::revoke_token(&self.writer, id, now).await
+    }
+
+    async fn record_sign_out(
+        &self,
+        session_id: &str,
+        expires_at: switchboard_core::time::UnixMillis,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<()> {
+        management::record_sign_out(&self.writer, session_id, expires_at, now).await
+    }
+
+    async fn is_signed_out(
+        &self,
+        session_id: &str,
+        now: switchboard_core::time::UnixMillis,
+    ) -> Result<bool> {
+        management::is_signed_out(&self.reader, session_id, now).await
     }
 
     async fn idempotency_begin(

@@ -40,9 +40,8 @@ pub(super) fn event_from_row(row: &SqliteRow, with_body: bool) -> Result<EventRe
 
 pub(super) const EVENT_COLUMNS: &str = "seq, id, source, tenant, event_type, dedup_key, headers, content_type, length(body) AS body_len, received_at, forward_headers, body_pruned_at";
 
-pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRecord>> {
-    let mut q =
-        QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1=1"));
+/// Appends the conditions of `f` other than the body text (and the page size).
+fn push_filters(q: &mut QueryBuilder<Sqlite>, f: &EventFilter) {
     if let Some(source) = &f.source {
         q.push(" AND source = ").push_bind(source);
     }
@@ -75,6 +74,24 @@ pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Ve
     if let Some(before) = f.before_seq {
         q.push(" AND seq < ").push_bind(before);
     }
+}
+
+/// Events matching `f` (the body text included: `instr` on the BLOB compares bytes), newest
+/// first, not below `floor`.
+async fn select_events(
+    pool: &SqlitePool,
+    f: &EventFilter,
+    floor: Option<i64>,
+) -> Result<Vec<EventRecord>> {
+    let mut q =
+        QueryBuilder::<Sqlite>::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1=1"));
+    push_filters(&mut q, f);
+    if let Some(floor) = floor {
+        q.push(" AND seq >= ").push_bind(floor);
+    }
+    if let Some(needle) = f.body_needle() {
+        q.push(" AND instr(body, ").push_bind(needle).push(") > 0");
+    }
     q.push(" ORDER BY seq DESC LIMIT ")
         .push_bind(i64::from(f.limit));
     q.build()
@@ -83,6 +100,76 @@ pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Ve
         .iter()
         .map(|row| event_from_row(row, false))
         .collect()
+}
+
+pub(super) async fn list_events(pool: &SqlitePool, f: &EventFilter) -> Result<Vec<EventRecord>> {
+    select_events(pool, f, None).await
+}
+
+pub(super) async fn search_events(
+    pool: &SqlitePool,
+    f: &EventFilter,
+    scan: u32,
+) -> Result<EventSearch> {
+    if f.body_needle().is_none() {
+        return Ok(EventSearch {
+            events: select_events(pool, f, None).await?,
+            scan_floor: None,
+        });
+    }
+    // The scan window: the `scan` newest events the other filters let through (an index walk
+    // along `seq`, no body read). Its oldest row is the floor; a row below it means more is
+    // left for the next page.
+    let mut q = QueryBuilder::<Sqlite>::new("SELECT seq FROM events WHERE 1=1");
+    push_filters(&mut q, f);
+    q.push(" ORDER BY seq DESC LIMIT 2 OFFSET ")
+        .push_bind(i64::from(scan.max(1) - 1));
+    let edge: Vec<i64> = q.build_query_scalar::<i64>().fetch_all(pool).await?;
+    let floor = (edge.len() == 2).then(|| edge[0]);
+    Ok(EventSearch {
+        events: select_events(pool, f, floor).await?,
+        scan_floor: floor,
+    })
+}
+
+/// Counts rows of `table` whose `at` column falls into `b`, per bucket and `key` column.
+async fn histogram(
+    pool: &SqlitePool,
+    table: &str,
+    at: &str,
+    key: &str,
+    b: &Buckets,
+) -> Result<Vec<BucketCount>> {
+    if b.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT ({at} - ?1) / ?2 AS bucket, {key} AS key, COUNT(*) AS n FROM {table} \
+         WHERE {at} >= ?1 AND {at} < ?3 GROUP BY bucket, key ORDER BY bucket, key"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(b.start)
+        .bind(b.width_ms)
+        .bind(b.end())
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(BucketCount {
+                bucket: row.try_get::<i64, _>("bucket")? as u32,
+                key: row.try_get("key")?,
+                count: row.try_get::<i64, _>("n")? as u64,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn event_histogram(pool: &SqlitePool, b: &Buckets) -> Result<Vec<BucketCount>> {
+    histogram(pool, "events", "received_at", "source", b).await
+}
+
+pub(super) async fn attempt_histogram(pool: &SqlitePool, b: &Buckets) -> Result<Vec<BucketCount>> {
+    histogram(pool, "attempts", "started_at", "outcome", b).await
 }
 
 pub(super) async fn get_event(pool: &SqlitePool, id: &str) -> Result<Option<EventRecord>> {

@@ -3154,3 +3154,309 @@ pub async fn schema_version_and_nodes_are_reported(store: &dyn Store) {
         .collect();
     assert_eq!(seen, [("a", T0 + 5, T0 + 50), ("b", T0, T0)]);
 }
+
+/// Inserts events in batches of 500 (one transaction each).
+async fn insert_in_batches(store: &dyn Store, events: Vec<NewEvent>) {
+    for chunk in events.chunks(500) {
+        store.insert_events(chunk).await.expect("insert");
+    }
+}
+
+/// Body text search runs in the database: a match anywhere in history is found, bytes compare
+/// exactly (no case folding, no wildcards, binary bodies too) together with the other filters,
+/// and a bounded search pages through every event with its scan floor.
+pub async fn body_search_finds_matches_anywhere_in_history(store: &dyn Store) {
+    let mut batch = Vec::new();
+    let mut needle = new_event("evt-needle", "github", T0, &[("dlv-needle", "alpha")]);
+    needle.body = br#"{"order":{"id":"needle-42"}}"#.to_vec();
+    batch.push(needle);
+    let mut binary = new_event("evt-binary", "stripe", T0 + 1, &[]);
+    binary.body = [&[0xff, 0x00][..], b"needle-42", &[0xfe]].concat();
+    batch.push(binary);
+    // 600 newer events without it: more than any "newest N" scan of the past would read.
+    for i in 0..600 {
+        batch.push(new_event(
+            &format!("evt-{i:04}"),
+            "github",
+            T0 + 10 + i,
+            &[],
+        ));
+    }
+    let mut percent = new_event("evt-percent", "stripe", T0 + 700, &[]);
+    percent.body = b"100% off_sale".to_vec();
+    batch.push(percent);
+    insert_in_batches(store, batch).await;
+
+    let text = |text: &str| EventFilter {
+        body_contains: Some(text.into()),
+        limit: ALL,
+        ..EventFilter::default()
+    };
+    let found = |filter: EventFilter| async move { event_ids(&events(store, filter).await) };
+    assert_eq!(found(text("needle-42")).await, ["evt-binary", "evt-needle"]);
+    assert_eq!(
+        found(EventFilter {
+            source: Some("github".into()),
+            ..text("needle-42")
+        })
+        .await,
+        ["evt-needle"]
+    );
+    assert_eq!(
+        found(EventFilter {
+            delivery_status: Some(DeliveryStatus::Pending),
+            ..text("needle")
+        })
+        .await,
+        ["evt-needle"]
+    );
+    assert!(found(text("NEEDLE-42")).await.is_empty(), "case-sensitive");
+    assert_eq!(found(text("0% o")).await, ["evt-percent"]);
+    assert_eq!(found(text("f_s")).await, ["evt-percent"]);
+    assert!(
+        found(text("%")).await == ["evt-percent"],
+        "no LIKE wildcards"
+    );
+    assert!(
+        found(text("_")).await == ["evt-percent"],
+        "no LIKE wildcards"
+    );
+    assert!(found(text("needle-43")).await.is_empty());
+    assert_eq!(
+        found(text("")).await.len(),
+        603,
+        "an empty text is no filter"
+    );
+
+    // Unbounded enough, one call finds both and says nothing is left.
+    let search = store
+        .search_events(
+            &EventFilter {
+                limit: 10,
+                ..text("needle-42")
+            },
+            10_000,
+        )
+        .await
+        .expect("search");
+    assert_eq!(event_ids(&search.events), ["evt-binary", "evt-needle"]);
+    assert_eq!(search.scan_floor, None);
+
+    // Bounded to 100 bodies per call: the first call finds nothing among the newest 100 but
+    // says where to go on; following the floors reaches both matches, and every call stays
+    // within its window.
+    let mut before = None;
+    let mut seen = Vec::new();
+    let mut calls = 0;
+    loop {
+        calls += 1;
+        assert!(calls <= 20, "the search ends");
+        let filter = EventFilter {
+            before_seq: before,
+            limit: 3,
+            ..text("needle-42")
+        };
+        let search = store.search_events(&filter, 100).await.expect("search");
+        if calls == 1 {
+            assert!(search.events.is_empty(), "{:?}", event_ids(&search.events));
+            assert!(search.scan_floor.is_some());
+        }
+        let (page, next) = search.into_page(2);
+        seen.extend(event_ids(&page));
+        match next {
+            Some(seq) => before = Some(seq),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["evt-binary", "evt-needle"]);
+    assert!(calls >= 6, "603 events in windows of 100: {calls} calls");
+
+    // A full page pages by its last row; the window reaching the oldest row leaves no floor.
+    let filter = EventFilter {
+        limit: 2,
+        ..text("needle-42")
+    };
+    let (page, next) = store
+        .search_events(&filter, 10_000)
+        .await
+        .expect("search")
+        .into_page(1);
+    assert_eq!(event_ids(&page), ["evt-binary"]);
+    let (page, next) = store
+        .search_events(
+            &EventFilter {
+                before_seq: next,
+                ..filter.clone()
+            },
+            10_000,
+        )
+        .await
+        .expect("search")
+        .into_page(1);
+    assert_eq!(
+        (event_ids(&page), next),
+        (vec!["evt-needle".to_owned()], None)
+    );
+    let stripe = EventFilter {
+        source: Some("stripe".into()),
+        ..text("e")
+    };
+    let stripe = |scan| store.search_events(&stripe, scan);
+    let two = stripe(2).await.expect("search");
+    assert_eq!(event_ids(&two.events), ["evt-percent", "evt-binary"]);
+    assert_eq!(two.scan_floor, None, "the window held every stripe event");
+    let one = stripe(1).await.expect("search");
+    assert_eq!(event_ids(&one.events), ["evt-percent"]);
+    assert_eq!(one.scan_floor, Some(one.events[0].seq));
+
+    // Without a text, a search is the listing.
+    let plain = EventFilter {
+        source: Some("stripe".into()),
+        limit: ALL,
+        ..EventFilter::default()
+    };
+    let search = store.search_events(&plain, 1).await.expect("search");
+    assert_eq!(event_ids(&search.events), ["evt-percent", "evt-binary"]);
+    assert_eq!(search.scan_floor, None);
+}
+
+/// The overview's charts: events per bucket and source, attempts per bucket and outcome,
+/// counted by the database with bucket bounds inclusive at the start and exclusive at the end,
+/// exact beyond any row cap.
+pub async fn histograms_count_rows_per_bucket(store: &dyn Store) {
+    use switchboard_store::{BucketCount, Buckets};
+    let buckets = Buckets {
+        start: T0,
+        width_ms: 1_000,
+        count: 3,
+    };
+    let count = |bucket: u32, key: &str, count: u64| BucketCount {
+        bucket,
+        key: key.into(),
+        count,
+    };
+    let mut batch = vec![
+        new_event("h-before", "github", T0 - 1, &[]),
+        new_event("h-0a", "github", T0, &[]),
+        new_event("h-0b", "github", T0 + 999, &[]),
+        new_event("h-0c", "stripe", T0 + 999, &[]),
+        new_event("h-2", "stripe", T0 + 2_999, &[]),
+        new_event("h-end", "github", T0 + 3_000, &[]),
+    ];
+    // More events in bucket 1 than the dashboard ever read as rows.
+    for i in 0..10_500 {
+        batch.push(new_event(
+            &format!("h-1-{i:05}"),
+            "shopify",
+            T0 + 1_000 + i % 1_000,
+            &[],
+        ));
+    }
+    insert_in_batches(store, batch).await;
+    assert_eq!(
+        store.event_histogram(&buckets).await.expect("histogram"),
+        [
+            count(0, "github", 2),
+            count(0, "stripe", 1),
+            count(1, "shopify", 10_500),
+            count(2, "stripe", 1),
+        ]
+    );
+    let empty = Buckets {
+        width_ms: 0,
+        ..buckets
+    };
+    assert!(
+        store
+            .event_histogram(&empty)
+            .await
+            .expect("histogram")
+            .is_empty()
+    );
+
+    // Attempts of deliveries of older events (outside the event buckets), started at chosen
+    // times.
+    let a0 = T0 + 100_000;
+    let attempts = Buckets {
+        start: a0,
+        width_ms: 1_000,
+        count: 3,
+    };
+    let deliveries: Vec<(String, String)> = (1..=6)
+        .map(|i| (format!("ha-{i}"), "alpha".to_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = deliveries
+        .iter()
+        .map(|(id, d)| (id.as_str(), d.as_str()))
+        .collect();
+    store
+        .insert_events(&[new_event("h-attempts", "github", T0 - 10_000, &pairs)])
+        .await
+        .expect("insert");
+    let claimed = by_id(claim(store, claim_at(T0, 10, "w")).await);
+    let at = |id: &str, next: NextStep, started_at: UnixMillis| {
+        let mut c = completion(&claimed[id], "w", next);
+        c.attempt.started_at = started_at;
+        c
+    };
+    complete(
+        store,
+        &[
+            at("ha-1", NextStep::Succeeded, a0 + 10),
+            at("ha-2", NextStep::RetryAt(T0 + 1), a0 + 20),
+            at("ha-3", NextStep::Failed, a0 + 2_500),
+            at("ha-4", NextStep::Filtered, a0 + 2_600),
+            at("ha-5", NextStep::Succeeded, a0 + 3_000),
+            at("ha-6", NextStep::Succeeded, a0 - 1),
+        ],
+    )
+    .await;
+    let again = claim(store, claim_at(T0 + 2, 10, "w")).await;
+    assert_eq!(claimed_ids(&again), set(&["ha-2"]));
+    let mut retry = completion(&again[0], "w", NextStep::Succeeded);
+    retry.attempt.started_at = a0 + 1_500;
+    complete(store, &[retry]).await;
+    assert_eq!(
+        store.attempt_histogram(&attempts).await.expect("histogram"),
+        [
+            count(0, "delivered", 1),
+            count(0, "retryable", 1),
+            count(1, "delivered", 1),
+            count(2, "filtered", 1),
+            count(2, "permanent", 1),
+        ]
+    );
+}
+
+/// Dashboard sign-outs are kept in the store until the session's expiry (for every node and
+/// across restarts), and expired entries are deleted by later sign-outs.
+pub async fn sign_outs_hold_until_expiry_and_are_pruned(store: &dyn Store) {
+    let signed_out = |sid: &'static str, now: UnixMillis| async move {
+        store.is_signed_out(sid, now).await.expect("is_signed_out")
+    };
+    assert!(!signed_out("s1", T0).await);
+    store
+        .record_sign_out("s1", T0 + 1_000, T0)
+        .await
+        .expect("record");
+    assert!(signed_out("s1", T0).await);
+    assert!(signed_out("s1", T0 + 999).await);
+    assert!(
+        !signed_out("s1", T0 + 1_000).await,
+        "expired with the session"
+    );
+    assert!(!signed_out("s2", T0).await);
+    // Signing out again never shortens the entry.
+    store
+        .record_sign_out("s1", T0 + 500, T0)
+        .await
+        .expect("record again");
+    assert!(signed_out("s1", T0 + 800).await);
+    // A later sign-out deletes the entries that expired by then.
+    store
+        .record_sign_out("s2", T0 + 10_000, T0 + 2_000)
+        .await
+        .expect("record");
+    assert!(!signed_out("s1", T0).await, "the expired entry was deleted");
+    assert!(signed_out("s2", T0 + 2_000).await);
+}

@@ -88,6 +88,7 @@ impl Offline {
             since: query.since,
             until: query.until,
             before_seq: decode_cursor(cursor.as_deref())?,
+            body_contains: None,
             limit: limit + 1,
         };
         let rows = self.store.list_events(&filter).await?;

@@ -31,9 +31,14 @@ struct Stream {
 impl Stream {
     /// Opens `/v1/stream?<query>` with the admin token (and `Last-Event-ID` when given).
     async fn open(base: &str, query: &str, last_event_id: Option<&str>) -> Self {
+        Self::open_with(base, ADMIN_TOKEN, query, last_event_id).await
+    }
+
+    /// Opens `/v1/stream?<query>` with `token` (and `Last-Event-ID` when given).
+    async fn open_with(base: &str, token: &str, query: &str, last_event_id: Option<&str>) -> Self {
         let mut request = reqwest::Client::new()
             .get(format!("{base}/v1/stream?{query}"))
-            .bearer_auth(ADMIN_TOKEN);
+            .bearer_auth(token);
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id);
         }
@@ -81,6 +86,20 @@ impl Stream {
                 .expect("stream read")
                 .expect("the stream is still open");
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Waits until the server ends the stream (messages still coming before the end are
+    /// read and dropped); panics when it stays open for 15 s.
+    async fn ended(mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Ok(Ok(None)) => return,
+                Ok(Ok(Some(_))) => continue,
+                Ok(Err(error)) => panic!("the stream failed instead of ending: {error}"),
+                Err(_) => panic!("the stream is still open after 15s"),
+            }
         }
     }
 
@@ -274,6 +293,57 @@ async fn stream_filters_by_source_and_kind_and_limits_open_streams() {
     })
     .await;
     drop((other_events, outcomes));
+    server.stop().await;
+}
+
+/// A stream checks its token again every `stream.auth_recheck`: revoking the token ends the
+/// stream (and a reconnect is refused), while a stream of another token goes on.
+#[tokio::test]
+async fn stream_ends_when_its_token_is_revoked() {
+    let receiver = Receiver::always(200).await;
+    let mut config = config_to(&receiver.url, schedule_ms(&[50]));
+    config.stream.auth_recheck = Duration::from_millis(200);
+    let server = TestServer::start(config).await;
+    let created = server
+        .api()
+        .post(
+            "/v1/tokens",
+            &serde_json::json!({"name": "watcher", "scopes": ["read"]}),
+        )
+        .await;
+    let created = created.ok(201);
+    let token = created["token"].as_str().expect("token").to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let mut watcher = Stream::open_with(&server.base, &token, "include=events", None).await;
+    let mut admin = Stream::open(&server.base, "include=events", None).await;
+    let first = server.ingest_ok("src", r#"{"n":1}"#).await;
+    for stream in [&mut watcher, &mut admin] {
+        let seen = stream.next().await;
+        assert_eq!(
+            (seen.event.as_str(), &seen.data["id"]),
+            ("event", &Value::from(first.as_str()))
+        );
+    }
+
+    server
+        .api()
+        .delete(&format!("/v1/tokens/{id}"))
+        .await
+        .ok(204);
+    watcher.ended().await;
+    server
+        .api()
+        .with_token(&token)
+        .get("/v1/stream")
+        .await
+        .problem(401, "unauthorized");
+
+    // The admin token's stream is still open and still live.
+    let second = server.ingest_ok("src", r#"{"n":2}"#).await;
+    let seen = admin.next().await;
+    assert_eq!(seen.data["id"], second.as_str());
+    drop(admin);
     server.stop().await;
 }
 

@@ -37,3 +37,4 @@ mod trigger;
 mod ui;
 mod ui_browser;
 mod ui_edit;
+mod ui_store;
