@@ -71,6 +71,8 @@ pub struct SyncHealth {
 pub struct SourceHealth {
     /// Source id.
     pub id: String,
+    /// `false` while the source is paused.
+    pub enabled: bool,
     /// `webhook`, `queue`, `websocket`, `schedule`…
     pub kind: String,
     /// When its latest stored event was received (RFC 3339), across all nodes.
@@ -92,6 +94,8 @@ pub struct DestinationHealth {
     pub id: String,
     /// Owning tenant, for tenant endpoints.
     pub tenant: Option<String>,
+    /// `false` while paused (a disabled destination or endpoint keeps its deliveries pending).
+    pub enabled: bool,
     /// `closed`, `open` or `half_open`.
     pub circuit: String,
     /// Failed attempts since the last success.
@@ -192,6 +196,11 @@ pub async fn health(
     _auth: Auth<Read>,
     State(state): State<Arc<AppState>>,
 ) -> ApiResult<Json<Health>> {
+    document(&state).await.map(Json)
+}
+
+/// The health document (shared with the dashboard's overview, which renders it).
+pub async fn document(state: &AppState) -> Result<Health, Problem> {
     let now = now_millis();
     let runtime = state.registry.current();
     let mut source_ids: Vec<String> = runtime.sources.keys().cloned().collect();
@@ -220,6 +229,7 @@ pub async fn health(
         let counts = state.activity.get(id);
         sources.push(SourceHealth {
             id: id.clone(),
+            enabled: runtime.sources.get(id).is_none_or(|s| s.enabled),
             kind,
             last_event_at: time(
                 overview
@@ -251,11 +261,14 @@ pub async fn health(
                 .iter()
                 .find(|(d, _, _)| d == id)
                 .map_or((0, 0), |(_, p, f)| (*p, *f));
-            let tenant = runtime.destinations.get(id).and_then(|t| t.tenant.clone());
+            let target = runtime.destinations.get(id);
+            let tenant = target.and_then(|t| t.tenant.clone());
+            let enabled = target.is_none_or(|t| t.enabled);
             match record {
                 Some(h) => DestinationHealth {
                     id: id.clone(),
                     tenant,
+                    enabled,
                     circuit: h.state,
                     consecutive_failures: h.consecutive_failures,
                     failing_since: time(h.failing_since),
@@ -268,6 +281,7 @@ pub async fn health(
                 None => DestinationHealth {
                     id: id.clone(),
                     tenant,
+                    enabled,
                     circuit: "closed".into(),
                     consecutive_failures: 0,
                     failing_since: None,
@@ -284,7 +298,7 @@ pub async fn health(
     let records = state.store.list_connections().await.map_err(internal)?;
     let connections: Vec<ConnectionHealth> = records
         .into_iter()
-        .map(|record| connection_health(&state, record, now))
+        .map(|record| connection_health(state, record, now))
         .collect();
 
     let workers = WorkersHealth {
@@ -333,15 +347,17 @@ pub async fn health(
             },
         });
     }
+    // A paused destination is paused on purpose: not a sign of trouble.
     let degraded = destinations
         .iter()
+        .filter(|d| d.enabled)
         .any(|d| d.circuit != "closed" || d.consecutive_failures >= FAILING_AFTER)
         || connections
             .iter()
             .any(|c| c.status != "active" || c.circuit != "closed" || c.token == "missing")
         || syncs.iter().any(|s| s.status == "failed")
         || workers.nodes.is_empty();
-    Ok(Json(Health {
+    Ok(Health {
         status: if degraded { "degraded" } else { "ok" },
         checked_at: rfc3339(now),
         sources,
@@ -349,7 +365,7 @@ pub async fn health(
         connections,
         syncs,
         workers,
-    }))
+    })
 }
 
 fn connection_health(

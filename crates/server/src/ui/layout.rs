@@ -106,9 +106,9 @@ pub fn time(millis: i64) -> Markup {
 /// A status word as a coloured badge (the class is chosen from a fixed list).
 pub fn badge(status: &str) -> Markup {
     let class = match status {
-        "succeeded" | "active" | "closed" | "receiving" | "delivering" | "matched" => "ok",
-        "failed" | "open" | "needs_reauth" | "failing" | "error" | "disabled" => "bad",
-        "pending" | "in_flight" | "half_open" | "retrying" => "warn",
+        "succeeded" | "active" | "closed" | "receiving" | "delivering" | "matched" | "ok" => "ok",
+        "failed" | "open" | "needs_reauth" | "failing" | "error" | "disabled" | "degraded" => "bad",
+        "pending" | "in_flight" | "half_open" | "retrying" | "syncing" | "running" => "warn",
         _ => "neutral",
     };
     html! { span class={ "badge " (class) } { (status) } }

@@ -17,6 +17,7 @@ use switchboard_store::{BucketCount, Buckets};
 use super::layout::{self, badge};
 use super::session::Session;
 use super::{UiResult, enc, html_response};
+use crate::api::health::{ConnectionHealth, DestinationHealth, SourceHealth};
 use crate::api::internal;
 use crate::state::AppState;
 
@@ -148,13 +149,8 @@ pub async fn page(
         }
     };
     let counts = state.store.delivery_counts().await.map_err(internal)?;
-    let runtime = state.registry.current();
-    let connections = state
-        .connections
-        .store()
-        .list_connections()
-        .await
-        .map_err(internal)?;
+    // The same document as `GET /v1/health`, so the overview and the API never disagree.
+    let health = crate::api::health::document(&state).await?;
     let body = html! {
         p.tabs-links {
             "Charts: "
@@ -175,42 +171,57 @@ pub async fn page(
                 a href={ "/ui/deliveries?status=" (status.as_str()) } { (badge(status.as_str())) " " (n) } " "
             }
         }
+        p role="status" {
+            "Overall: " (badge(health.status))
+            @if health.status == "degraded" { " " small { "(a destination, connection or sync needs attention; details below and at GET /v1/health)" } }
+        }
         div.grid {
             section aria-labelledby="h-sources" {
                 h2 #h-sources { a href="/ui/sources" { "Sources" } }
                 ul.health {
-                    @for s in &runtime.config.sources {
+                    @for s in &health.sources {
                         li {
-                            a href={ "/ui/events?source=" (enc(&s.id)) } { (s.id) }
-                            " " (badge(if receiving.contains(s.id.as_str()) { "receiving" } else { "idle" }))
+                            a href={ "/ui/sources/" (enc(&s.id)) } { (s.id) }
+                            " " (badge(source_word(s, receiving.contains(s.id.as_str()))))
+                            @if s.rejected > 0 { " " small { (s.rejected) " rejected" } }
                         }
                     }
+                    @if health.sources.is_empty() { li.empty { "none" } }
                 }
             }
             section aria-labelledby="h-destinations" {
                 h2 #h-destinations { a href="/ui/destinations" { "Destinations" } }
                 ul.health {
-                    @for d in &runtime.config.destinations {
-                        @let health = state.health.get(d.id());
-                        @let word = match &health {
-                            Some(h) if h.state == "open" => "circuit open",
-                            Some(h) if h.consecutive_failures > 0 => "failing",
-                            _ => "delivering",
-                        };
-                        li { a href={ "/ui/deliveries?destination=" (enc(d.id())) } { (d.id()) } " " (badge(if word == "circuit open" { "open" } else { word })) }
+                    @for d in &health.destinations {
+                        li {
+                            @if let Some(tenant) = &d.tenant {
+                                "endpoint " a href="/ui/tenants" { code { (d.id) } } " " small { "(" (tenant) ")" }
+                            } @else {
+                                a href={ "/ui/destinations/" (enc(&d.id)) } { (d.id) }
+                            }
+                            " " (badge(destination_word(d)))
+                            @if d.pending > 0 { " " small { (d.pending) " pending" } }
+                        }
                     }
-                    @for e in runtime.endpoints.values() {
-                        li { "endpoint " code { (e.id) } " " (badge(if e.enabled { "delivering" } else { "disabled" })) }
-                    }
+                    @if health.destinations.is_empty() { li.empty { "none" } }
                 }
             }
             section aria-labelledby="h-connections" {
                 h2 #h-connections { a href="/ui/connections" { "Connections" } }
                 ul.health {
-                    @for c in &connections {
-                        li { code { (c.id) } " " (badge(&c.status)) }
+                    @for c in &health.connections {
+                        li { code { (c.id) } " " (badge(connection_word(c))) }
                     }
-                    @if connections.is_empty() { li.empty { "none" } }
+                    @if health.connections.is_empty() { li.empty { "none" } }
+                }
+            }
+            section aria-labelledby="h-syncs" {
+                h2 #h-syncs { a href="/ui/syncs" { "Syncs" } }
+                ul.health {
+                    @for y in &health.syncs {
+                        li { a href={ "/ui/syncs/" (enc(&y.id)) } { (y.id) } " " (badge(sync_word(&y.status))) }
+                    }
+                    @if health.syncs.is_empty() { li.empty { "none" } }
                 }
             }
         }
@@ -223,6 +234,48 @@ pub async fn page(
     Ok(html_response(layout::page(
         &session, "Overview", "/ui", body,
     )))
+}
+
+/// A source's state in one word: paused, receiving in the chart's period, or idle.
+fn source_word(source: &SourceHealth, receiving: bool) -> &'static str {
+    if !source.enabled {
+        "disabled"
+    } else if receiving {
+        "receiving"
+    } else {
+        "idle"
+    }
+}
+
+/// A destination's (or endpoint's) state in one word.
+fn destination_word(destination: &DestinationHealth) -> &'static str {
+    if !destination.enabled {
+        "disabled"
+    } else if destination.circuit == "open" {
+        "open"
+    } else if destination.circuit == "half_open" {
+        "half_open"
+    } else if destination.consecutive_failures > 0 {
+        "failing"
+    } else {
+        "delivering"
+    }
+}
+
+/// A connection's state in one word: `needs_reauth` when its token is gone or expired.
+fn connection_word(connection: &ConnectionHealth) -> &str {
+    match connection.token {
+        "missing" | "expired" if connection.status == "active" => "needs_reauth",
+        _ => connection.status.as_str(),
+    }
+}
+
+/// A sync's state in one word, from its newest run.
+fn sync_word(status: &str) -> &str {
+    match status {
+        "running" => "syncing",
+        other => other,
+    }
 }
 
 #[cfg(test)]

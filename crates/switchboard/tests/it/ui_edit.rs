@@ -288,6 +288,23 @@ async fn ui_edits_pauses_and_creates_destinations() {
         .post("/ui/destinations/billing/disable", &[("csrf", &csrf)])
         .await;
     assert_eq!(paused.status(), StatusCode::SEE_OTHER);
+    // The overview renders the health document: the pause shows, and is not "degraded".
+    let overview = browser.page("/ui").await;
+    assert!(
+        overview.contains(
+            r#"<a href="/ui/destinations/billing">billing</a> <span class="badge bad">disabled</span>"#
+        ),
+        "{overview}"
+    );
+    let health = api.get("/v1/health").await;
+    let health = health.ok(200);
+    let billing = health["destinations"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["id"] == "billing"))
+        .expect("listed");
+    assert_eq!(billing["enabled"], false);
+    assert_eq!(health["status"], "ok", "a pause is not trouble: {health}");
+    assert!(overview.contains(r#"Overall: <span class="badge ok">ok</span>"#));
     server.ingest_ok("src", r#"{"n":1}"#).await;
     receiver.wait_for(1, Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;

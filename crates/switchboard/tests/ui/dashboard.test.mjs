@@ -6,8 +6,8 @@
 // with SWITCHBOARD_URL, SWITCHBOARD_TOKEN, SCREENSHOTS (a directory) and CHROMIUM set.
 //
 // Scenarios: sign in; see an event arrive live; open its payload; replay its failed delivery and
-// see it succeed; create a route with a jq transform and dry-run it. Every page is saved as a
-// screenshot. Exits non-zero (with the reason) on the first failure.
+// see it succeed; create a route with a jq transform and dry-run it; create, edit, pause (through
+// its confirmation dialog) and resume a source. Every page is saved as a screenshot. Exits non-zero (with the reason) on the first failure.
 
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -152,6 +152,28 @@ try {
     throw new Error(`unexpected dry-run body: ${JSON.stringify(transformed)}`);
   }
   await shot(page, "route-dry-run");
+
+  step("create a webhook source, edit it, pause it behind its confirmation, resume it");
+  await page.goto(`${base}/ui/sources`);
+  const newSource = page.getByRole("region", { name: "New webhook source" });
+  await newSource.getByLabel("Id", { exact: true }).fill("shop");
+  await newSource.getByLabel("Verifier").selectOption("shopify");
+  await newSource.getByLabel("Signing secret").fill("shop-s3cret");
+  await newSource.getByRole("button", { name: "Create source" }).click();
+  await page.waitForURL(/\/ui\/sources\/shop$/);
+  if ((await page.content()).includes("shop-s3cret")) throw new Error("a secret was shown");
+  await page.getByLabel("Largest body in bytes").fill("2048");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.waitForURL(/\/ui\/sources\/shop$/);
+  const limit = await page.getByLabel("Largest body in bytes").inputValue();
+  if (limit !== "2048") throw new Error(`the saved body limit reads ${limit}`);
+  await page.getByRole("button", { name: "Disable shop" }).click();
+  await page.locator("dl.facts .badge", { hasText: "disabled" }).waitFor();
+  const paused = await page.request.post(`${base}/in/shop`, { data: "{}" });
+  if (paused.status() !== 503) throw new Error(`a paused source answered ${paused.status()}`);
+  await shot(page, "source-edit");
+  await page.getByRole("button", { name: "Enable shop" }).click();
+  await page.locator("dl.facts .badge", { hasText: "active" }).waitFor();
 
   step("every other page renders; save screenshots");
   for (const [name, path] of [
