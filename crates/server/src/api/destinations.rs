@@ -498,13 +498,9 @@ pub async fn patch(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<Value>,
 ) -> ApiResult<Json<Destination>> {
-    if !patch.is_object() {
-        return Err(Problem::validation(
-            "a merge patch must be a JSON object",
-            Vec::new(),
-        ));
-    }
-    patch_destination(&state, &id, patch).await.map(Json)
+    patch_destination(&state, &id, super::resources::patch_object(patch)?)
+        .await
+        .map(Json)
 }
 
 /// Deletes a destination (refused while routes use it).

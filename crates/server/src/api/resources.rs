@@ -251,6 +251,18 @@ pub fn restore_redacted(value: &mut Value, current: &Value) {
     }
 }
 
+/// A `PATCH` body: a JSON merge patch must be an object (`422` otherwise).
+pub fn patch_object(patch: Value) -> Result<Value, Problem> {
+    if patch.is_object() {
+        Ok(patch)
+    } else {
+        Err(Problem::validation(
+            "a merge patch must be a JSON object",
+            Vec::new(),
+        ))
+    }
+}
+
 /// Applies an RFC 7396 JSON merge patch: an object merges key by key, `null` removes a key,
 /// anything else replaces the value.
 pub fn merge_patch(target: &mut Value, patch: Value) {

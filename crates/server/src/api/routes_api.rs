@@ -192,13 +192,9 @@ pub async fn patch(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<Value>,
 ) -> ApiResult<Json<Route>> {
-    if !patch.is_object() {
-        return Err(Problem::validation(
-            "a merge patch must be a JSON object",
-            Vec::new(),
-        ));
-    }
-    patch_route(&state, &id, patch).await.map(Json)
+    patch_route(&state, &id, super::resources::patch_object(patch)?)
+        .await
+        .map(Json)
 }
 
 /// Applies a JSON merge patch to route `id` (shared with the dashboard's enable/disable).

@@ -317,13 +317,9 @@ pub async fn patch(
     Path(id): Path<String>,
     ApiJson(patch): ApiJson<Value>,
 ) -> ApiResult<Json<Source>> {
-    if !patch.is_object() {
-        return Err(Problem::validation(
-            "a merge patch must be a JSON object",
-            Vec::new(),
-        ));
-    }
-    patch_source(&state, &id, patch).await.map(Json)
+    patch_source(&state, &id, super::resources::patch_object(patch)?)
+        .await
+        .map(Json)
 }
 
 /// Deletes a source (refused while routes use it).

@@ -248,8 +248,7 @@ pub async fn replay_one(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     if state
         .store
         .get_delivery(&id)

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::forms::{
     delete_button, enable_toggle, error_box, json, managed_note, number, pretty, text_of,
+    with_status_of,
 };
 use super::layout::{self, badge, copy_button, csrf, time};
 use super::session::Session;
@@ -367,17 +367,13 @@ fn detail_page(
         }
         p { a href="/ui/destinations" { "All destinations" } }
     };
-    let mut response = html_response(layout::page(
+    let response = html_response(layout::page(
         session,
         &format!("Destination {id}"),
         "/ui/destinations",
         body,
     ));
-    if let Some(problem) = &problem {
-        *response.status_mut() =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    Ok(response)
+    Ok(with_status_of(response, problem.as_ref()))
 }
 
 /// `POST /ui/destinations/{id}`: saves the edit form. A refused change shows the form again with
@@ -411,13 +407,8 @@ pub async fn set_enabled(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
-    };
+    session.button(&body)?;
+    let enabled = super::forms::toggle(&action)?;
     api::patch_destination(&state, &id, json!({ "enabled": enabled })).await?;
     Ok(see_other(&format!("/ui/destinations/{}", enc(&id))))
 }
@@ -429,8 +420,7 @@ pub async fn delete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     apply(&state, Change::Delete(Kind::Destination, id)).await?;
     Ok(see_other("/ui/destinations"))
 }
@@ -442,8 +432,7 @@ pub async fn rotate_secret(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     let secret = api::rotate_secret(&state, &id).await?;
     let body = html! {
         p role="status" { "The signing secret of destination " code { (id) } " was rotated; deliveries from now on are signed with it." }

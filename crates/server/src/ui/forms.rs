@@ -76,6 +76,15 @@ pub fn enable_toggle(
     }
 }
 
+/// The `enabled` value an `…/enable` or `…/disable` action asks for.
+pub fn toggle(action: &str) -> Result<bool, Problem> {
+    match action {
+        "enable" => Ok(true),
+        "disable" => Ok(false),
+        other => Err(Problem::not_found(format!("no action `{other}`"))),
+    }
+}
+
 /// The form posting to `{base}/{id}/delete`, behind a confirmation.
 pub fn delete_button(session: &Session, base: &str, id: &str, what: &str) -> Markup {
     html! {
@@ -96,6 +105,18 @@ pub fn managed_note(managed_by: &str) -> Markup {
             }
         }
     }
+}
+
+/// A page that shows a refused form again answers with the problem's status.
+pub fn with_status_of(
+    mut response: axum::response::Response,
+    problem: Option<&Problem>,
+) -> axum::response::Response {
+    if let Some(problem) = problem {
+        *response.status_mut() = axum::http::StatusCode::from_u16(problem.status)
+            .unwrap_or(axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    response
 }
 
 /// An inline error above a form that was sent back with the user's input.

@@ -14,7 +14,6 @@ use super::layout::{self, badge, copy_button, csrf};
 use super::session::Session;
 use super::{UiResult, enc, html_response, see_other};
 use crate::api::internal;
-use crate::problem::Problem;
 use crate::state::AppState;
 
 /// `GET /ui/tenants`
@@ -163,10 +162,7 @@ pub async fn connect(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    #[derive(Deserialize)]
-    struct Empty {}
-    let _: Empty = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     let url = state
         .connections
         .start_authorization(&id)
@@ -182,13 +178,8 @@ pub async fn set_endpoint_enabled(
     Path((tenant, id, action)): Path<(String, String, String)>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
-    };
+    session.button(&body)?;
+    let enabled = super::forms::toggle(&action)?;
     crate::api::endpoints::patch_endpoint(
         &state,
         &tenant,
@@ -210,8 +201,7 @@ pub async fn rotate_endpoint_secret(
     Path((tenant, id)): Path<(String, String)>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     let rotated = crate::api::endpoints::rotate(&state, &tenant, &id, Default::default()).await?;
     let body = html! {
         p role="status" { "The signing secret of endpoint " code { (id) } " was rotated." }

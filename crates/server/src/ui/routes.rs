@@ -268,13 +268,8 @@ pub async fn set_enabled(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
-    };
+    session.button(&body)?;
+    let enabled = super::forms::toggle(&action)?;
     routes_api::patch_route(&state, &id, serde_json::json!({ "enabled": enabled })).await?;
     Ok(see_other(&format!("/ui/routes/{}", enc(&id))))
 }
@@ -286,8 +281,7 @@ pub async fn delete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     apply(&state, Change::Delete(Kind::Route, id)).await?;
     Ok(see_other("/ui/routes"))
 }

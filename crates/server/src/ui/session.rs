@@ -196,6 +196,13 @@ impl Session {
         }
     }
 
+    /// Checks a button's form (no fields besides the CSRF token) and that the session may
+    /// change things: what every one-button action (enable, delete, rotate, …) starts with.
+    pub fn button(&self, body: &[u8]) -> Result<(), Problem> {
+        let _: std::collections::HashMap<String, String> = self.form(body)?;
+        self.require_write()
+    }
+
     /// Parses a URL-encoded form body after checking its `csrf` field.
     pub fn form<T: serde::de::DeserializeOwned>(&self, body: &[u8]) -> Result<T, Problem> {
         #[derive(Deserialize)]

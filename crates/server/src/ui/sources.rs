@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -18,6 +18,7 @@ use switchboard_store::{EventFilter, NewEvent};
 
 use super::forms::{
     delete_button, enable_toggle, error_box, json, managed_note, number, pretty, text_of,
+    with_status_of,
 };
 use super::layout::{self, badge, copy_button, csrf, time};
 use super::session::Session;
@@ -435,17 +436,13 @@ async fn detail_page(
         }
         p { a href="/ui/sources" { "All sources" } }
     };
-    let mut response = html_response(layout::page(
+    let response = html_response(layout::page(
         session,
         &format!("Source {id}"),
         "/ui/sources",
         body,
     ));
-    if let Some(problem) = &problem {
-        *response.status_mut() =
-            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-    }
-    Ok(response)
+    Ok(with_status_of(response, problem.as_ref()))
 }
 
 /// `POST /ui/sources/{id}`: saves the edit form. A refused change shows the form again with the
@@ -480,13 +477,8 @@ pub async fn set_enabled(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
-    let enabled = match action.as_str() {
-        "enable" => true,
-        "disable" => false,
-        other => return Err(Problem::not_found(format!("no action `{other}`")).into()),
-    };
+    session.button(&body)?;
+    let enabled = super::forms::toggle(&action)?;
     api::patch_source(&state, &id, json!({ "enabled": enabled })).await?;
     Ok(see_other(&format!("/ui/sources/{}", enc(&id))))
 }
@@ -498,8 +490,7 @@ pub async fn delete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     apply(&state, Change::Delete(Kind::Source, id)).await?;
     Ok(see_other("/ui/sources"))
 }
@@ -512,8 +503,7 @@ pub async fn test_event(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     let runtime = state.registry.current();
     if !runtime.config.sources.iter().any(|s| s.id == id) {
         return Err(Problem::not_found(format!("no source `{id}`")).into());

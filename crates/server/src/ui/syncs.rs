@@ -154,8 +154,7 @@ pub async fn run(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     syncs::start_run(&state, &id).await?;
     Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
 }
@@ -167,8 +166,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> UiResult {
-    let _: std::collections::HashMap<String, String> = session.form(&body)?;
-    session.require_write()?;
+    session.button(&body)?;
     syncs::cancel_run(&state, &id).await?;
     Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
 }
