@@ -446,9 +446,14 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Endpoint>> {
+    get_endpoint(&state, &tenant, &id).map(Json)
+}
+
+/// One endpoint as the API shows it, secret left out (shared with the dashboard).
+pub fn get_endpoint(state: &AppState, tenant: &str, id: &str) -> Result<Endpoint, Problem> {
     let runtime = state.registry.current();
-    let spec = lookup(&runtime, &tenant, &id)?;
-    Ok(Json(view(&runtime, &spec, false)))
+    let spec = lookup(&runtime, tenant, id)?;
+    Ok(view(&runtime, &spec, false))
 }
 
 /// Changes an endpoint. Enabling a disabled endpoint clears its failure history.
@@ -519,16 +524,22 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    lookup(&state.registry.current(), &tenant, &id)?;
-    apply(&state, Change::Delete(Kind::Endpoint, id.clone())).await?;
+    delete_endpoint(&state, &tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an endpoint and cancels what still waits for it (shared with the dashboard).
+pub async fn delete_endpoint(state: &AppState, tenant: &str, id: &str) -> Result<(), Problem> {
+    lookup(&state.registry.current(), tenant, id)?;
+    apply(state, Change::Delete(Kind::Endpoint, id.to_owned())).await?;
     // Nothing will ever send what still waits for it: cancel it (the history stays).
     let cancelled = state
         .store
-        .cancel_pending(&id, now_millis())
+        .cancel_pending(id, now_millis())
         .await
         .map_err(internal)?;
     tracing::info!(endpoint = %id, cancelled, "endpoint deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// The endpoint's signing secret.

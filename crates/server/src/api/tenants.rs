@@ -152,9 +152,18 @@ pub async fn update(
     Path(tenant): Path<String>,
     ApiJson(input): ApiJson<TenantInput>,
 ) -> ApiResult<Json<Tenant>> {
-    check_path_id(&tenant, &input.id)?;
-    apply(&state, Change::PutTenant(spec(input)?, false)).await?;
-    Ok(Json(find(&state.registry.current(), &tenant)?))
+    update_tenant(&state, &tenant, input).await.map(Json)
+}
+
+/// Replaces a tenant's name and metadata (shared with the dashboard).
+pub async fn update_tenant(
+    state: &AppState,
+    tenant: &str,
+    input: TenantInput,
+) -> ApiResult<Tenant> {
+    check_path_id(tenant, &input.id)?;
+    apply(state, Change::PutTenant(spec(input)?, false)).await?;
+    find(&state.registry.current(), tenant)
 }
 
 /// Deletes a tenant and its endpoints (their pending deliveries are cancelled).
@@ -166,13 +175,20 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(tenant): Path<String>,
 ) -> ApiResult<StatusCode> {
+    delete_tenant(&state, &tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a tenant and its endpoints, cancelling their pending deliveries (shared with the
+/// dashboard).
+pub async fn delete_tenant(state: &AppState, tenant: &str) -> Result<(), Problem> {
     let endpoints: Vec<String> = state
         .registry
         .current()
-        .tenant_endpoints(&tenant)
+        .tenant_endpoints(tenant)
         .map(|e| e.id.clone())
         .collect();
-    apply(&state, Change::Delete(Kind::Tenant, tenant)).await?;
+    apply(state, Change::Delete(Kind::Tenant, tenant.to_owned())).await?;
     let now = switchboard_core::time::now_millis();
     for endpoint in endpoints {
         state
@@ -181,7 +197,7 @@ pub async fn delete(
             .await
             .map_err(super::internal)?;
     }
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Routes of this resource.

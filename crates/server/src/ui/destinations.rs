@@ -3,7 +3,6 @@
 //! rotate its secret and delete it. Edits go through the same functions as `PUT`/`PATCH
 //! /v1/destinations/{id}`, so credentials shown redacted are kept unless replaced.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -14,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::forms::{
-    delete_button, enable_toggle, error_box, json, managed_note, number, pretty, text_of,
-    with_status_of,
+    delete_button, enable_toggle, error_box, json, managed_note, number, parse_headers, pretty,
+    text_of, with_status_of,
 };
 use super::layout::{self, badge, copy_button, csrf, time};
 use super::session::Session;
@@ -258,25 +257,6 @@ impl EditForm {
     }
 }
 
-/// `Name: value` lines (blank lines ignored) as a header map.
-fn parse_headers(text: &str) -> Result<BTreeMap<String, String>, Problem> {
-    let mut headers = BTreeMap::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(Problem::field(
-                "headers",
-                format!("line {}: write `Name: value`", number + 1),
-            ));
-        };
-        headers.insert(name.trim().to_owned(), value.trim().to_owned());
-    }
-    Ok(headers)
-}
-
 fn find(state: &AppState, id: &str) -> Result<Destination, Problem> {
     api::all(state)
         .into_iter()
@@ -445,19 +425,4 @@ pub async fn rotate_secret(
         "/ui/destinations",
         body,
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_headers;
-
-    #[test]
-    fn header_lines_parse_and_bad_lines_are_named() {
-        let headers =
-            parse_headers("X-Team: billing\n\n Authorization : Bearer a:b \n").expect("ok");
-        assert_eq!(headers["X-Team"], "billing");
-        assert_eq!(headers["Authorization"], "Bearer a:b");
-        let problem = parse_headers("ok: 1\nno colon").expect_err("bad");
-        assert!(problem.detail.contains("line 2"), "{}", problem.detail);
-    }
 }

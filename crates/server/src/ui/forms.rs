@@ -33,6 +33,34 @@ pub fn json(field: &str, text: &str) -> Result<Option<Value>, Problem> {
         .map_err(|e| Problem::field(field, format!("not valid JSON: {e}")))
 }
 
+/// Header lines for a textarea, one `Name: value` each.
+pub fn header_lines(headers: &std::collections::BTreeMap<String, String>) -> String {
+    headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `Name: value` lines (blank lines ignored) as a header map.
+pub fn parse_headers(text: &str) -> Result<std::collections::BTreeMap<String, String>, Problem> {
+    let mut headers = std::collections::BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Problem::field(
+                "headers",
+                format!("line {}: write `Name: value`", number + 1),
+            ));
+        };
+        headers.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok(headers)
+}
+
 /// A JSON value as indented text for a textarea (empty for `null`).
 pub fn pretty(value: &Value) -> String {
     if value.is_null() {
@@ -149,5 +177,19 @@ mod tests {
         assert_eq!(pretty(&Value::Null), "");
         assert_eq!(text_of(&serde_json::json!(5)), "5");
         assert_eq!(text_of(&serde_json::json!("15s")), "15s");
+    }
+
+    #[test]
+    fn header_lines_parse_and_bad_lines_are_named() {
+        let headers =
+            parse_headers("X-Team: billing\n\n Authorization : Bearer a:b \n").expect("ok");
+        assert_eq!(headers["X-Team"], "billing");
+        assert_eq!(headers["Authorization"], "Bearer a:b");
+        assert_eq!(
+            parse_headers(&header_lines(&headers)).expect("again"),
+            headers
+        );
+        let problem = parse_headers("ok: 1\nno colon").expect_err("bad");
+        assert!(problem.detail.contains("line 2"), "{}", problem.detail);
     }
 }

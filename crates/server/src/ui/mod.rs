@@ -9,6 +9,7 @@
 pub mod assets;
 pub mod deliveries;
 pub mod destinations;
+pub mod endpoints;
 pub mod events;
 pub mod forms;
 pub mod layout;
@@ -163,6 +164,22 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/ui/tenants/{tenant}/endpoints",
             post(resources::create_endpoint),
+        )
+        .route(
+            "/ui/tenants/{tenant}/rename",
+            post(endpoints::rename_tenant),
+        )
+        .route(
+            "/ui/tenants/{tenant}/delete",
+            post(endpoints::delete_tenant),
+        )
+        .route(
+            "/ui/tenants/{tenant}/endpoints/{id}",
+            get(endpoints::detail).post(endpoints::update),
+        )
+        .route(
+            "/ui/tenants/{tenant}/endpoints/{id}/delete",
+            post(endpoints::delete),
         )
         .route(
             "/ui/tenants/{tenant}/endpoints/{id}/rotate-secret",

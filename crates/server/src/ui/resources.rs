@@ -35,13 +35,32 @@ pub async fn tenants(session: Session, State(state): State<Arc<AppState>>) -> Ui
         @for tenant in runtime.tenants.values() {
             section aria-label={ "Tenant " (tenant.id) } {
                 h2 { (tenant.name) " " small { code { (tenant.id) } } }
+                @if session.can_write() {
+                    details.create {
+                        summary { "Rename or delete " (tenant.id) }
+                        form.inline method="post" action={ "/ui/tenants/" (enc(&tenant.id)) "/rename" } {
+                            (csrf(&session))
+                            label { "Name " input type="text" name="name" required value=(tenant.name); }
+                            button type="submit" aria-label={ "Rename " (tenant.id) } { "Rename" }
+                        }
+                        " "
+                        form.inline method="post" action={ "/ui/tenants/" (enc(&tenant.id)) "/delete" } {
+                            (csrf(&session))
+                            button.danger type="submit" aria-label={ "Delete tenant " (tenant.id) }
+                                data-confirm="Delete this tenant and all its endpoints? Deliveries still waiting for them are cancelled." { "Delete tenant" }
+                        }
+                    }
+                }
                 table.list aria-label={ "Endpoints of " (tenant.id) } {
                     thead { tr { th { "Endpoint" } th { "URL" } th { "Event types" } th { "State" } th { "Circuit" } th { "Actions" } } }
                     tbody {
                         @for e in runtime.tenant_endpoints(&tenant.id) {
                             @let health = state.health.get(&e.id);
                             tr {
-                                td { code { (e.id) } @if !e.description.is_empty() { br; small { (e.description) } } }
+                                td {
+                                    a href={ "/ui/tenants/" (enc(&tenant.id)) "/endpoints/" (enc(&e.id)) } aria-label={ "Edit endpoint " (e.id) } { code { (e.id) } }
+                                    @if !e.description.is_empty() { br; small { (e.description) } }
+                                }
                                 td { code { (e.url) } }
                                 td { @if e.event_types.is_empty() { "all" } @else { (e.event_types.join(", ")) } }
                                 td {

@@ -437,3 +437,120 @@ async fn ui_leaves_config_resources_and_read_tokens_alone() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ui_edits_and_deletes_a_tenant_endpoint_and_renames_a_tenant() {
+    let receiver = Receiver::always(200).await;
+    let moved = Receiver::always(200).await;
+    let server = TestServer::start(config_to(&receiver.url, schedule_ms(&[]))).await;
+    let api = server.api();
+    api.post("/v1/tenants", &json!({"id": "acme", "name": "Acme"}))
+        .await
+        .ok(201);
+    let created = api
+        .post(
+            "/v1/tenants/acme/endpoints",
+            &json!({"id": "ep_acme", "url": receiver.url}),
+        )
+        .await;
+    let secret = created.ok(201)["secret"].as_str().map(str::to_owned);
+    let browser = Browser::signed_in(&server.base, process::ADMIN_TOKEN).await;
+    let csrf = browser.csrf().await;
+    let page = browser.page("/ui/tenants").await;
+    assert!(page.contains("/ui/tenants/acme/endpoints/ep_acme"));
+    let page = browser.page("/ui/tenants/acme/endpoints/ep_acme").await;
+    assert!(page.contains("Save changes"));
+    if let Some(secret) = &secret {
+        assert!(!page.contains(secret.as_str()), "the secret is not shown");
+    }
+
+    let saved = browser
+        .post(
+            "/ui/tenants/acme/endpoints/ep_acme",
+            &[
+                ("csrf", &csrf),
+                ("url", &moved.url),
+                ("description", "Billing <hooks>"),
+                ("event_types", "invoice.paid"),
+                ("headers", "X-Customer: acme"),
+                ("transform", "{invoice: .body.invoice}"),
+                ("timeout", "4s"),
+                ("retry", r#"{"schedule": ["1s"]}"#),
+                ("max_in_flight", ""),
+                ("rate_limit", ""),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let endpoint = api.get("/v1/tenants/acme/endpoints/ep_acme").await;
+    let body = endpoint.ok(200);
+    assert_eq!(body["url"], moved.url.as_str());
+    assert_eq!(body["event_types"], json!(["invoice.paid"]));
+    assert_eq!(body["timeout"], "4s");
+    assert_eq!(body["headers"], json!({"X-Customer": "acme"}));
+    let page = browser.page("/ui/tenants/acme/endpoints/ep_acme").await;
+    assert!(page.contains("Billing &lt;hooks&gt;"), "escaped");
+
+    // The edited endpoint gets only its type, transformed, with its header.
+    for kind in ["invoice.failed", "invoice.paid"] {
+        api.post(
+            "/v1/tenants/acme/events",
+            &json!({"type": kind, "payload": {"invoice": 7}}),
+        )
+        .await
+        .ok(202);
+    }
+    let requests = moved.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(requests[0].headers["x-customer"], "acme");
+    let delivered: serde_json::Value = serde_json::from_slice(&requests[0].body).expect("json");
+    assert_eq!(delivered, json!({"invoice": 7}));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        moved.requests().len(),
+        1,
+        "invoice.failed is not subscribed"
+    );
+
+    // A bad transform is refused with the form shown again.
+    let refused = browser
+        .post(
+            "/ui/tenants/acme/endpoints/ep_acme",
+            &[
+                ("csrf", &csrf),
+                ("url", &moved.url),
+                ("transform", "{invoice:"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.expect("text").contains("{invoice:"));
+
+    let renamed = browser
+        .post(
+            "/ui/tenants/acme/rename",
+            &[("csrf", &csrf), ("name", "Acme Inc.")],
+        )
+        .await;
+    assert_eq!(renamed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get("/v1/tenants/acme").await.ok(200)["name"],
+        "Acme Inc."
+    );
+    let deleted = browser
+        .post(
+            "/ui/tenants/acme/endpoints/ep_acme/delete",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        api.get("/v1/tenants/acme/endpoints/ep_acme").await.status,
+        404
+    );
+    let deleted = browser
+        .post("/ui/tenants/acme/delete", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(api.get("/v1/tenants/acme").await.status, 404);
+    server.stop().await;
+}
