@@ -175,6 +175,21 @@ try {
   await page.getByRole("button", { name: "Enable shop" }).click();
   await page.locator("dl.facts .badge", { hasText: "active" }).waitFor();
 
+  // Every control on a page has an accessible name (label, aria-label or text).
+  async function controlsAreNamed(page, path) {
+    const unnamed = await page.evaluate(() =>
+      Array.from(document.querySelectorAll("button, input:not([type=hidden]), select, textarea, a[href]"))
+        .filter((el) => {
+          const labelled = el.labels && el.labels.length > 0;
+          const aria = el.getAttribute("aria-label") || el.getAttribute("aria-labelledby");
+          const text = (el.textContent || "").trim();
+          return !(labelled || aria || text);
+        })
+        .map((el) => el.outerHTML.slice(0, 120)),
+    );
+    if (unnamed.length) throw new Error(`${path}: controls without an accessible name:\n${unnamed.join("\n")}`);
+  }
+
   step("every other page renders; save screenshots");
   for (const [name, path] of [
     ["overview", "/ui"],
@@ -187,10 +202,16 @@ try {
     ["routes", "/ui/routes"],
     ["tenants", "/ui/tenants"],
     ["connections", "/ui/connections"],
+    ["syncs", "/ui/syncs"],
+    ["source", "/ui/sources/shop"],
+    ["destination", "/ui/destinations/dst"],
+    ["route", "/ui/routes/orders"],
+    ["events", "/ui/events"],
   ]) {
     const response = await page.goto(`${base}${path}`);
     if (response.status() !== 200) throw new Error(`${path} answered ${response.status()}`);
     await page.getByRole("heading", { level: 1 }).waitFor();
+    await controlsAreNamed(page, path);
     await shot(page, name);
   }
 
