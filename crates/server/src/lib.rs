@@ -385,7 +385,7 @@ fn router(state: Arc<AppState>, config: &Config) -> Router {
         .merge(ingest)
         .merge(api::router(state.clone()))
         .merge(connections::routes::router())
-        .merge(ui::router())
+        .merge(ui::router(state.clone()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

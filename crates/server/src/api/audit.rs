@@ -55,7 +55,8 @@ fn excluded(method: &Method, segments: &[&str]) -> bool {
     method == Method::POST && matches!(segments, ["tenants", _, "events"] | ["routes", _, "test"])
 }
 
-/// Filled by the `Auth` extractor with the caller's token id, read by [`layer`] afterwards.
+/// Filled by the `Auth` extractor (or the dashboard's `Session`) with the caller's token id,
+/// read by [`layer`] afterwards.
 #[derive(Clone, Default)]
 pub struct AuditSlot(Arc<OnceLock<String>>);
 
@@ -63,6 +64,11 @@ impl AuditSlot {
     /// Records the authenticated caller (the first one wins).
     pub fn set_actor(&self, token_id: &str) {
         let _ = self.0.set(token_id.to_owned());
+    }
+
+    /// The caller, once an extractor recorded one.
+    pub fn actor(&self) -> Option<String> {
+        self.0.get().cloned()
     }
 }
 

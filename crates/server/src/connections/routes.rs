@@ -282,17 +282,28 @@ async fn callback(
     };
     if let Some(error) = query.error {
         // Spend the state so the link cannot be replayed, then say what the provider said.
-        if let Some(s) = &query.state {
-            let _ = state
+        let mut connection = None;
+        if let Some(s) = &query.state
+            && let Ok(Some(flow)) = state
                 .connections
                 .store()
                 .take_oauth_state(&crate::api::auth::hash_token(s), 0)
-                .await;
+                .await
+        {
+            connection = Some(flow.connection_id);
         }
         let detail = query
             .error_description
             .map(|d| format!("{error}: {d}"))
             .unwrap_or(error);
+        audit_callback(
+            &state,
+            "authorize_refused",
+            connection,
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({ "error": detail }),
+        )
+        .await;
         return page(
             StatusCode::BAD_REQUEST,
             "Authorization refused",
@@ -313,6 +324,19 @@ async fn callback(
     {
         Ok(id) => {
             tracing::info!(connection = %id, "connection authorized");
+            let status = if state.connections.config().success_redirect.is_some() {
+                StatusCode::SEE_OTHER
+            } else {
+                StatusCode::OK
+            };
+            audit_callback(
+                &state,
+                "authorize",
+                Some(id.clone()),
+                status,
+                serde_json::json!({ "status": "active" }),
+            )
+            .await;
             match &state.connections.config().success_redirect {
                 Some(url) => {
                     let separator = if url.contains('?') { '&' } else { '?' };
@@ -339,14 +363,52 @@ async fn callback(
                 "Switchboard could not store the connection; see its logs.",
             )
         }
-        Err(error) => page(
-            if matches!(error, ConnectionError::Token(_)) {
+        Err(error) => {
+            let status = if matches!(error, ConnectionError::Token(_)) {
                 StatusCode::BAD_GATEWAY
             } else {
                 StatusCode::BAD_REQUEST
-            },
-            "Authorization failed",
-            &error.to_string(),
-        ),
+            };
+            audit_callback(
+                &state,
+                "authorize_failed",
+                None,
+                status,
+                serde_json::json!({ "error": error.to_string() }),
+            )
+            .await;
+            page(status, "Authorization failed", &error.to_string())
+        }
+    }
+}
+
+/// Records the end of an OAuth authorization in the audit trail. The callback is outside
+/// `/v1` (the browser comes back from the provider without a token), so the audit middleware
+/// does not see it; the actor is the provider's redirect.
+async fn audit_callback(
+    state: &AppState,
+    action: &str,
+    connection: Option<String>,
+    status: StatusCode,
+    outcome: serde_json::Value,
+) {
+    let record = switchboard_store::AuditRecord {
+        seq: 0,
+        id: format!("aud_{}", uuid::Uuid::now_v7().simple()),
+        at: switchboard_core::time::now_millis(),
+        actor: "oauth-callback".into(),
+        action: action.into(),
+        resource_kind: "connection".into(),
+        resource_id: connection,
+        method: "GET".into(),
+        path: "/oauth/callback".into(),
+        status: status.as_u16(),
+        request_id: None,
+        before: None,
+        after: Some(outcome.to_string()),
+    };
+    if let Err(error) = state.store.record_audit(&record).await {
+        metrics::counter!("switchboard_audit_failures_total").increment(1);
+        tracing::error!(%error, action, "could not record an audit entry");
     }
 }

@@ -7,6 +7,7 @@
 //! CSRF token. Lists update live through `GET /ui/live` ([`live`]).
 
 pub mod assets;
+pub mod audit;
 pub mod deliveries;
 pub mod destinations;
 pub mod endpoints;
@@ -113,8 +114,9 @@ pub fn enc(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-/// The `/ui` routes.
-pub fn router() -> Router<Arc<AppState>> {
+/// The `/ui` routes; changes made through them are recorded in the audit trail
+/// ([`audit::layer`]).
+pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/ui", get(overview::page))
         .route("/ui/", get(overview::page))
@@ -204,5 +206,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))
         .route("/ui/routes/{id}/delete", post(routes::delete))
         .route("/ui/routes/{id}/{action}", post(routes::set_enabled))
+        .layer(axum::middleware::from_fn_with_state(state, audit::layer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM_BYTES))
 }

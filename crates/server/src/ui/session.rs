@@ -317,6 +317,9 @@ impl FromRequestParts<Arc<AppState>> for Session {
             .await
             .map_err(|problem| SignInFirst(problem.into_response()))?;
         if let Some(mut session) = loaded {
+            if let Some(slot) = parts.extensions.get::<crate::api::audit::AuditSlot>() {
+                slot.set_actor(&session.principal.token_id);
+            }
             if parts.method == axum::http::Method::GET && parts.uri.path() != "/ui/live" {
                 session.live_cursor = state
                     .live

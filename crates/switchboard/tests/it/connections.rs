@@ -76,7 +76,11 @@ impl FakeApi {
                     all.push(seen.clone());
                     all.len() - 1
                 };
-                answer(&seen, n)
+                // On the blocking pool: an answer that sleeps (a slow upstream) must not stall the
+                // test's runtime, which also runs the Switchboard under test.
+                tokio::task::spawn_blocking(move || answer(&seen, n))
+                    .await
+                    .expect("the answer does not panic")
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -348,6 +352,23 @@ async fn authorize(api: &ApiClient, provider: &str, connection: &str) -> String 
     assert_eq!(page.status(), 200, "ended at {final_url}");
     let text = page.text().await.expect("page");
     assert!(text.contains("Connected"), "{text}");
+    // The callback (outside /v1, no token) is in the audit trail.
+    let audit = api
+        .get(&format!(
+            "/v1/audit?resource=connection:{connection}&action=authorize"
+        ))
+        .await;
+    let entries = audit.ok(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["actor"] == "oauth-callback" && e["path"] == "/oauth/callback"),
+        "{}",
+        audit.text
+    );
     final_url
 }
 
@@ -1638,5 +1659,76 @@ header = "x-api-key"
     api.post("/v1/connect/keyed", &json!({"connection_id": "o"}))
         .await
         .problem(422, "validation_failed");
+    server.stop().await;
+}
+
+/// A user who refuses at the provider comes back with `error=`: the page says so, the flow's
+/// state is spent, the connection stays pending, and the refusal is in the audit trail.
+#[tokio::test]
+async fn a_refused_authorization_is_reported_spent_and_audited() {
+    let (server, _providers) = server_with(
+        &[(
+            "mock.toml",
+            oauth_provider("mock", "http://127.0.0.1:9", "http://127.0.0.1:9", ""),
+        )],
+        |_| {},
+    )
+    .await;
+    let api = server.api();
+    api.post(
+        "/v1/connections",
+        &json!({"id": "m1", "provider": "mock", "auth_mode": "oauth2",
+                "credentials": {"client_id": "switchboard", "client_secret": "s"}}),
+    )
+    .await
+    .ok(201);
+    let started = api
+        .post("/v1/connect/mock", &json!({"connection_id": "m1"}))
+        .await;
+    let authorize_url = started.ok(200)["authorize_url"]
+        .as_str()
+        .expect("authorize url")
+        .to_owned();
+    let state = reqwest::Url::parse(&authorize_url)
+        .expect("url")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    let callback = |query: String| {
+        let base = server.base.clone();
+        async move {
+            reqwest::get(format!("{base}/oauth/callback?{query}"))
+                .await
+                .expect("callback")
+        }
+    };
+    let refused = callback(format!(
+        "error=access_denied&error_description=The+user+said+no&state={state}"
+    ))
+    .await;
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.expect("text");
+    assert!(
+        text.contains("Authorization refused") && text.contains("The user said no"),
+        "{text}"
+    );
+    // The state was spent: a code arriving with it afterwards is refused.
+    let replayed = callback(format!("code=stolen&state={state}")).await;
+    assert_eq!(replayed.status(), 400);
+    assert_eq!(
+        api.get("/v1/connections/m1").await.ok(200)["status"],
+        "pending"
+    );
+    let audit = api
+        .get("/v1/audit?resource=connection:m1&action=authorize_refused")
+        .await;
+    let entries = audit.ok(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 1, "{}", audit.text);
+    assert_eq!(entries[0]["actor"], "oauth-callback");
+    assert_eq!(entries[0]["status"], 400);
     server.stop().await;
 }

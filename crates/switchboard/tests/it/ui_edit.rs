@@ -101,6 +101,16 @@ async fn ui_edits_rotates_pauses_and_deletes_a_source() {
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
     assert_eq!(signed_github(&server, "gh", b"third-s3cret").await, 202);
     assert_eq!(signed_github(&server, "gh", b"first-s3cret").await, 401);
+    let audit = api.get("/v1/audit?resource=source:gh").await;
+    let entries = audit.ok(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(entries.len(), 3, "create and two edits: {}", audit.text);
+    assert!(
+        !audit.text.contains("s3cret"),
+        "form bodies (with secrets) are never recorded"
+    );
 
     // A refused edit shows the form again with the input and the reason; nothing changes.
     let refused = browser
@@ -350,6 +360,31 @@ async fn ui_edits_pauses_and_creates_destinations() {
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
     let page = browser.page("/ui/destinations/alerts").await;
     assert!(page.contains("7s") && !page.contains("slack-s3cret"));
+
+    // Every change made here is in the audit trail, with the session's token as the actor.
+    let audit = api
+        .get("/v1/audit?resource=destination:billing&limit=50")
+        .await;
+    let mut actions: Vec<String> = audit.ok(200)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .inspect(|e| {
+            assert_eq!(e["actor"], "bootstrap", "{e}");
+            assert!(
+                e["path"].as_str().is_some_and(|p| p.starts_with("/ui/")),
+                "{e}"
+            );
+        })
+        .map(|e| e["action"].as_str().expect("action").to_owned())
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        ["create", "disable", "enable", "update"],
+        "{}",
+        audit.text
+    );
 
     // Delete: refused while routed, then done.
     let in_use = browser
