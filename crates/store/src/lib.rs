@@ -401,6 +401,17 @@ pub trait Store: Send + Sync + 'static {
         resolved: &[String],
     ) -> Result<()>;
 
+    /// Resolves a parked conflict of a two-way sync: drops it and sets the records cache's
+    /// agreed hash of `record_key` to `base` (`None`: forgets the key), so that the next run
+    /// sees only the chosen side as changed and writes it to the other. Returns whether the
+    /// conflict was parked.
+    async fn sync_resolve_conflict(
+        &self,
+        sync_id: &str,
+        record_key: &str,
+        base: Option<&str>,
+    ) -> Result<bool>;
+
     /// Parked conflicts of `sync_id`, in key order, after `after` (a key), at most `limit`.
     async fn list_sync_conflicts(
         &self,

@@ -167,6 +167,7 @@ conformance_tests!(
     body_search_finds_matches_anywhere_in_history,
     histograms_count_rows_per_bucket,
     sign_outs_hold_until_expiry_and_are_pruned,
+    parked_conflicts_resolve_into_the_records_cache,
 );
 
 /// `(version, name, applied_at)` rows of `schema_migrations`.

@@ -413,6 +413,125 @@ pub async fn conflicts(
     )))
 }
 
+/// Which side of a parked conflict wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Take {
+    /// The source's version is written to the destination (a deletion there deletes).
+    Source,
+    /// The destination's version is written back to the source.
+    Destination,
+}
+
+/// `POST /v1/syncs/{id}/conflicts/resolve`
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveInput {
+    /// The conflict's `key`, as `GET /v1/syncs/{id}/conflicts` shows it.
+    #[schema(value_type = Object)]
+    pub key: Value,
+    /// `source` or `destination`.
+    pub take: Take,
+    /// Start a run now to apply it (default `true`); otherwise the next run applies it.
+    pub run: Option<bool>,
+}
+
+/// A resolved conflict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Resolved {
+    /// The record's key.
+    #[schema(value_type = Object)]
+    pub key: Value,
+    /// The side that wins.
+    pub take: Take,
+    /// The run started to apply it, if one was.
+    pub run: Option<SyncRun>,
+}
+
+/// Resolves a parked conflict of a two-way sync (policy `manual`) by choosing the side that
+/// wins: the next run writes that side's version to the other (and a run is started now,
+/// unless `run` is `false`). If either side changes again before that run, the record is a
+/// conflict again.
+#[utoipa::path(post, path = "/syncs/{id}/conflicts/resolve", tag = "syncs", params(("id" = String, Path, description = "Sync id")), request_body = ResolveInput,
+    responses((status = 200, body = Resolved), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn resolve(
+    _auth: Auth<Write>,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<ResolveInput>,
+) -> ApiResult<Json<Resolved>> {
+    resolve_conflict(&state, &id, input).await.map(Json)
+}
+
+/// Resolves one parked conflict (shared with the dashboard).
+pub async fn resolve_conflict(
+    state: &AppState,
+    id: &str,
+    input: ResolveInput,
+) -> ApiResult<Resolved> {
+    config_of(&state.registry.current(), id)?;
+    let open = state.store.sync_open_run(id).await.map_err(internal)?;
+    if open.is_some_and(|run| run.status == "running") {
+        // The run in progress would park it again from what it listed before the choice.
+        return Err(Problem::conflict(
+            "sync_running",
+            format!("sync `{id}` is running; resolve its conflicts once the run has ended"),
+        ));
+    }
+    let record_key = input.key.to_string();
+    let parked = state
+        .store
+        .list_sync_conflicts(id, None, u32::MAX)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .find(|c| c.record_key == record_key)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "sync `{id}` has no parked conflict for key {record_key}"
+            ))
+        })?;
+    // The losing side's current version becomes the agreed one, so only the winner reads as
+    // changed on the next run.
+    let loser = match input.take {
+        Take::Source => parked.destination.as_deref(),
+        Take::Destination => parked.source.as_deref(),
+    };
+    let base = loser
+        .map(|text| {
+            serde_json::from_str::<Value>(text)
+                .map(|value| crate::sync::run::content_hash(&value))
+                .map_err(internal)
+        })
+        .transpose()?;
+    if !state
+        .store
+        .sync_resolve_conflict(id, &record_key, base.as_deref())
+        .await
+        .map_err(internal)?
+    {
+        return Err(Problem::not_found(format!(
+            "sync `{id}` has no parked conflict for key {record_key}"
+        )));
+    }
+    let run = if input.run.unwrap_or(true) {
+        match start_run(state, id).await {
+            Ok(run) => Some(run),
+            // Another node started one meanwhile: it applies the choice.
+            Err(problem) if problem.status == 409 => None,
+            Err(problem) => return Err(problem),
+        }
+    } else {
+        None
+    };
+    Ok(Resolved {
+        key: input.key,
+        take: input.take,
+        run,
+    })
+}
+
 /// Routes of this resource.
 pub fn router() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::new()
@@ -422,4 +541,5 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(cancel))
         .routes(routes!(runs))
         .routes(routes!(conflicts))
+        .routes(routes!(resolve))
 }

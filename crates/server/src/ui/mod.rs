@@ -201,6 +201,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/syncs/{id}", get(syncs::detail))
         .route("/ui/syncs/{id}/run", post(syncs::run))
         .route("/ui/syncs/{id}/cancel", post(syncs::cancel))
+        .route("/ui/syncs/{id}/resolve", post(syncs::resolve))
         .route("/ui/routes", get(routes::list).post(routes::create))
         .route("/ui/routes/{id}", get(routes::detail).post(routes::update))
         .route("/ui/routes/{id}/dry-run", post(routes::dry_run))

@@ -8,7 +8,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 
-use super::layout::{self, badge, csrf};
+use serde::Deserialize;
+
+use super::layout::{self, badge, csrf, time};
 use super::session::Session;
 use super::{UiResult, enc, html_response, see_other};
 use crate::api::internal;
@@ -117,6 +119,11 @@ pub async fn detail(
         .into_iter()
         .map(SyncRun::from)
         .collect();
+    let conflicts = state
+        .store
+        .list_sync_conflicts(&id, None, CONFLICTS_SHOWN)
+        .await
+        .map_err(internal)?;
     let body = html! {
         p { "Mode " (sync.mode) ", into " (sync.destination) " through connection " code { (sync.connection) } ", "
             (sync.schedule.as_deref().map_or("on demand".to_owned(), |s| format!("schedule `{s}`"))) "." }
@@ -138,6 +145,38 @@ pub async fn detail(
             }
         }
         @if runs.is_empty() { p.empty { "No runs yet." } }
+        @if !conflicts.is_empty() {
+            section aria-labelledby="conflicts-h" {
+                h2 #conflicts-h { "Conflicts parked for review" }
+                p.hint { "Changed on both sides since they last agreed. Choose the version that wins: a run writes it to the other side (if either side changes again first, the record is a conflict again)." }
+                table.list aria-label={ "Conflicts of " (sync.id) } {
+                    thead { tr { th { "Key" } th { "Source's version" } th { "Destination's version" } th { "Found" } th { "Resolve" } } }
+                    tbody {
+                        @for c in &conflicts {
+                            tr {
+                                td { code { (c.record_key) } }
+                                td { pre.inline { (c.source.as_deref().unwrap_or("(deleted)")) } }
+                                td { pre.inline { (c.destination.as_deref().unwrap_or("(deleted)")) } }
+                                td { (time(c.detected_at)) }
+                                td {
+                                    @if session.can_write() {
+                                        @for (take, label) in [("source", "Keep source"), ("destination", "Keep destination")] {
+                                            form.inline method="post" action={ "/ui/syncs/" (enc(&sync.id)) "/resolve" } {
+                                                (csrf(&session))
+                                                input type="hidden" name="key" value=(c.record_key);
+                                                input type="hidden" name="take" value=(take);
+                                                button type="submit" aria-label={ (label) " for key " (c.record_key) } { (label) }
+                                            }
+                                            " "
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
     Ok(html_response(layout::page(
         &session,
@@ -156,6 +195,42 @@ pub async fn run(
 ) -> UiResult {
     session.button(&body)?;
     syncs::start_run(&state, &id).await?;
+    Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
+}
+
+/// Conflicts shown on a sync's page at most (the API pages through all of them).
+const CONFLICTS_SHOWN: u32 = 100;
+
+/// The resolve form: a parked conflict's key (as stored: its JSON text) and the side that wins.
+#[derive(Debug, Deserialize)]
+pub struct ResolveForm {
+    /// The key's JSON text.
+    key: String,
+    /// `source` or `destination`.
+    take: syncs::Take,
+}
+
+/// `POST /ui/syncs/{id}/resolve`: resolves one conflict and starts a run to apply it.
+pub async fn resolve(
+    session: Session,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> UiResult {
+    let form: ResolveForm = session.form(&body)?;
+    session.require_write()?;
+    let key = serde_json::from_str(&form.key)
+        .map_err(|_| crate::problem::Problem::field("key", "not a conflict's key"))?;
+    syncs::resolve_conflict(
+        &state,
+        &id,
+        syncs::ResolveInput {
+            key,
+            take: form.take,
+            run: Some(true),
+        },
+    )
+    .await?;
     Ok(see_other(&format!("/ui/syncs/{}", enc(&id))))
 }
 

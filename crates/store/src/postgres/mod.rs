@@ -608,6 +608,15 @@ impl crate::Store for PgStore {
         syncs::put_conflicts(&self.pool, sync_id, conflicts, resolved).await
     }
 
+    async fn sync_resolve_conflict(
+        &self,
+        sync_id: &str,
+        record_key: &str,
+        base: Option<&str>,
+    ) -> Result<bool> {
+        syncs::resolve_conflict(&self.pool, sync_id, record_key, base).await
+    }
+
     async fn list_sync_conflicts(
         &self,
         sync_id: &str,

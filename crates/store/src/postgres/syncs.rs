@@ -302,6 +302,44 @@ pub(super) async fn put_conflicts(
     Ok(())
 }
 
+pub(super) async fn resolve_conflict(
+    pool: &PgPool,
+    sync_id: &str,
+    record_key: &str,
+    base: Option<&str>,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let parked = sqlx::query("DELETE FROM sync_conflicts WHERE sync_id = $1 AND record_key = $2")
+        .bind(sync_id)
+        .bind(record_key)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+        > 0;
+    if !parked {
+        return Ok(false);
+    }
+    match base {
+        Some(hash) => {
+            sqlx::query("INSERT INTO sync_records (sync_id, record_key, hash, seen_run) VALUES ($1, $2, $3, 'resolved') ON CONFLICT (sync_id, record_key) DO UPDATE SET hash = EXCLUDED.hash")
+                .bind(sync_id)
+                .bind(record_key)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        None => {
+            sqlx::query("DELETE FROM sync_records WHERE sync_id = $1 AND record_key = $2")
+                .bind(sync_id)
+                .bind(record_key)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
 fn conflict_from_row(row: &PgRow) -> Result<crate::SyncConflict> {
     Ok(crate::SyncConflict {
         sync_id: row.try_get("sync_id")?,

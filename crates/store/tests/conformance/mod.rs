@@ -3460,3 +3460,64 @@ pub async fn sign_outs_hold_until_expiry_and_are_pruned(store: &dyn Store) {
     assert!(!signed_out("s1", T0).await, "the expired entry was deleted");
     assert!(signed_out("s2", T0 + 2_000).await);
 }
+
+pub async fn parked_conflicts_resolve_into_the_records_cache(store: &dyn Store) {
+    let conflict = |key: &str| switchboard_store::SyncConflict {
+        sync_id: "two".into(),
+        record_key: key.into(),
+        source: Some(r#"{"id":1,"title":"a"}"#.into()),
+        destination: Some(r#"{"id":1,"title":"b"}"#.into()),
+        detected_at: T0,
+    };
+    store
+        .sync_put_conflicts("two", &[conflict("1"), conflict("2")], &[])
+        .await
+        .expect("park");
+    // A chosen side: the conflict goes, the cache holds the loser's hash.
+    assert!(
+        store
+            .sync_resolve_conflict("two", "1", Some("hash-of-b"))
+            .await
+            .expect("resolve")
+    );
+    assert_eq!(
+        store
+            .sync_hashes("two", &["1".into()])
+            .await
+            .expect("hashes"),
+        [("1".to_owned(), "hash-of-b".to_owned())]
+    );
+    // A deleted loser: the key is forgotten.
+    assert!(
+        store
+            .sync_resolve_conflict("two", "2", None)
+            .await
+            .expect("resolve")
+    );
+    assert!(
+        store
+            .sync_hashes("two", &["2".into()])
+            .await
+            .expect("hashes")
+            .is_empty()
+    );
+    let left = store
+        .list_sync_conflicts("two", None, 10)
+        .await
+        .expect("list");
+    assert!(left.is_empty(), "{left:?}");
+    // Nothing parked: nothing changes.
+    assert!(
+        !store
+            .sync_resolve_conflict("two", "1", Some("other"))
+            .await
+            .expect("resolve")
+    );
+    assert_eq!(
+        store
+            .sync_hashes("two", &["1".into()])
+            .await
+            .expect("hashes"),
+        [("1".to_owned(), "hash-of-b".to_owned())]
+    );
+}

@@ -49,6 +49,21 @@ pub enum SyncsCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Resolve a parked conflict: the chosen side's version is written to the other by the
+    /// next run (started now unless `--no-run`).
+    Resolve {
+        /// Sync id.
+        id: String,
+        /// The conflict's key as `syncs conflicts` shows it (JSON: `42`, `"abc"`).
+        #[arg(long)]
+        key: String,
+        /// `source` or `destination`: the side that wins.
+        #[arg(long, value_parser = ["source", "destination"])]
+        take: String,
+        /// Do not start a run now (the next scheduled or manual run applies it).
+        #[arg(long)]
+        no_run: bool,
+    },
 }
 
 fn run_row(run: &Value) -> Vec<String> {
@@ -189,6 +204,30 @@ pub async fn run(ctx: &Ctx, cmd: SyncsCommand) -> anyhow::Result<ExitCode> {
                 );
                 if page["next_cursor"].is_string() {
                     eprintln!("more conflicts: use a larger --limit");
+                }
+            }
+        }
+        SyncsCommand::Resolve {
+            id,
+            key,
+            take,
+            no_run,
+        } => {
+            // A key is JSON (`42`, `"abc"`); a bare word is taken as a string.
+            let key: serde_json::Value =
+                serde_json::from_str(&key).unwrap_or(serde_json::Value::String(key));
+            let resolved = client
+                .post(
+                    &["syncs", &id, "conflicts", "resolve"],
+                    &json!({ "key": key, "take": take, "run": !no_run }),
+                )
+                .await?;
+            if ctx.json {
+                print_json(&resolved);
+            } else {
+                outln!("resolved {key} of sync {id}: the {take}'s version wins");
+                if let Some(run) = resolved["run"]["id"].as_str() {
+                    outln!("run {run} started to apply it");
                 }
             }
         }

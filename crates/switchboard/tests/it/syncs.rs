@@ -694,6 +694,101 @@ async fn two_way_sync_under_each_conflict_policy() {
                 assert_eq!(counts(&run), [0, 0, 0, 0], "{run}");
                 let conflicts = client.get("/v1/syncs/both/conflicts").await;
                 assert_eq!(conflicts.ok(200)["items"].as_array().map(Vec::len), Some(0));
+
+                // Resolved by choosing a side: the next run writes the winner to the other.
+                a.retitle(6, "A wins");
+                b.retitle(6, "B loses");
+                a.retitle(7, "A loses");
+                b.retitle(7, "B wins");
+                run_to_end(&client, "both").await;
+                let conflicts = client.get("/v1/syncs/both/conflicts").await;
+                assert_eq!(conflicts.ok(200)["items"].as_array().map(Vec::len), Some(2));
+                client
+                    .post(
+                        "/v1/syncs/both/conflicts/resolve",
+                        &json!({"key": 9999, "take": "source"}),
+                    )
+                    .await
+                    .problem(404, "not_found");
+                let resolved = client
+                    .post(
+                        "/v1/syncs/both/conflicts/resolve",
+                        &json!({"key": 6, "take": "source"}),
+                    )
+                    .await;
+                let run_id = resolved.ok(200)["run"]["id"]
+                    .as_str()
+                    .expect("a run applies it")
+                    .to_owned();
+                let run = wait_run(&client, "both", &run_id).await;
+                assert_eq!(counts(&run), [0, 1, 0, 0], "{run}");
+                let title_of = |api: &RecordsApi, id: u64| {
+                    api.titles()
+                        .into_iter()
+                        .find(|(i, _)| *i == id)
+                        .map(|(_, t)| t)
+                        .expect("record")
+                };
+                assert_eq!(
+                    (title_of(&a, 6), title_of(&b, 6)),
+                    ("A wins".into(), "A wins".into())
+                );
+                let (code, out, err) = cli(
+                    &server,
+                    &[
+                        "syncs",
+                        "resolve",
+                        "both",
+                        "--key",
+                        "7",
+                        "--take",
+                        "destination",
+                        "--no-run",
+                    ],
+                )
+                .await;
+                assert_eq!(code, 0, "{err}");
+                assert!(out.contains("destination's version wins"), "{out}");
+                let run = run_to_end(&client, "both").await;
+                assert_eq!(counts(&run), [0, 1, 0, 0], "{run}");
+                assert_eq!(
+                    (title_of(&a, 7), title_of(&b, 7)),
+                    ("B wins".into(), "B wins".into())
+                );
+                let conflicts = client.get("/v1/syncs/both/conflicts").await;
+                assert_eq!(conflicts.ok(200)["items"].as_array().map(Vec::len), Some(0));
+                // And from the dashboard's sync page.
+                a.retitle(8, "A8");
+                b.retitle(8, "B8");
+                run_to_end(&client, "both").await;
+                let browser = crate::ui::Browser::signed_in(&server.base, ADMIN_TOKEN).await;
+                let page = browser.page("/ui/syncs/both").await;
+                assert!(
+                    page.contains("Conflicts parked for review")
+                        && page.contains("Keep destination"),
+                    "{page}"
+                );
+                let csrf = browser.csrf().await;
+                let resolved = browser
+                    .post(
+                        "/ui/syncs/both/resolve",
+                        &[("csrf", &csrf), ("key", "8"), ("take", "destination")],
+                    )
+                    .await;
+                assert_eq!(resolved.status(), 303);
+                eventually(PATIENCE, "record 8 written back to A", || async {
+                    (title_of(&a, 8) == "B8").then_some(())
+                })
+                .await;
+                let newest = client.get("/v1/syncs/both/runs?limit=1").await;
+                let newest = newest.ok(200)["items"][0]["id"]
+                    .as_str()
+                    .expect("run")
+                    .to_owned();
+                wait_run(&client, "both", &newest).await;
+                // Settled: nothing more to write.
+                let run = run_to_end(&client, "both").await;
+                assert_eq!(counts(&run), [0, 0, 0, 0], "{run}");
             }
         }
         if policy != "manual" {
