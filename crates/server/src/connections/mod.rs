@@ -133,10 +133,12 @@ impl std::fmt::Debug for Tokens {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Calls per second (overrides the provider's `rate_limit.requests_per_second`).
+    /// Calls per second in all, shared between the live nodes (overrides the provider's
+    /// `rate_limit.requests_per_second`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<f64>,
-    /// Burst (overrides the provider's `rate_limit.burst`).
+    /// Burst in all, shared between the live nodes (overrides the provider's
+    /// `rate_limit.burst`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// Most calls in flight (overrides `connections.max_concurrent`).
