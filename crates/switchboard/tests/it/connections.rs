@@ -859,6 +859,18 @@ burst = 2
     )
     .await
     .ok(201);
+    // One node (SQLite): its share is the whole pace.
+    let health = api.get("/v1/health").await;
+    let p1 = health.ok(200)["connections"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["id"] == "p1"))
+        .expect("p1 in /v1/health");
+    assert_eq!(
+        p1["pace"],
+        json!({"requests_per_second": 10.0, "burst": 2, "nodes": 1,
+               "node_requests_per_second": 10.0, "node_burst": 2}),
+        "{p1}"
+    );
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
         .map(|task| {
