@@ -165,10 +165,11 @@ pub struct RateLimitSpec {
     /// How to read the reset header.
     #[serde(default)]
     pub reset_format: ResetFormat,
-    /// Default pace (calls per second) per connection.
+    /// Default pace (calls per second) per connection, in all: nodes sharing a database each
+    /// take their share.
     #[serde(default)]
     pub requests_per_second: Option<f64>,
-    /// Default burst.
+    /// Default burst, in all (shared between nodes like the pace).
     #[serde(default)]
     pub burst: Option<u32>,
 }

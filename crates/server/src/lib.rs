@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod mock;
+pub mod nodes;
 pub mod operations;
 pub mod problem;
 pub mod retention;
@@ -196,6 +197,8 @@ pub async fn run(
     // for ours.
     let owner = format!("node-{}", uuid::Uuid::now_v7().simple());
     // Before any task starts, so a bad provider file stops the start cleanly.
+    // Live nodes: counted by the worker's heartbeat, read by connection pacing.
+    let nodes = nodes::NodeCount::new();
     let catalog = connections::providers::load(config.connections.providers_dir.as_deref())
         .map_err(ServerError::Config)?;
     let connections = Arc::new(connections::Connections::new(connections::Parts {
@@ -209,6 +212,7 @@ pub async fn run(
         owner: owner.clone(),
         operations: Some(operations.clone()),
         max_body_bytes: config.server.max_body_bytes,
+        nodes: nodes.clone(),
     })?);
     let worker = Arc::new(Worker {
         store: store.clone(),
@@ -227,6 +231,7 @@ pub async fn run(
         lease: config.delivery.lease,
         poll_interval: config.delivery.poll_interval,
         concurrency: config.delivery.concurrency,
+        nodes,
         connections: Some(connections::client::ConnectionClient::new(
             connections.clone(),
         )),

@@ -4,7 +4,7 @@
 //!
 //! Cluster-wide facts come from the store (last event, backlog, destination circuits as last
 //! persisted, nodes, leases, connection status); per-node facts (reject counts, connection
-//! circuits and rate-limit headroom) are this node's view and say so.
+//! circuits, rate-limit headroom and pace share) are this node's view and say so.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use super::auth::{Auth, Read};
 use super::{ApiResult, internal};
+use crate::connections::{Settings, pace_of};
 use crate::problem::Problem;
 use crate::state::AppState;
 use crate::transform::rfc3339;
@@ -139,6 +140,26 @@ pub struct ConnectionHealth {
     pub rate_limit: Option<RateLimitHealth>,
     /// Calls are held until this instant (RFC 3339) after a `429` or an exhausted window.
     pub paused_until: Option<String>,
+    /// The connection's pace and this node's share of it; absent when no rate is set (calls
+    /// are then paced only by the provider's headers).
+    pub pace: Option<PaceHealth>,
+}
+
+/// A connection's pace: a total across the nodes sharing the store, each node pacing at its
+/// share.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaceHealth {
+    /// Calls per second in all (the connection's `settings.requests_per_second`, else the
+    /// provider's).
+    pub requests_per_second: f64,
+    /// Burst in all.
+    pub burst: u32,
+    /// Live nodes the pace is shared between, as this node's heartbeat last counted them.
+    pub nodes: u32,
+    /// This node's calls per second: `requests_per_second / nodes`.
+    pub node_requests_per_second: f64,
+    /// This node's burst: `burst / nodes` rounded down, at least 1.
+    pub node_burst: u32,
 }
 
 /// Rate-limit headroom.
@@ -382,6 +403,22 @@ fn connection_health(
         (true, true, Some(at)) if at - now <= EXPIRING_MS => "expiring",
         (true, true, Some(_)) => "valid",
     };
+    let settings = serde_json::from_str::<Settings>(&record.settings).unwrap_or_default();
+    let pace = state
+        .connections
+        .provider(&record.provider)
+        .and_then(|provider| pace_of(&settings, &provider))
+        .map(|pace| {
+            let nodes = state.connections.nodes();
+            let share = pace.per_node(nodes);
+            PaceHealth {
+                requests_per_second: pace.requests_per_second,
+                burst: pace.burst,
+                nodes,
+                node_requests_per_second: share.requests_per_second,
+                node_burst: share.burst,
+            }
+        });
     let live = state.connections.live_state(&record.id);
     let (circuit, in_flight, rate_limit, paused_until) = match &live {
         None => ("closed", 0, None, None),
@@ -409,5 +446,6 @@ fn connection_health(
         in_flight,
         rate_limit,
         paused_until,
+        pace,
     }
 }

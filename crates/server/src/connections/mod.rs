@@ -34,6 +34,7 @@ use switchboard_store::vault::Vault;
 use switchboard_store::{ConnectionRecord, OAuthStateRecord, Store, StoreError, TokenUpdate};
 
 use crate::delivery::ssrf::Policy;
+use crate::nodes::NodeCount;
 use crate::operations::Operations;
 
 pub use providers::Catalog;
@@ -132,10 +133,12 @@ impl std::fmt::Debug for Tokens {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Calls per second (overrides the provider's `rate_limit.requests_per_second`).
+    /// Calls per second in all, shared between the live nodes (overrides the provider's
+    /// `rate_limit.requests_per_second`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<f64>,
-    /// Burst (overrides the provider's `rate_limit.burst`).
+    /// Burst in all, shared between the live nodes (overrides the provider's
+    /// `rate_limit.burst`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub burst: Option<u32>,
     /// Most calls in flight (overrides `connections.max_concurrent`).
@@ -274,6 +277,7 @@ pub struct Connections {
     owner: String,
     operations: Option<Operations>,
     max_body_bytes: usize,
+    nodes: NodeCount,
     states: Mutex<HashMap<String, Arc<ConnState>>>,
 }
 
@@ -306,6 +310,9 @@ pub struct Parts {
     pub operations: Option<Operations>,
     /// Largest request body the proxy forwards (`server.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Live nodes sharing the store (set by the delivery worker's heartbeat): each node paces
+    /// a connection at its share of the connection's pace.
+    pub nodes: NodeCount,
 }
 
 /// The `user-agent` of provider calls.
@@ -347,6 +354,7 @@ impl Connections {
             owner: parts.owner,
             operations: parts.operations,
             max_body_bytes: parts.max_body_bytes,
+            nodes: parts.nodes,
             states: Mutex::new(HashMap::new()),
         })
     }
@@ -389,6 +397,11 @@ impl Connections {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Live nodes sharing the store, as the delivery worker's heartbeat last counted them.
+    pub fn nodes(&self) -> u32 {
+        self.nodes.get()
     }
 
     fn seal<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
@@ -551,7 +564,6 @@ impl Connections {
         {
             return state.clone();
         }
-        let rate = &snapshot.provider.rate_limit;
         let max_concurrent = snapshot
             .settings
             .max_concurrent
@@ -562,11 +574,9 @@ impl Connections {
             refresh: tokio::sync::Mutex::new(()),
             cache: RwLock::new(None),
             pacer: resilience::Pacer::new(
-                snapshot
-                    .settings
-                    .requests_per_second
-                    .or(rate.requests_per_second),
-                snapshot.settings.burst.or(rate.burst),
+                &snapshot.id,
+                pace_of(&snapshot.settings, &snapshot.provider),
+                self.nodes.clone(),
             ),
             bulkhead: resilience::Bulkhead::new(max_concurrent),
             max_concurrent,
@@ -1000,6 +1010,16 @@ pub struct NewConnection {
     pub credentials: Credentials,
     /// Initial status.
     pub status: Status,
+}
+
+/// A connection's pace in all (across every node): its `settings` override the provider's
+/// `rate_limit`; `None` when neither sets a rate (calls are then paced only by headers).
+pub fn pace_of(settings: &Settings, provider: &ProviderSpec) -> Option<resilience::Pace> {
+    let rate = &provider.rate_limit;
+    resilience::Pace::new(
+        settings.requests_per_second.or(rate.requests_per_second),
+        settings.burst.or(rate.burst),
+    )
 }
 
 /// Parses a stored auth mode.

@@ -81,6 +81,8 @@ pub struct Worker {
     pub disable_after: Duration,
     /// Calls through connections, for `api` destinations.
     pub connections: Option<crate::connections::client::ConnectionClient>,
+    /// Where the heartbeat publishes the live node count (read by connection pacing).
+    pub nodes: crate::nodes::NodeCount,
 }
 
 /// Per-destination count of claimed-but-unfinished deliveries.
@@ -193,10 +195,11 @@ impl Worker {
                 if nodes != previous {
                     tracing::info!(
                         nodes,
-                        "nodes sharing the database; rate limits are split between them"
+                        "nodes sharing the database; rate limits and connection pacing are split between them"
                     );
                 }
                 metrics::gauge!("switchboard_nodes").set(f64::from(nodes));
+                self.nodes.set(nodes);
                 nodes
             }
             Err(error) => {

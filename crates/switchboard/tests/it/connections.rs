@@ -880,6 +880,18 @@ burst = 2
     )
     .await
     .ok(201);
+    // One node (SQLite): its share is the whole pace.
+    let health = api.get("/v1/health").await;
+    let p1 = health.ok(200)["connections"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["id"] == "p1"))
+        .expect("p1 in /v1/health");
+    assert_eq!(
+        p1["pace"],
+        json!({"requests_per_second": 10.0, "burst": 2, "nodes": 1,
+               "node_requests_per_second": 10.0, "node_burst": 2}),
+        "{p1}"
+    );
     let started = Instant::now();
     let tasks: Vec<_> = (0..8)
         .map(|task| {
@@ -1008,6 +1020,140 @@ max_concurrent = 256
         auth.grants("refresh_token"),
         1,
         "exactly one refresh across two nodes"
+    );
+    drop(nodes);
+    drop(schema);
+}
+
+/// Two server processes sharing PostgreSQL split a connection's pace: a provider paced at
+/// 10 calls/s, hammered through the proxy of both nodes at once, receives about 10 calls/s in
+/// all (each node paces at 5/s), not 10/s per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_split_a_connections_pace() {
+    const RATE: f64 = 10.0;
+    let Some(pg) = std::env::var("SWITCHBOARD_TEST_PG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED two_nodes_split_a_connections_pace: set SWITCHBOARD_TEST_PG=postgres://… to run it"
+        );
+        return;
+    };
+    let upstream = FakeApi::start(|_, _| json_response(200, json!({"ok": true}))).await;
+    let schema = Schema::create(&pg, "sb_pace");
+    let providers = tempfile::tempdir().expect("providers");
+    std::fs::write(
+        providers.path().join("paced.toml"),
+        format!(
+            "id = \"paced\"\nname = \"Paced\"\nbase_url = \"{}\"\nauth_modes = [\"bearer\"]\n\
+             [rate_limit]\nrequests_per_second = {RATE}\nburst = 2\n",
+            upstream.base
+        ),
+    )
+    .expect("write provider");
+    let toml = format!(
+        r#"
+[server]
+database_url = "{}"
+database_max_connections = 8
+
+[security]
+allow_private_networks = true
+
+[connections]
+providers_dir = "{}"
+"#,
+        schema.url(),
+        providers.path().display()
+    );
+    let key = master_key();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let nodes: Vec<Process> = dirs
+        .iter()
+        .map(|dir| {
+            Process::spawn_with(
+                dir.path(),
+                &toml,
+                "127.0.0.1:0",
+                &[("SWITCHBOARD_MASTER_KEY", &key)],
+            )
+        })
+        .collect();
+    let apis: Vec<ApiClient> = nodes
+        .iter()
+        .map(|node| ApiClient::new(&node.base, Some(ADMIN_TOKEN)))
+        .collect();
+    apis[0]
+        .post(
+            "/v1/connections",
+            &json!({"id": "p2", "provider": "paced", "credentials": {"token": "t"}}),
+        )
+        .await
+        .ok(201);
+    // Both nodes have heard each other's heartbeat: each paces at half the rate.
+    for api in &apis {
+        let pace = eventually(Duration::from_secs(20), "both nodes counted", || {
+            let api = api.clone();
+            async move {
+                let health = api.get("/v1/health").await;
+                let pace = health.body["connections"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["id"] == "p2")?["pace"]
+                    .clone();
+                (pace["nodes"] == 2).then_some(pace)
+            }
+        })
+        .await;
+        assert_eq!(pace["requests_per_second"], RATE, "{pace}");
+        assert_eq!(pace["node_requests_per_second"], RATE / 2.0, "{pace}");
+        assert_eq!(pace["burst"], 2, "{pace}");
+        assert_eq!(pace["node_burst"], 1, "{pace}");
+    }
+    // Four callers per node for three seconds; the first second (bursts) is not measured.
+    let started = Instant::now();
+    let end = started + Duration::from_secs(3);
+    let callers: Vec<_> = (0..8)
+        .map(|caller| {
+            let api = apis[caller % 2].clone();
+            tokio::spawn(async move {
+                let mut calls = 0u32;
+                while Instant::now() < end {
+                    // Distinct queries: identical concurrent GETs would be coalesced.
+                    let answer = api
+                        .get(&format!("/v1/proxy/p2/ping?c={caller}-{calls}"))
+                        .await;
+                    assert_eq!(answer.status, 200, "{}", answer.text);
+                    calls += 1;
+                }
+                calls
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.expect("caller");
+    }
+    let window = (started + Duration::from_secs(1), end);
+    let seen = upstream
+        .seen()
+        .iter()
+        .filter(|s| s.at >= window.0 && s.at < window.1)
+        .count();
+    let per_second = seen as f64 / (window.1 - window.0).as_secs_f64();
+    let _ = writeln!(
+        std::io::stderr(),
+        "two nodes paced at {RATE}/s in all: the provider received {per_second:.1}/s"
+    );
+    // Unsplit, each node would pace at the full rate: about 2 × RATE in all.
+    assert!(
+        per_second < 1.5 * RATE,
+        "the nodes together exceeded the pace: {per_second:.1}/s"
+    );
+    assert!(
+        per_second > 0.5 * RATE,
+        "the nodes stayed far below the pace: {per_second:.1}/s"
     );
     drop(nodes);
     drop(schema);
