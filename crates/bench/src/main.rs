@@ -28,6 +28,7 @@
 //! Server, receiver and clients share one Tokio runtime (and the machine's cores), so the figures
 //! are a lower bound for a server with the machine to itself. Build with `--release`.
 
+mod dashboard;
 mod harness;
 mod load;
 mod modes;
@@ -201,7 +202,12 @@ impl Args {
 
     fn check_store_options(&self) -> anyhow::Result<()> {
         let multi = self.database_url().is_some() || self.nodes != 1;
-        if multi && !matches!(self.mode, Mode::Ingest | Mode::Deliver | Mode::Sync) {
+        if multi
+            && !matches!(
+                self.mode,
+                Mode::Ingest | Mode::Deliver | Mode::Sync | Mode::Dashboard
+            )
+        {
             anyhow::bail!(
                 "--database-url, --postgres and --nodes apply to ingest, deliver and sync only"
             );
@@ -238,6 +244,8 @@ pub enum Mode {
     Sync,
     /// Latency the connection proxy adds at `--rps`, and its throughput per `--concurrency`.
     Proxy,
+    /// The dashboard's store queries (chart counts, body search) over `--events` stored events.
+    Dashboard,
 }
 
 /// `--broker`.
@@ -343,6 +351,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Queue => queue::queue(&args, &settings, out).await,
         Mode::Sync => sync::sync(&args, &settings, out).await,
         Mode::Proxy => proxy::proxy(&args, &settings, out).await,
+        Mode::Dashboard => dashboard::dashboard(&args, &settings, out).await,
     }
 }
 
