@@ -39,8 +39,8 @@ fn kind_of(collection: &str) -> Option<&'static str> {
     })
 }
 
-/// Reads the change from a `/ui/…` path; `None` for posts that change nothing (sign-in and
-/// sign-out, a route's dry run, a connection's test call).
+/// Reads the change from a `/ui/…` path; `None` for posts that change nothing (a route's dry
+/// run, a connection's test call). Signing in and out are recorded as `session` actions.
 fn change_of(path: &str) -> Option<Change> {
     let segments: Vec<&str> = path
         .strip_prefix("/ui/")?
@@ -49,6 +49,16 @@ fn change_of(path: &str) -> Option<Change> {
         .collect();
     let decode = |s: &str| percent_decode(s);
     let change = match segments.as_slice() {
+        ["sign-in"] => Change {
+            kind: "session",
+            id: None,
+            action: "sign_in".into(),
+        },
+        ["sign-out"] => Change {
+            kind: "session",
+            id: None,
+            action: "sign_out".into(),
+        },
         ["replay"] => Change {
             kind: "delivery",
             id: None,
@@ -191,7 +201,13 @@ mod tests {
         );
         assert_eq!(change("/ui/routes/r/dry-run"), None);
         assert_eq!(change("/ui/connections/c/test"), None);
-        assert_eq!(change("/ui/sign-in"), None);
-        assert_eq!(change("/ui/sign-out"), None);
+        assert_eq!(
+            change("/ui/sign-in"),
+            Some(("session", None, "sign_in".into()))
+        );
+        assert_eq!(
+            change("/ui/sign-out"),
+            Some(("session", None, "sign_out".into()))
+        );
     }
 }

@@ -363,9 +363,9 @@ pub async fn start(
     state: &AppState,
     headers: &HeaderMap,
     token: &str,
-) -> Result<HeaderValue, Problem> {
+) -> Result<(HeaderValue, String), Problem> {
     let hash = crate::api::auth::hash_token(token.trim());
-    principal_for_hash(state, &hash).await?;
+    let principal = principal_for_hash(state, &hash).await?;
     let sealed = Sealed {
         sid: random_b64(16),
         token: hash,
@@ -375,7 +375,8 @@ pub async fn start(
     let json = serde_json::to_vec(&sealed).map_err(crate::api::internal)?;
     let bytes = state.vault.seal(&json).map_err(crate::api::internal)?;
     let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    set_cookie(headers, &value, LIFETIME_MS / 1000).ok_or_else(Problem::internal)
+    let cookie = set_cookie(headers, &value, LIFETIME_MS / 1000).ok_or_else(Problem::internal)?;
+    Ok((cookie, principal.token_id))
 }
 
 /// Ends a session: it is refused from now on, on every node and after restarts (the sign-out

@@ -57,6 +57,7 @@ pub async fn form(Query(q): Query<Next>) -> Response {
 /// `POST /ui/sign-in`: checks the token and sets the session cookie.
 pub async fn submit(
     State(state): State<Arc<AppState>>,
+    axum::Extension(audit): axum::Extension<crate::api::audit::AuditSlot>,
     headers: HeaderMap,
     body: Bytes,
 ) -> UiResult {
@@ -73,7 +74,9 @@ pub async fn submit(
         .map_err(|e| Problem::bad_request(format!("unreadable form: {e}")))?;
     let next = session::safe_next(credentials.next.as_deref());
     match session::start(&state, &headers, &credentials.token).await {
-        Ok(cookie) => {
+        Ok((cookie, token_id)) => {
+            // The audit layer records the sign-in under this token.
+            audit.set_actor(&token_id);
             let mut response = see_other(&next);
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             Ok(response)

@@ -434,8 +434,24 @@ async fn ui_leaves_config_resources_and_read_tokens_alone() {
     let token = api
         .post("/v1/tokens", &json!({"name": "viewer", "scopes": ["read"]}))
         .await;
-    let token = token.ok(201)["token"].as_str().expect("token").to_owned();
+    let token_id = token.ok(201)["id"].as_str().expect("id").to_owned();
+    let token = token.body["token"].as_str().expect("token").to_owned();
     let viewer = Browser::signed_in(&server.base, &token).await;
+    // Signing in is in the audit trail under the token that signed in.
+    let audit = api.get("/v1/audit?resource=session&action=sign_in").await;
+    let entries = audit.ok(200)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["actor"] == token_id.as_str()),
+        "{}",
+        audit.text
+    );
+    assert!(
+        !audit.text.contains(&token),
+        "the token itself is never recorded"
+    );
     let viewer_csrf = viewer.csrf().await;
     let page = viewer.page("/ui/destinations/out").await;
     assert!(!page.contains("Save changes") && !page.contains(">Disable<"));
