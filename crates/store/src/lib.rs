@@ -401,6 +401,13 @@ pub trait Store: Send + Sync + 'static {
         resolved: &[String],
     ) -> Result<()>;
 
+    /// The parked conflict of `sync_id` for `record_key`, if there is one.
+    async fn get_sync_conflict(
+        &self,
+        sync_id: &str,
+        record_key: &str,
+    ) -> Result<Option<SyncConflict>>;
+
     /// Resolves a parked conflict of a two-way sync: drops it and sets the records cache's
     /// agreed hash of `record_key` to `base` (`None`: forgets the key), so that the next run
     /// sees only the chosen side as changed and writes it to the other. Returns whether the

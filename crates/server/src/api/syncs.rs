@@ -482,11 +482,9 @@ pub async fn resolve_conflict(
     let record_key = input.key.to_string();
     let parked = state
         .store
-        .list_sync_conflicts(id, None, u32::MAX)
+        .get_sync_conflict(id, &record_key)
         .await
         .map_err(internal)?
-        .into_iter()
-        .find(|c| c.record_key == record_key)
         .ok_or_else(|| {
             Problem::not_found(format!(
                 "sync `{id}` has no parked conflict for key {record_key}"

@@ -205,7 +205,7 @@ pub async fn update(
             enc(&tenant),
             enc(&id)
         ))),
-        Err(problem) if problem.status == 422 || problem.status == 409 => {
+        Err(problem) if super::forms::shown_again(&problem) => {
             let endpoint = api::get_endpoint(&state, &tenant, &id)?;
             page(&session, &state, &endpoint, &form, Some(problem))
         }

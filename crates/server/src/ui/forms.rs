@@ -135,6 +135,12 @@ pub fn managed_note(managed_by: &str) -> Markup {
     }
 }
 
+/// Whether a refused change is the user's to fix (invalid input, a conflict), so its form is
+/// shown again with the input and the reason, rather than an error page.
+pub fn shown_again(problem: &Problem) -> bool {
+    matches!(problem.status, 409 | 422)
+}
+
 /// A page that shows a refused form again answers with the problem's status.
 pub fn with_status_of(
     mut response: axum::response::Response,

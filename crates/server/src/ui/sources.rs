@@ -463,7 +463,7 @@ pub async fn update(
     };
     match result {
         Ok(_) => Ok(see_other(&format!("/ui/sources/{}", enc(&id)))),
-        Err(problem) if problem.status == 422 || problem.status == 409 => {
+        Err(problem) if super::forms::shown_again(&problem) => {
             detail_page(&session, &state, &id, &headers, &form, Some(problem)).await
         }
         Err(problem) => Err(problem.into()),

@@ -608,6 +608,14 @@ impl crate::Store for PgStore {
         syncs::put_conflicts(&self.pool, sync_id, conflicts, resolved).await
     }
 
+    async fn get_sync_conflict(
+        &self,
+        sync_id: &str,
+        record_key: &str,
+    ) -> Result<Option<crate::SyncConflict>> {
+        syncs::get_conflict(&self.pool, sync_id, record_key).await
+    }
+
     async fn sync_resolve_conflict(
         &self,
         sync_id: &str,

@@ -302,6 +302,19 @@ pub(super) async fn put_conflicts(
     Ok(())
 }
 
+pub(super) async fn get_conflict(
+    pool: &PgPool,
+    sync_id: &str,
+    record_key: &str,
+) -> Result<Option<crate::SyncConflict>> {
+    let row = sqlx::query("SELECT sync_id, record_key, source, destination, detected_at FROM sync_conflicts WHERE sync_id = $1 AND record_key = $2")
+        .bind(sync_id)
+        .bind(record_key)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(conflict_from_row).transpose()
+}
+
 pub(super) async fn resolve_conflict(
     pool: &PgPool,
     sync_id: &str,

@@ -3473,6 +3473,22 @@ pub async fn parked_conflicts_resolve_into_the_records_cache(store: &dyn Store) 
         .sync_put_conflicts("two", &[conflict("1"), conflict("2")], &[])
         .await
         .expect("park");
+    let found = store
+        .get_sync_conflict("two", "1")
+        .await
+        .expect("get")
+        .expect("parked");
+    assert_eq!(
+        found.destination.as_deref(),
+        Some(r#"{"id":1,"title":"b"}"#)
+    );
+    assert!(
+        store
+            .get_sync_conflict("two", "9")
+            .await
+            .expect("get")
+            .is_none()
+    );
     // A chosen side: the conflict goes, the cache holds the loser's hash.
     assert!(
         store
