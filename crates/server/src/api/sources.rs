@@ -84,10 +84,6 @@ pub struct SourceInput {
 
 fn to_config(input: SourceInput) -> Result<SourceConfig, Problem> {
     let enabled = input.enabled.unwrap_or(true);
-    to_config_enabled(input).map(|config| SourceConfig { enabled, ..config })
-}
-
-fn to_config_enabled(input: SourceInput) -> Result<SourceConfig, Problem> {
     let kind = input.kind.unwrap_or_else(|| "webhook".into());
     if kind != "webhook" {
         if input.verifier.is_some() || input.max_body_bytes.is_some() || input.rate_limit.is_some()
@@ -104,6 +100,7 @@ fn to_config_enabled(input: SourceInput) -> Result<SourceConfig, Problem> {
         };
         value["id"] = json!(input.id);
         value["kind"] = json!(kind);
+        value["enabled"] = json!(enabled);
         return from_value(value);
     }
     if input.settings.is_some() {
@@ -112,8 +109,11 @@ fn to_config_enabled(input: SourceInput) -> Result<SourceConfig, Problem> {
             "webhook sources take verifier, max_body_bytes and rate_limit, not settings",
         ));
     }
-    let mut value =
-        json!({ "id": input.id, "verifier": input.verifier.unwrap_or(json!({"kind": "none"})) });
+    let mut value = json!({
+        "id": input.id,
+        "enabled": enabled,
+        "verifier": input.verifier.unwrap_or(json!({"kind": "none"})),
+    });
     if let Some(max) = input.max_body_bytes {
         value["max_body_bytes"] = json!(max);
     }
